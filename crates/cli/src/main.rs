@@ -1,0 +1,57 @@
+//! `skillsandbox`: the command-line front end. Parses arguments, wires the crates
+//! together, prints the whole error chain once and turns outcomes into exit codes.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Capability-based sandbox runtime for agent skills.
+///
+/// A skill declares what it needs in `skillsandbox.yaml` (network egress, filesystem
+/// paths, environment variables, a syscall profile, resource limits); skillsandbox
+/// enforces exactly that with the kernel and records what the skill tried.
+///
+/// Exit codes: the skill's own; 124 wall-clock timeout; 137 killed (OOM or kill
+/// switch); 125 the sandbox could not be set up; 126/127 entrypoint not executable /
+/// not found; 2 usage error or invalid manifest; 3 refused by the session policy.
+#[derive(Debug, Parser)]
+#[command(name = "skillsandbox", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Validate(cmd::validate::Args),
+    Inspect(cmd::inspect::Args),
+    Schema(cmd::schema::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(a) => cmd::validate::main(a),
+        Command::Inspect(a) => cmd::inspect::main(a),
+        Command::Schema(a) => cmd::schema::main(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("skillsandbox: {err:#}");
+            ExitCode::from(cmd::exit_code_for(&err))
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
