@@ -56,7 +56,17 @@ pub enum Severity {
 
 /// What kind of refused attempt a violation records.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ViolationKind {
@@ -161,5 +171,53 @@ pub fn now() -> Timestamp {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+impl ViolationKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ViolationKind; 11] = [
+        ViolationKind::DnsBlocked,
+        ViolationKind::NetworkBlocked,
+        ViolationKind::DomainMismatch,
+        ViolationKind::RebindingBlocked,
+        ViolationKind::SyscallBlocked,
+        ViolationKind::FilesystemDenied,
+        ViolationKind::MemoryLimit,
+        ViolationKind::ProcessLimit,
+        ViolationKind::Timeout,
+        ViolationKind::OutputLimit,
+        ViolationKind::FileSizeLimit,
+    ];
+
+    /// The snake_case name used in JSON (`dns_blocked`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::DnsBlocked => "dns_blocked",
+            ViolationKind::NetworkBlocked => "network_blocked",
+            ViolationKind::DomainMismatch => "domain_mismatch",
+            ViolationKind::RebindingBlocked => "rebinding_blocked",
+            ViolationKind::SyscallBlocked => "syscall_blocked",
+            ViolationKind::FilesystemDenied => "filesystem_denied",
+            ViolationKind::MemoryLimit => "memory_limit",
+            ViolationKind::ProcessLimit => "process_limit",
+            ViolationKind::Timeout => "timeout",
+            ViolationKind::OutputLimit => "output_limit",
+            ViolationKind::FileSizeLimit => "file_size_limit",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_matches_serde_name() {
+        for kind in ViolationKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json.as_str(), Some(kind.as_str()));
+        }
+    }
 }
