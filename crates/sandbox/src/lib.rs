@@ -4,3 +4,5 @@
 //!
 //! No tokio in the child path: everything here that runs after the fork is plain
 //! blocking code.
+
+pub mod net;
