@@ -6,3 +6,5 @@
 //! blocking code.
 
 pub mod net;
+
+pub mod cgroup;
