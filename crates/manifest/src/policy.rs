@@ -64,8 +64,14 @@ pub struct NetworkPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EgressRule {
-    Domain { domain: DomainPattern, ports: Vec<u16> },
-    Cidr { cidr: ipnet::IpNet, ports: Vec<u16> },
+    Domain {
+        domain: DomainPattern,
+        ports: Vec<u16>,
+    },
+    Cidr {
+        cidr: ipnet::IpNet,
+        ports: Vec<u16>,
+    },
 }
 
 /// A lower-case ASCII (punycode) domain name, exact or `*.suffix` (sub-domains only).
