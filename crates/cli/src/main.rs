@@ -25,17 +25,26 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(cmd::run::Args),
+    Exec(cmd::exec::Args),
     Validate(cmd::validate::Args),
     Inspect(cmd::inspect::Args),
     Schema(cmd::schema::Args),
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
+    // The sandbox's own stages re-execute this binary; they must start before anything
+    // else (no threads, no argument parsing).
+    skillsandbox_sandbox::stage::run_stage_if_requested();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(a) => cmd::run::main(a),
+        Command::Exec(a) => cmd::exec::main(a),
         Command::Validate(a) => cmd::validate::main(a),
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Schema(a) => cmd::schema::main(a),
+        Command::Audit(a) => cmd::audit::main(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

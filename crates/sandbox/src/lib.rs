@@ -1,10 +1,19 @@
 //! Linux confinement: `plan` lowers a [`Policy`](skillsandbox_manifest::Policy) into a
-//! pure-data launch plan; `launch` runs the staged setup (DESIGN.md §3); `sys` holds
-//! the raw syscalls.
+//! pure-data launch plan; `launch` (supervisor) and `stage` (child) run the staged
+//! setup of DESIGN.md §3; `sys` holds the raw syscalls.
 //!
 //! No tokio in the child path: everything here that runs after the fork is plain
 //! blocking code.
 
-pub mod net;
-
 pub mod cgroup;
+mod confine;
+pub mod host;
+pub mod landlock;
+pub mod launch;
+mod mounts;
+pub mod net;
+pub mod plan;
+pub mod proto;
+pub mod seccomp;
+pub mod stage;
+pub mod sys;

@@ -1,0 +1,93 @@
+//! `skillsandbox exec`: run an agent's shell command in an ad-hoc sandbox.
+
+use std::path::PathBuf;
+
+use skillsandbox_manifest::Tier;
+use skillsandbox_runtime::{adhoc_policy, Grants, RunRequest};
+
+use super::report::{finish_run, RunFlags};
+
+/// Run a command in an ad-hoc sandbox: deny-all defaults plus what the flags grant.
+///
+/// Nothing is shared unless granted: no network, no host files (not even the current
+/// directory), no host environment variables. The command sees a fresh root with
+/// read-only /usr, /bin, /lib, /etc (synthetic), a private /tmp and $HOME, and runs
+/// with no capabilities under the seccomp `default` profile, Landlock, and cgroup
+/// limits.
+///
+/// Examples:
+///   skillsandbox exec -- python3 -c 'print(1+1)'
+///   skillsandbox exec --read . --write ./out -- python3 build.py
+///   skillsandbox exec --env LANG --memory 128 --timeout 10 -- sh -c 'ulimit -a'
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Start from this manifest's permissions and limits instead of deny-all.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Grant read-only access to a host path (mounted at the same path). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub read: Vec<PathBuf>,
+    /// Grant read-write access to a host path (created if missing). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub write: Vec<PathBuf>,
+    /// Pass a host environment variable through (NAME, or PREFIX*). Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub env: Vec<String>,
+    /// Memory limit in MiB (default 256).
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<u64>,
+    /// Wall-clock limit in seconds (default 60); on expiry the whole tree dies, exit 124.
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<u64>,
+    /// Maximum number of processes and threads (default 64).
+    #[arg(long, value_name = "N")]
+    pub max_processes: Option<u64>,
+    /// Isolation tier: auto, container or process.
+    #[arg(long, value_name = "T", value_parser = parse_tier)]
+    pub tier: Option<Tier>,
+    /// Working directory inside the sandbox (default: the private $HOME).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Pass our stdin through to the command (default: /dev/null).
+    #[arg(long)]
+    pub stdin: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub fn parse_tier(s: &str) -> Result<Tier, String> {
+    match s {
+        "auto" => Ok(Tier::Auto),
+        "container" => Ok(Tier::Container),
+        "process" => Ok(Tier::Process),
+        other => Err(format!("unknown tier {other:?}: expected auto, container or process")),
+    }
+}
+
+pub fn main(args: Args) -> anyhow::Result<u8> {
+    let cwd = std::env::current_dir()?;
+    let base = match &args.manifest {
+        Some(m) => Some(super::load_policy(m)?),
+        None => None,
+    };
+    let grants = Grants {
+        read: args.read,
+        write: args.write,
+        env: args.env,
+        memory_mb: args.memory,
+        timeout_s: args.timeout,
+        max_processes: args.max_processes,
+        tier: args.tier,
+        workdir: args.workdir,
+    };
+    let policy = adhoc_policy(base, &args.command, &grants, &cwd);
+    let mut req = RunRequest::new(policy);
+    if args.stdin {
+        use std::os::fd::AsFd;
+        req.stdin = Some(std::io::stdin().as_fd().try_clone_to_owned()?);
+    }
+    finish_run(req, &args.run)
+}

@@ -1,0 +1,109 @@
+//! What `run` and `exec` share: the flags about recording and reporting a run, and
+//! turning a [`RunOutcome`] into output and an exit code.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use serde_json::json;
+use skillsandbox_runtime::{dry_run_plan, run, RunOutcome, RunRequest, Sink};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunFlags {
+    /// Write the trace here instead of $XDG_STATE_HOME/skillsandbox/traces/<id>.json.
+    #[arg(long, value_name = "FILE")]
+    pub trace_output: Option<PathBuf>,
+    /// Append the audit record here (default: $SKILLSANDBOX_AUDIT_LOG, else
+    /// $XDG_STATE_HOME/skillsandbox/audit.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Capture the skill's output and print one JSON result object on stdout instead.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the launch plan (mounts, environment, limits, seccomp profile, Landlock
+    /// rules) as JSON and exit without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No summary on stderr after the run.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Run even when a requested protection (e.g. cgroup limits) cannot be applied;
+    /// the trace lists exactly what was not enforced.
+    #[arg(long)]
+    pub allow_degraded: bool,
+}
+
+pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {
+    if flags.dry_run {
+        let plan = dry_run_plan(&req.policy, &req.extra_args)
+            .map_err(|e| super::Exit { code: 125, message: e })?;
+        let doc = json!({ "policy": req.policy, "plan": plan });
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    req.trace_output = flags.trace_output.clone();
+    req.audit_log = flags.audit_log.clone();
+    req.allow_degraded = flags.allow_degraded;
+    if flags.json {
+        req.stdout = Sink::Capture;
+        req.stderr = Sink::Capture;
+    }
+    let outcome = run(req);
+    for w in &outcome.warnings {
+        eprintln!("skillsandbox: warning: {w}");
+    }
+    if flags.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &result_json(&outcome))?;
+        writeln!(out)?;
+    } else if let Some(err) = &outcome.error {
+        eprintln!("skillsandbox: {err}");
+        if let Some(h) = &outcome.hint {
+            eprintln!("  hint: {h}");
+        }
+    }
+    if !flags.json && !flags.quiet && std::io::stderr().is_terminal() {
+        eprint!("{}", summary(&outcome));
+    }
+    Ok(u8::try_from(outcome.exit_code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// The machine-readable result of a run (also the MCP tool result shape).
+pub fn result_json(o: &RunOutcome) -> serde_json::Value {
+    json!({
+        "exit_code": o.exit_code,
+        "termination": o.termination,
+        "error": o.error,
+        "hint": o.hint,
+        "stdout": o.stdout.text(),
+        "stderr": o.stderr.text(),
+        "stdout_truncated": o.stdout.truncated,
+        "stderr_truncated": o.stderr.truncated,
+        "violations": o.trace.policy_violations,
+        "enforcement": o.trace.enforcement,
+        "usage": o.trace.usage,
+        "network": o.trace.network,
+        "trace_id": o.trace.trace_id,
+        "trace_path": o.trace_path,
+    })
+}
+
+fn summary(o: &RunOutcome) -> String {
+    let mut s = format!(
+        "\n── skillsandbox: {} {} · exit {} ({:?}) · {} ms\n",
+        o.trace.skill.name, o.trace.skill.version, o.exit_code, o.termination, o.trace.duration_ms
+    );
+    if o.trace.policy_violations.is_empty() {
+        s.push_str("   no violations\n");
+    } else {
+        s.push_str(&format!("   {} blocked / limit events:\n", o.trace.policy_violations.len()));
+        for v in o.trace.policy_violations.iter().take(20) {
+            s.push_str(&format!("   ✗ {:?}: {}\n", v.kind, v.detail));
+        }
+    }
+    if let Some(p) = &o.trace_path {
+        s.push_str(&format!("   trace: {}\n", p.display()));
+    }
+    s
+}

@@ -1,0 +1,75 @@
+//! The per-process layers the stages apply, each turned into a [`LayerNote`] that
+//! says what is really in force. A layer the plan requires and the kernel refuses is
+//! a [`StageError`]: the skill does not run with less than asked.
+
+use caps::CapSet;
+
+use crate::plan::LaunchPlan;
+use crate::proto::LayerNote;
+use crate::stage::StageError;
+use crate::sys;
+
+fn note(layer: &str, status: &str, detail: impl Into<String>) -> LayerNote {
+    LayerNote {
+        layer: layer.to_string(),
+        status: status.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// Step 3: loopback only; the egress layer (when declared) is added by the egress
+/// work and refuses to run until then.
+pub fn setup_network(plan: &LaunchPlan) -> Result<(), StageError> {
+    if plan.egress {
+        return Err(StageError::new(
+            "network",
+            "egress filtering is not available in this build; refusing to run a skill that declares network egress",
+        ));
+    }
+    Ok(())
+}
+
+/// Drop every capability: bounding set first (needs CAP_SETPCAP), then lock the
+/// securebits so uid 0 inside never regains capabilities on execve, then ambient,
+/// inheritable, permitted and effective.
+pub fn drop_capabilities() -> Result<Vec<LayerNote>, StageError> {
+    caps::clear(None, CapSet::Bounding).map_err(|e| StageError::new("drop bounding caps", e))?;
+    // SECBIT_NOROOT | _LOCKED, SECBIT_NO_SETUID_FIXUP | _LOCKED, SECBIT_KEEP_CAPS_LOCKED,
+    // SECBIT_NO_CAP_AMBIENT_RAISE | _LOCKED.
+    let bits: libc::c_ulong = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80;
+    sys::set_securebits(bits).map_err(|e| StageError::new("securebits", e))?;
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::clear(None, set).map_err(|e| StageError::new("drop caps", e))?;
+    }
+    let left = caps::read(None, CapSet::Permitted)
+        .map_err(|e| StageError::new("read caps", e))?
+        .len()
+        + caps::read(None, CapSet::Bounding)
+            .map_err(|e| StageError::new("read caps", e))?
+            .len();
+    if left != 0 {
+        return Err(StageError::new("drop caps", format!("{left} capabilities remain")));
+    }
+    Ok(vec![note(
+        "capabilities",
+        "enforced",
+        "bounding, ambient, inheritable, permitted and effective sets empty; securebits locked (noroot)",
+    )])
+}
+
+/// Landlock mirroring the mounts: best effort, the ABI in force is reported.
+pub fn apply_landlock(_plan: &LaunchPlan) -> Result<Vec<LayerNote>, StageError> {
+    Ok(vec![note("landlock", "unavailable", "not built yet")])
+}
+
+/// The seccomp filter for the plan's profile; the very last step before execve.
+pub fn apply_seccomp(
+    _plan: &LaunchPlan,
+) -> Result<(LayerNote, Option<std::os::fd::OwnedFd>), StageError> {
+    Ok((note("seccomp", "unavailable", "not built yet"), None))
+}

@@ -1,0 +1,299 @@
+//! Supervisor side of the launch (DESIGN.md §3 steps 2 and 7): spawn the stage
+//! process, place it in the cgroup before it unshares, write its uid/gid maps, collect
+//! the sockets and fds it hands over, and wait for it under a deadline.
+//!
+//! Call [`start`] and [`Running::wait`] from the same thread: the stage's parent-death
+//! signal fires when the *thread* that spawned it exits.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::plan::LaunchPlan;
+use crate::proto::{self, FromChild, LayerNote, ToChild, CHILD_CONTROL_FD};
+use crate::stage::STAGE_ARG;
+use crate::sys;
+
+/// How long the sandbox may take to set itself up before we give up on it.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("spawn {exe}: {source}")]
+    Spawn {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Proto(#[from] proto::ProtoError),
+    #[error("write {path}: {source}")]
+    IdMap {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cgroup: {0}")]
+    Cgroup(String),
+    #[error("sandbox setup failed at {step}: {message}")]
+    Setup {
+        step: String,
+        message: String,
+        hint: Option<String>,
+        exit_code: i32,
+    },
+    #[error("sandbox setup did not finish within {0:?}")]
+    SetupTimeout(Duration),
+    #[error("sandbox setup died before reporting (status {0})")]
+    SetupDied(String),
+    #[error("{0}")]
+    Sys(#[from] sys::SysError),
+}
+
+impl LaunchError {
+    /// The exit code this failure should produce (125 unless the skill's entrypoint
+    /// was missing or not executable).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LaunchError::Setup { exit_code, .. } => *exit_code,
+            _ => 125,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            LaunchError::Setup { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller wires in.
+pub struct StartOptions {
+    /// Our own binary (the stage entry point), usually `/proc/self/exe`.
+    pub exe: PathBuf,
+    /// The skill's stdin; `None` gives it `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+}
+
+/// A started sandbox: the skill passed every setup step and is exec'ing.
+pub struct Running {
+    child: Child,
+    control: OwnedFd,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    /// Egress sockets (dns_udp4, dns_udp6, dns_tcp, one per port) and their ports.
+    pub egress: Option<(Vec<u16>, Vec<OwnedFd>)>,
+    pub seccomp_notify: Option<OwnedFd>,
+    pub layers: Vec<LayerNote>,
+    exited: Option<(Option<i32>, Option<i32>)>,
+    /// A failure reported after `Ready` (execve itself failed).
+    pub late_failure: Option<String>,
+}
+
+/// How [`Running::wait`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// The skill ended: exit code, or the signal that killed it.
+    Exited { code: Option<i32>, signal: Option<i32> },
+    /// The deadline passed; the sandbox was killed.
+    TimedOut,
+    /// `should_stop` asked for it; the sandbox was killed. Carries the reason.
+    Stopped(String),
+}
+
+/// Spawn the stage; `attach` receives its host pid before it unshares anything (put
+/// it into the cgroup there). Returns once the skill is about to `execve`.
+pub fn start(
+    plan: &LaunchPlan,
+    opts: StartOptions,
+    attach: impl FnOnce(u32) -> Result<(), String>,
+) -> Result<Running, LaunchError> {
+    let (sup_end, child_end) = proto::control_pair()?;
+    let mut cmd = Command::new(&opts.exe);
+    cmd.arg(STAGE_ARG)
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(match opts.stdin {
+            Some(fd) => Stdio::from(fd),
+            None => Stdio::null(),
+        });
+    sys::pass_control_fd(&mut cmd, child_end.as_raw_fd(), CHILD_CONTROL_FD);
+    let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+        exe: opts.exe.clone(),
+        source,
+    })?;
+    drop(child_end);
+
+    let mut running = Running {
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+        child,
+        control: sup_end,
+        egress: None,
+        seccomp_notify: None,
+        layers: Vec::new(),
+        exited: None,
+        late_failure: None,
+    };
+    if let Err(e) = attach(running.child.id()) {
+        running.kill();
+        return Err(LaunchError::Cgroup(e));
+    }
+    match handshake(&mut running, plan) {
+        Ok(()) => Ok(running),
+        Err(e) => {
+            running.kill();
+            Err(e)
+        }
+    }
+}
+
+fn handshake(r: &mut Running, plan: &LaunchPlan) -> Result<(), LaunchError> {
+    proto::send(r.control.as_fd(), &ToChild::Plan(Box::new(plan.clone())), &[])?;
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(LaunchError::SetupTimeout(SETUP_TIMEOUT));
+        }
+        if !sys::poll_readable(r.control.as_fd(), left.as_millis().min(1000) as i32)? {
+            continue;
+        }
+        let (msg, mut fds) = match proto::recv::<FromChild>(r.control.as_fd()) {
+            Ok(m) => m,
+            Err(proto::ProtoError::Closed) => {
+                let status = r.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err(LaunchError::SetupDied(status));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match msg {
+            FromChild::Unshared { pid } => {
+                write_id_maps(pid, plan)?;
+                proto::send(r.control.as_fd(), &ToChild::Mapped, &[])?;
+            }
+            FromChild::EgressSockets { ports } => r.egress = Some((ports, fds)),
+            FromChild::SeccompNotify => r.seccomp_notify = fds.pop(),
+            FromChild::Ready { layers } => {
+                r.layers = layers;
+                return Ok(());
+            }
+            FromChild::Failed {
+                step,
+                message,
+                hint,
+                exit_code,
+            } => {
+                let _ = r.child.wait();
+                return Err(LaunchError::Setup {
+                    step,
+                    message,
+                    hint,
+                    exit_code,
+                });
+            }
+            FromChild::Exited { code, signal } => r.exited = Some((code, signal)),
+        }
+    }
+}
+
+fn write_id_maps(pid: i32, plan: &LaunchPlan) -> Result<(), LaunchError> {
+    let id = &plan.identity;
+    for (file, contents) in [
+        ("setgroups", "deny".to_string()),
+        ("uid_map", format!("0 {} 1\n", id.host_uid)),
+        ("gid_map", format!("0 {} 1\n", id.host_gid)),
+    ] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, contents).map_err(|source| LaunchError::IdMap { path, source })?;
+    }
+    Ok(())
+}
+
+impl Running {
+    /// Host pid of the stage process (outside the sandbox's PID namespace).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kill the stage; its PID 1 follows by parent-death signal and takes the whole
+    /// PID namespace with it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Wait for the skill to end, the deadline to pass, or `should_stop` to return a
+    /// reason (checked every 100 ms). Kills the sandbox in the latter two cases.
+    pub fn wait(
+        &mut self,
+        deadline: Instant,
+        mut should_stop: impl FnMut() -> Option<String>,
+    ) -> Result<WaitEnd, LaunchError> {
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| {
+                LaunchError::SetupDied(format!("waitpid: {e}"))
+            })? {
+                self.drain_control();
+                return Ok(match self.exited {
+                    Some((code, signal)) => WaitEnd::Exited { code, signal },
+                    // PID 1 died without a report (killed from outside).
+                    None => WaitEnd::Exited {
+                        code: None,
+                        signal: Some(std::os::unix::process::ExitStatusExt::signal(&status)
+                            .unwrap_or(libc::SIGKILL)),
+                    },
+                });
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Ok(WaitEnd::TimedOut);
+            }
+            if let Some(reason) = should_stop() {
+                self.kill();
+                return Ok(WaitEnd::Stopped(reason));
+            }
+            if sys::poll_readable(self.control.as_fd(), 100)? {
+                self.read_one();
+            }
+        }
+    }
+
+    fn note(&mut self, msg: FromChild) {
+        match msg {
+            FromChild::Exited { code, signal } => self.exited = Some((code, signal)),
+            FromChild::Failed { message, .. } => self.late_failure = Some(message),
+            _ => {}
+        }
+    }
+
+    fn read_one(&mut self) {
+        match proto::recv::<FromChild>(self.control.as_fd()) {
+            Ok((msg, _)) => self.note(msg),
+            Err(_) => {
+                // Closed or garbage: the skill side is gone; try_wait will tell.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    fn drain_control(&mut self) {
+        while matches!(sys::poll_readable(self.control.as_fd(), 0), Ok(true)) {
+            match proto::recv::<FromChild>(self.control.as_fd()) {
+                Ok((msg, _)) => self.note(msg),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}

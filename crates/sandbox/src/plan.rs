@@ -1,0 +1,630 @@
+//! Pure lowering: [`Policy`] + a snapshot of the host layout → [`LaunchPlan`].
+//!
+//! Everything the child stages do is decided here, as data, so it can be printed by
+//! `--dry-run` and tested against exact expected output. Nothing in this module
+//! touches the kernel or the filesystem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use skillsandbox_manifest::{Policy, SyscallProfile};
+
+/// Where the new root is assembled before the final `pivot_root`.
+pub const NEWROOT: &str = "/newroot";
+/// Where the host root is visible while the new root is assembled.
+pub const OLDROOT: &str = "/oldroot";
+/// The sandbox user's home (a private tmpfs).
+pub const SANDBOX_HOME: &str = "/home/sandbox";
+pub const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub const SANDBOX_HOSTNAME: &str = "skillsandbox";
+/// Address `/etc/resolv.conf` names; with the egress routes it lands on the sandbox's
+/// own DNS socket, without them nothing answers.
+pub const SANDBOX_RESOLVER: &str = "192.0.2.53";
+
+/// Top-level host directories whose system content the sandbox sees read-only.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
+];
+
+/// Host `/etc` entries programs need; everything else in `/etc` is left out.
+/// Directories are bound read-only, files bound read-only, symlinks recreated.
+pub const ETC_PASSTHROUGH: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/pki",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/alternatives",
+    "/etc/protocols",
+    "/etc/services",
+    "/etc/mime.types",
+    "/etc/os-release",
+    "/etc/python3",
+    "/etc/python3.11",
+    "/etc/python3.12",
+];
+
+/// Files under `/proc` hidden behind `/dev/null` (kernel memory, tracing, triggers).
+pub const PROC_MASKED_FILES: &[&str] = &[
+    "/proc/kcore",
+    "/proc/kallsyms",
+    "/proc/sysrq-trigger",
+    "/proc/timer_list",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+];
+/// Directories under `/proc` hidden behind an empty read-only tmpfs.
+pub const PROC_MASKED_DIRS: &[&str] = &["/proc/acpi", "/proc/scsi", "/proc/asound"];
+
+/// Device nodes bound from the host `/dev`.
+pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// What the host looks like, captured once by the supervisor (the only I/O input).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLayout {
+    /// For each path in [`SYSTEM_DIRS`] and [`ETC_PASSTHROUGH`] that exists on the
+    /// host: what it is.
+    pub entries: BTreeMap<PathBuf, HostEntry>,
+    /// Declared paths that do not exist on the host.
+    pub missing: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "target", rename_all = "snake_case")]
+pub enum HostEntry {
+    Dir,
+    File,
+    Symlink(PathBuf),
+}
+
+/// Identity of the sandbox user as seen inside and on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Host uid/gid the sandbox runs as (the invoker when rootless, an unprivileged
+    /// id when the invoker is root).
+    pub host_uid: u32,
+    pub host_gid: u32,
+    /// Whether the stage must first switch from host root to `host_uid`.
+    pub drop_host_root: bool,
+}
+
+/// One step of building the new root, executed in order by the child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum MountOp {
+    /// A tmpfs at `target` (inside the new root).
+    Tmpfs {
+        target: PathBuf,
+        size_mb: u64,
+        mode: u32,
+        readonly: bool,
+    },
+    /// Bind the host path `source` at `target`. Symlinks in `source` are refused.
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        writable: bool,
+        /// Device nodes must keep working: no `nodev`.
+        device: bool,
+    },
+    /// A file with fixed contents (synthetic `/etc` entries).
+    File {
+        target: PathBuf,
+        contents: String,
+        mode: u32,
+    },
+    Symlink {
+        target: PathBuf,
+        link_to: PathBuf,
+    },
+    Dir {
+        target: PathBuf,
+        mode: u32,
+    },
+    /// A fresh `/proc` for the new PID namespace.
+    Proc { target: PathBuf },
+    /// A fresh devpts instance at `target`, `/dev/ptmx` pointing into it.
+    Devpts { target: PathBuf },
+    /// Make an existing mount read-only (bind it onto itself first).
+    ReadonlyBindSelf { target: PathBuf },
+    /// Hide a file behind `/dev/null` (missing files are skipped).
+    MaskFile { target: PathBuf },
+    /// Hide a directory behind an empty read-only tmpfs (missing dirs are skipped).
+    MaskDir { target: PathBuf },
+}
+
+/// Resource limits applied with `setrlimit` in the skill process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimits {
+    pub nofile: u64,
+    pub fsize_bytes: u64,
+    pub core: u64,
+}
+
+/// Landlock rules mirroring the mount layout (paths inside the new root).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandlockPlan {
+    pub read_exec: Vec<PathBuf>,
+    pub read_write: Vec<PathBuf>,
+}
+
+/// Everything the child stages need, as data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchPlan {
+    pub identity: Identity,
+    pub hostname: String,
+    pub mounts: Vec<MountOp>,
+    /// Ports the egress service listens on inside the sandbox; empty: loopback only.
+    pub egress_ports: Vec<u16>,
+    pub egress: bool,
+    pub env: Vec<(String, String)>,
+    pub argv: Vec<String>,
+    pub workdir: PathBuf,
+    pub rlimits: Rlimits,
+    pub landlock: LandlockPlan,
+    pub seccomp: SyscallProfile,
+    /// Observe seccomp refusals through user notification (the supervisor answers).
+    pub seccomp_notify: bool,
+}
+
+/// Errors of lowering a policy that cannot be expressed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the entrypoint command is empty")]
+    EmptyCommand,
+    #[error("path {0} is not absolute")]
+    NotAbsolute(PathBuf),
+}
+
+/// Inputs of [`lower`] besides the policy.
+#[derive(Debug, Clone)]
+pub struct LowerInput<'a> {
+    pub host: &'a HostLayout,
+    pub identity: Identity,
+    /// Host environment (name, value) pairs; only allowed names are taken.
+    pub host_env: &'a [(String, String)],
+    /// Arguments appended to the entrypoint's own.
+    pub extra_args: &'a [String],
+    pub seccomp_notify: bool,
+}
+
+fn under_root(p: &Path) -> PathBuf {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    Path::new(NEWROOT).join(rel)
+}
+
+/// Lower a policy into a launch plan. Pure: same inputs, same plan.
+pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, PlanError> {
+    if policy.entrypoint.command.is_empty() {
+        return Err(PlanError::EmptyCommand);
+    }
+    let mut mounts = Vec::new();
+    let tmp_mb = policy.limits.tmp_size_mb;
+
+    // The new root itself: a small tmpfs, made read-only at the end.
+    mounts.push(MountOp::Tmpfs {
+        target: PathBuf::from(NEWROOT),
+        size_mb: 16,
+        mode: 0o755,
+        readonly: false,
+    });
+
+    // System directories, read-only; merged-/usr symlinks are recreated as links.
+    for dir in SYSTEM_DIRS {
+        match input.host.entries.get(Path::new(dir)) {
+            Some(HostEntry::Dir) => mounts.push(MountOp::Bind {
+                source: PathBuf::from(dir),
+                target: under_root(Path::new(dir)),
+                writable: false,
+                device: false,
+            }),
+            Some(HostEntry::Symlink(to)) => mounts.push(MountOp::Symlink {
+                target: under_root(Path::new(dir)),
+                link_to: to.clone(),
+            }),
+            Some(HostEntry::File) | None => {}
+        }
+    }
+
+    // Synthetic /etc: only what programs need, no host secrets.
+    mounts.push(MountOp::Dir {
+        target: under_root(Path::new("/etc")),
+        mode: 0o755,
+    });
+    for (name, contents) in synthetic_etc() {
+        mounts.push(MountOp::File {
+            target: under_root(&Path::new("/etc").join(name)),
+            contents,
+            mode: 0o644,
+        });
+    }
+    for entry in ETC_PASSTHROUGH {
+        let p = Path::new(entry);
+        match input.host.entries.get(p) {
+            Some(HostEntry::Dir) | Some(HostEntry::File) => mounts.push(MountOp::Bind {
+                source: p.to_path_buf(),
+                target: under_root(p),
+                writable: false,
+                device: false,
+            }),
+            Some(HostEntry::Symlink(to)) => mounts.push(MountOp::Symlink {
+                target: under_root(p),
+                link_to: to.clone(),
+            }),
+            None => {}
+        }
+    }
+
+    // /dev: a tmpfs with the harmless nodes bound from the host, devpts, shm.
+    mounts.push(MountOp::Tmpfs {
+        target: under_root(Path::new("/dev")),
+        size_mb: 1,
+        mode: 0o755,
+        readonly: false,
+    });
+    for node in DEV_NODES {
+        mounts.push(MountOp::Bind {
+            source: Path::new("/dev").join(node),
+            target: under_root(&Path::new("/dev").join(node)),
+            writable: true,
+            device: true,
+        });
+    }
+    mounts.push(MountOp::Devpts {
+        target: under_root(Path::new("/dev/pts")),
+    });
+    mounts.push(MountOp::Tmpfs {
+        target: under_root(Path::new("/dev/shm")),
+        size_mb: tmp_mb,
+        mode: 0o1777,
+        readonly: false,
+    });
+    for (name, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        mounts.push(MountOp::Symlink {
+            target: under_root(&Path::new("/dev").join(name)),
+            link_to: PathBuf::from(to),
+        });
+    }
+
+    // /proc: fresh, /proc/sys read-only, kernel internals masked.
+    mounts.push(MountOp::Proc {
+        target: under_root(Path::new("/proc")),
+    });
+    mounts.push(MountOp::ReadonlyBindSelf {
+        target: under_root(Path::new("/proc/sys")),
+    });
+    for f in PROC_MASKED_FILES {
+        mounts.push(MountOp::MaskFile {
+            target: under_root(Path::new(f)),
+        });
+    }
+    for d in PROC_MASKED_DIRS {
+        mounts.push(MountOp::MaskDir {
+            target: under_root(Path::new(d)),
+        });
+    }
+
+    // Private scratch space.
+    mounts.push(MountOp::Tmpfs {
+        target: under_root(Path::new("/tmp")),
+        size_mb: tmp_mb,
+        mode: 0o1777,
+        readonly: false,
+    });
+    mounts.push(MountOp::Tmpfs {
+        target: under_root(Path::new(SANDBOX_HOME)),
+        size_mb: tmp_mb,
+        mode: 0o700,
+        readonly: false,
+    });
+    mounts.push(MountOp::Dir {
+        target: under_root(Path::new("/var")),
+        mode: 0o755,
+    });
+    mounts.push(MountOp::Symlink {
+        target: under_root(Path::new("/var/tmp")),
+        link_to: PathBuf::from("/tmp"),
+    });
+    mounts.push(MountOp::Dir {
+        target: under_root(Path::new("/run")),
+        mode: 0o755,
+    });
+
+    // The skill directory, read-only.
+    if let Some(dir) = &policy.skill_dir {
+        mounts.push(MountOp::Bind {
+            source: dir.clone(),
+            target: under_root(Path::new("/skill")),
+            writable: false,
+            device: false,
+        });
+    }
+
+    // Declared paths, shallowest first so nested grants land on top of their parents.
+    let fs = &policy.filesystem;
+    let mut declared: Vec<(PathBuf, bool)> = fs
+        .write
+        .iter()
+        .map(|p| (p.clone(), true))
+        .chain(
+            fs.read
+                .iter()
+                .filter(|p| !fs.write.contains(p))
+                .map(|p| (p.clone(), false)),
+        )
+        .filter(|(p, _)| !input.host.missing.contains(p))
+        .collect();
+    for (p, _) in &declared {
+        if !p.is_absolute() {
+            return Err(PlanError::NotAbsolute(p.clone()));
+        }
+    }
+    declared.sort_by_key(|(p, w)| (p.components().count(), p.clone(), *w));
+    declared.dedup_by(|a, b| a.0 == b.0);
+    for (p, writable) in &declared {
+        mounts.push(MountOp::Bind {
+            source: p.clone(),
+            target: under_root(p),
+            writable: *writable,
+            device: false,
+        });
+    }
+    for d in &fs.deny {
+        if declared.iter().any(|(p, _)| d.starts_with(p)) && !input.host.missing.contains(d) {
+            mounts.push(MountOp::MaskDir {
+                target: under_root(d),
+            });
+        }
+    }
+
+    let env = lower_env(policy, input.host_env);
+    let mut argv = vec![policy.entrypoint.command.clone()];
+    argv.extend(policy.entrypoint.args.iter().cloned());
+    argv.extend(input.extra_args.iter().cloned());
+
+    let mut read_exec: Vec<PathBuf> = SYSTEM_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .chain([PathBuf::from("/etc"), PathBuf::from("/skill")])
+        .chain(
+            declared
+                .iter()
+                .filter(|(_, w)| !w)
+                .map(|(p, _)| p.clone()),
+        )
+        .collect();
+    read_exec.push(PathBuf::from("/proc"));
+    let read_write: Vec<PathBuf> = [
+        "/tmp",
+        SANDBOX_HOME,
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+        "/dev/pts",
+        "/dev/shm",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .chain(declared.iter().filter(|(_, w)| *w).map(|(p, _)| p.clone()))
+    .collect();
+
+    let limits = &policy.limits;
+    Ok(LaunchPlan {
+        identity: input.identity.clone(),
+        hostname: SANDBOX_HOSTNAME.to_string(),
+        mounts,
+        egress_ports: policy.network.ports(),
+        egress: !policy.network.egress.is_empty(),
+        env,
+        argv,
+        workdir: policy.entrypoint.workdir.clone(),
+        rlimits: Rlimits {
+            nofile: limits.max_open_files,
+            fsize_bytes: limits.max_file_size_mb.saturating_mul(1024 * 1024),
+            core: 0,
+        },
+        landlock: LandlockPlan {
+            read_exec,
+            read_write,
+        },
+        seccomp: policy.syscalls,
+        seccomp_notify: input.seccomp_notify,
+    })
+}
+
+/// The environment inside: fixed PATH/HOME/TMPDIR, LANG defaulting to C.UTF-8, plus
+/// the allowed host variables that are set. Sorted, so the plan is deterministic.
+pub fn lower_env(policy: &Policy, host_env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PATH".into(), SANDBOX_PATH.into());
+    env.insert("HOME".into(), SANDBOX_HOME.into());
+    env.insert("TMPDIR".into(), "/tmp".into());
+    env.insert("LANG".into(), "C.UTF-8".into());
+    env.insert("USER".into(), "sandbox".into());
+    for (k, v) in host_env {
+        if policy.env.allows(k) {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    env.into_iter().collect()
+}
+
+fn synthetic_etc() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "passwd",
+            format!("sandbox:x:0:0:skillsandbox:{SANDBOX_HOME}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        ),
+        ("group", "sandbox:x:0:\nnogroup:x:65534:\n".to_string()),
+        (
+            "hosts",
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{SANDBOX_HOSTNAME}\n"),
+        ),
+        ("hostname", format!("{SANDBOX_HOSTNAME}\n")),
+        (
+            "resolv.conf",
+            format!("nameserver {SANDBOX_RESOLVER}\noptions timeout:2 attempts:1\n"),
+        ),
+        (
+            "nsswitch.conf",
+            "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".to_string(),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skillsandbox_manifest::*;
+
+    fn policy() -> Policy {
+        Policy {
+            skill: SkillInfo {
+                name: "t".into(),
+                version: "0.1.0".into(),
+                description: None,
+                author: None,
+            },
+            skill_dir: Some("/srv/skill".into()),
+            manifest: None,
+            network: NetworkPolicy::default(),
+            filesystem: FilesystemPolicy {
+                read: vec!["/data/in".into()],
+                write: vec!["/data/out".into(), "/data".into()],
+                deny: vec!["/data/out/secret".into()],
+            },
+            env: EnvPolicy {
+                allow: vec![EnvPattern::Exact("API_KEY".into()), EnvPattern::Prefix("LC_".into())],
+            },
+            syscalls: SyscallProfile::Default,
+            limits: Limits::default(),
+            tier: Tier::Container,
+            entrypoint: Entrypoint {
+                command: "python3".into(),
+                args: vec!["main.py".into()],
+                workdir: "/skill".into(),
+            },
+        }
+    }
+
+    fn input<'a>(host: &'a HostLayout, env: &'a [(String, String)]) -> LowerInput<'a> {
+        LowerInput {
+            host,
+            identity: Identity {
+                host_uid: 1000,
+                host_gid: 1000,
+                drop_host_root: false,
+            },
+            host_env: env,
+            extra_args: &[],
+            seccomp_notify: false,
+        }
+    }
+
+    #[test]
+    fn env_is_scrubbed_and_defaults_set() {
+        let host_env = vec![
+            ("API_KEY".to_string(), "k".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "s".to_string()),
+            ("PATH".to_string(), "/evil".to_string()),
+            ("LC_ALL".to_string(), "C".to_string()),
+        ];
+        let env = lower_env(&policy(), &host_env);
+        assert_eq!(
+            env,
+            vec![
+                ("API_KEY".into(), "k".into()),
+                ("HOME".into(), SANDBOX_HOME.into()),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("LC_ALL".into(), "C".into()),
+                ("PATH".into(), SANDBOX_PATH.into()),
+                ("TMPDIR".into(), "/tmp".into()),
+                ("USER".into(), "sandbox".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn declared_paths_are_bound_shallowest_first_with_deny_masks() {
+        let host = HostLayout::default();
+        let plan = lower(&policy(), &input(&host, &[])).unwrap();
+        let binds: Vec<(String, bool)> = plan
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                MountOp::Bind {
+                    source, writable, ..
+                } if source.starts_with("/data") => {
+                    Some((source.display().to_string(), *writable))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            vec![
+                ("/data".to_string(), true),
+                ("/data/in".to_string(), false),
+                ("/data/out".to_string(), true),
+            ]
+        );
+        assert!(plan.mounts.contains(&MountOp::MaskDir {
+            target: "/newroot/data/out/secret".into()
+        }));
+        assert_eq!(plan.argv, vec!["python3", "main.py"]);
+        assert!(!plan.egress);
+    }
+
+    #[test]
+    fn merged_usr_symlinks_are_recreated_and_missing_paths_skipped() {
+        let mut host = HostLayout::default();
+        host.entries.insert("/usr".into(), HostEntry::Dir);
+        host.entries
+            .insert("/bin".into(), HostEntry::Symlink("usr/bin".into()));
+        host.missing.push("/data/in".into());
+        let plan = lower(&policy(), &input(&host, &[])).unwrap();
+        assert!(plan.mounts.contains(&MountOp::Bind {
+            source: "/usr".into(),
+            target: "/newroot/usr".into(),
+            writable: false,
+            device: false
+        }));
+        assert!(plan.mounts.contains(&MountOp::Symlink {
+            target: "/newroot/bin".into(),
+            link_to: "usr/bin".into()
+        }));
+        assert!(!plan.mounts.iter().any(|m| matches!(m,
+            MountOp::Bind { source, .. } if source == Path::new("/data/in"))));
+        assert!(!plan.mounts.iter().any(|m| matches!(m,
+            MountOp::Bind { source, .. } if source == Path::new("/lib64"))));
+    }
+
+    #[test]
+    fn no_host_etc_secrets_are_bound() {
+        let mut host = HostLayout::default();
+        for e in ETC_PASSTHROUGH {
+            host.entries.insert(e.into(), HostEntry::File);
+        }
+        let plan = lower(&policy(), &input(&host, &[])).unwrap();
+        for m in &plan.mounts {
+            if let MountOp::Bind { source, .. } = m {
+                let s = source.display().to_string();
+                assert!(!s.contains("shadow") && !s.starts_with("/etc/passwd") && !s.contains("/root"), "{s}");
+            }
+        }
+    }
+}

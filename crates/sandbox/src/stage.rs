@@ -1,0 +1,312 @@
+//! Child side of the launch (DESIGN.md §3 steps 2–6), in the order they run.
+//!
+//! The supervisor re-executes its own binary with [`STAGE_ARG`]; that fresh,
+//! single-threaded process (the *stage*) is the only place that forks, so no lock
+//! held by a supervisor thread can leak into a child. Three processes:
+//!
+//! - **stage** (host PID namespace): receives the plan, drops host root if needed,
+//!   unshares every namespace, waits for the uid/gid maps, forks PID 1, relays its
+//!   exit status.
+//! - **init** (PID 1 of the sandbox): network, filesystem, hostname; forks the skill,
+//!   reaps orphans, reports the skill's exit, and takes every survivor down with it
+//!   (the kernel kills a PID namespace whose init exits).
+//! - **skill**: session, rlimits, fds, environment, capabilities, `no_new_privs`,
+//!   Landlock, seccomp — then `execve`.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::confine;
+use crate::mounts;
+use crate::plan::LaunchPlan;
+use crate::proto::{self, FromChild, ToChild, CHILD_CONTROL_FD};
+use crate::sys;
+
+/// `argv[1]` that turns our binary into the stage process.
+pub const STAGE_ARG: &str = "__skillsandbox-stage";
+
+/// A setup failure inside the sandbox: which step, what happened, what to do.
+#[derive(Debug)]
+pub struct StageError {
+    pub step: &'static str,
+    pub message: String,
+    pub hint: Option<String>,
+    pub exit_code: i32,
+}
+
+impl StageError {
+    pub fn new(step: &'static str, err: impl std::fmt::Display) -> Self {
+        StageError {
+            step,
+            message: err.to_string(),
+            hint: None,
+            exit_code: 125,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// If this process was started as a stage, run it and never return.
+/// Call this first thing in `main`, before any thread is started.
+pub fn run_stage_if_requested() {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == STAGE_ARG) {
+        stage_main();
+    }
+}
+
+fn control() -> BorrowedFd<'static> {
+    // SAFETY: fd 3 is the control socket the supervisor placed there (dup2 before
+    // exec) and stays open for the whole life of the stage processes.
+    unsafe { BorrowedFd::borrow_raw(CHILD_CONTROL_FD) }
+}
+
+fn report_failure(e: &StageError) {
+    let _ = proto::send(
+        control(),
+        &FromChild::Failed {
+            step: e.step.to_string(),
+            message: e.message.clone(),
+            hint: e.hint.clone(),
+            exit_code: e.exit_code,
+        },
+        &[],
+    );
+}
+
+fn stage_main() -> ! {
+    // Nothing of the supervisor's but stdio and the control socket survives.
+    let setup = sys::set_cloexec(CHILD_CONTROL_FD, true)
+        .and_then(|()| sys::close_fds_from(CHILD_CONTROL_FD as libc::c_uint + 1));
+    if let Err(e) = setup {
+        report_failure(&StageError::new("close inherited fds", e));
+        sys::exit_now(125);
+    }
+    match stage_outer() {
+        Ok(code) => sys::exit_now(code),
+        Err(e) => {
+            report_failure(&e);
+            sys::exit_now(e.exit_code);
+        }
+    }
+}
+
+/// Stage process: steps 2 (namespaces, maps) and the fork of PID 1.
+fn stage_outer() -> Result<i32, StageError> {
+    let (msg, _) = proto::recv::<ToChild>(control()).map_err(|e| StageError::new("receive plan", e))?;
+    let ToChild::Plan(plan) = msg else {
+        return Err(StageError::new("receive plan", "unexpected message"));
+    };
+    let supervisor = sys::getppid();
+
+    if plan.identity.drop_host_root {
+        // Never hold host root inside: become the unprivileged sandbox uid before
+        // creating any namespace. Supplementary groups go first (root may drop them).
+        sys::clear_groups()
+            .and_then(|()| sys::setresgid(plan.identity.host_gid))
+            .and_then(|()| sys::setresuid(plan.identity.host_uid))
+            .map_err(|e| StageError::new("drop host root", e))?;
+        // Changing credentials resets the parent-death signal: set it again.
+        sys::set_parent_death_signal(libc::SIGKILL)
+            .map_err(|e| StageError::new("parent death signal", e))?;
+        if sys::getppid() != supervisor {
+            return Err(StageError::new("parent death signal", "supervisor is gone"));
+        }
+    }
+
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
+    sys::unshare(flags).map_err(|e| {
+        StageError::new("create namespaces", e).hint(
+            "user namespaces look disabled: sysctl kernel.unprivileged_userns_clone=1 \
+             (or user.max_user_namespaces > 0; on Ubuntu 24.04 also \
+             kernel.apparmor_restrict_unprivileged_userns=0), or use --tier process",
+        )
+    })?;
+    proto::send(control(), &FromChild::Unshared { pid: sys::getpid() }, &[])
+        .map_err(|e| StageError::new("report namespaces", e))?;
+    match proto::recv::<ToChild>(control()) {
+        Ok((ToChild::Mapped, _)) => {}
+        Ok(_) => return Err(StageError::new("wait for uid map", "unexpected message")),
+        Err(e) => return Err(StageError::new("wait for uid map", e)),
+    }
+    sys::setresgid(0)
+        .and_then(|()| sys::setresuid(0))
+        .map_err(|e| StageError::new("become sandbox root", e))?;
+
+    let pid = sys::fork().map_err(|e| StageError::new("fork init", e))?;
+    if pid == 0 {
+        let code = match init_main(&plan) {
+            Ok(code) => code,
+            Err(e) => {
+                report_failure(&e);
+                e.exit_code
+            }
+        };
+        sys::exit_now(code);
+    }
+    let (_, status) = sys::waitpid(pid, 0).map_err(|e| StageError::new("wait init", e))?;
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    })
+}
+
+/// PID 1: steps 3 (network) and 4 (filesystem), then the skill's fork and reaping.
+fn init_main(plan: &LaunchPlan) -> Result<i32, StageError> {
+    sys::set_parent_death_signal(libc::SIGKILL)
+        .map_err(|e| StageError::new("parent death signal", e))?;
+
+    // 3. Network.
+    confine::setup_network(plan)?;
+
+    // 4. Filesystem.
+    mounts::enter_scratch_root().map_err(|e| StageError::new("prepare mounts", e))?;
+    mounts::apply_ops(&plan.mounts).map_err(|e| {
+        StageError::new("build root", e).hint(
+            "a declared path may be unreadable for the sandbox user, or a symlink; \
+             declare the real path",
+        )
+    })?;
+    mounts::enter_new_root().map_err(|e| StageError::new("pivot_root", e))?;
+    sys::sethostname(&plan.hostname).map_err(|e| StageError::new("hostname", e))?;
+
+    let skill = sys::fork().map_err(|e| StageError::new("fork skill", e))?;
+    if skill == 0 {
+        let err = skill_main(plan);
+        report_failure(&err);
+        sys::exit_now(err.exit_code);
+    }
+
+    // Init: nothing but reaping. No capabilities are needed any more.
+    let _ = confine::drop_capabilities();
+    let _ = sys::set_no_new_privs();
+    loop {
+        let (pid, status) = sys::waitpid(-1, 0).map_err(|e| StageError::new("reap", e))?;
+        if pid == skill {
+            let (code, signal) = if libc::WIFEXITED(status) {
+                (Some(libc::WEXITSTATUS(status)), None)
+            } else {
+                (None, Some(libc::WTERMSIG(status)))
+            };
+            let _ = proto::send(control(), &FromChild::Exited { code, signal }, &[]);
+            // Returning ends PID 1: the kernel kills whatever the skill left behind.
+            return Ok(code.unwrap_or(128 + signal.unwrap_or(0)));
+        }
+    }
+}
+
+/// The skill process: step 5 (process) and 6 (Landlock, seccomp), then `execve`.
+/// Returns only on failure.
+fn skill_main(plan: &LaunchPlan) -> StageError {
+    match prepare_skill(plan) {
+        Ok((path, argv, envp)) => {
+            let err = sys::execve(&path, &argv, &envp);
+            let code = match err.source.raw_os_error() {
+                Some(libc::ENOENT) => 127,
+                _ => 126,
+            };
+            StageError {
+                step: "execve",
+                message: format!("cannot execute {:?}: {}", plan.argv[0], err.source),
+                hint: None,
+                exit_code: code,
+            }
+        }
+        Err(e) => e,
+    }
+}
+
+fn cstring(s: &str, what: &'static str) -> Result<CString, StageError> {
+    CString::new(s).map_err(|_| StageError::new(what, format!("{s:?} contains a NUL byte")))
+}
+
+type Exec = (CString, Vec<CString>, Vec<CString>);
+
+fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
+    // 5. Process: own session (no TIOCSTI into the caller's terminal), workdir,
+    // rlimits, fds, environment, capabilities, no_new_privs.
+    sys::setsid().map_err(|e| StageError::new("setsid", e))?;
+    std::env::set_current_dir(&plan.workdir).map_err(|e| {
+        StageError::new(
+            "workdir",
+            format!("cannot enter {}: {e}", plan.workdir.display()),
+        )
+    })?;
+    let r = &plan.rlimits;
+    sys::setrlimit(libc::RLIMIT_NOFILE, r.nofile, "RLIMIT_NOFILE")
+        .and_then(|()| sys::setrlimit(libc::RLIMIT_FSIZE, r.fsize_bytes, "RLIMIT_FSIZE"))
+        .and_then(|()| sys::setrlimit(libc::RLIMIT_CORE, r.core, "RLIMIT_CORE"))
+        .map_err(|e| StageError::new("rlimits", e))?;
+    sys::close_fds_from(CHILD_CONTROL_FD as libc::c_uint + 1)
+        .map_err(|e| StageError::new("close fds", e))?;
+
+    let path = resolve_command(&plan.argv[0], &plan.env).ok_or_else(|| StageError {
+        step: "entrypoint",
+        message: format!("entrypoint {:?} not found in the sandbox", plan.argv[0]),
+        hint: None,
+        exit_code: 127,
+    })?;
+    let path_c = cstring(&path.to_string_lossy(), "entrypoint")?;
+    let argv = plan
+        .argv
+        .iter()
+        .map(|a| cstring(a, "argv"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = plan
+        .env
+        .iter()
+        .map(|(k, v)| cstring(&format!("{k}={v}"), "environment"))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut layers = confine::drop_capabilities()?;
+    sys::set_no_new_privs().map_err(|e| StageError::new("no_new_privs", e))?;
+
+    // 6. Landlock, then seccomp as the very last step before execve.
+    layers.extend(confine::apply_landlock(plan)?);
+    let (seccomp_layer, notify_fd) = confine::apply_seccomp(plan)?;
+    layers.push(seccomp_layer);
+    if let Some(fd) = notify_fd {
+        send_fd(FromChild::SeccompNotify, fd.as_fd())?;
+    }
+    proto::send(control(), &FromChild::Ready { layers }, &[])
+        .map_err(|e| StageError::new("report ready", e))?;
+    Ok((path_c, argv, envp))
+}
+
+fn send_fd(msg: FromChild, fd: BorrowedFd<'_>) -> Result<(), StageError> {
+    use std::os::fd::AsRawFd;
+    let raw: RawFd = fd.as_raw_fd();
+    proto::send(control(), &msg, &[raw]).map_err(|e| StageError::new("hand over fd", e))
+}
+
+/// `execvp`-style lookup in the sandbox PATH, done before seccomp so errors are ours.
+fn resolve_command(cmd: &str, env: &[(String, String)]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if cmd.contains('/') {
+        let p = PathBuf::from(cmd);
+        return p.exists().then_some(p);
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(crate::plan::SANDBOX_PATH, |(_, v)| v.as_str());
+    path.split(':')
+        .map(|d| Path::new(d).join(cmd))
+        .find(|p| is_exec(p))
+}
