@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::plan::LaunchPlan;
+use crate::plan::{LaunchPlan, MountOp};
 use crate::proto::{self, FromChild, LayerNote, ToChild, CHILD_CONTROL_FD};
 use crate::stage::STAGE_ARG;
 use crate::sys;
@@ -173,7 +173,9 @@ fn handshake(r: &mut Running, plan: &LaunchPlan) -> Result<(), LaunchError> {
         match msg {
             FromChild::Unshared { pid } => {
                 write_id_maps(pid, plan)?;
-                proto::send(r.control.as_fd(), &ToChild::Mapped, &[])?;
+                let trees = idmapped_trees(pid, plan)?;
+                let raw: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
+                proto::send(r.control.as_fd(), &ToChild::Mapped, &raw)?;
             }
             FromChild::EgressSockets { ports } => r.egress = Some((ports, fds)),
             FromChild::SeccompNotify => r.seccomp_notify = fds.pop(),
@@ -211,6 +213,45 @@ fn write_id_maps(pid: i32, plan: &LaunchPlan) -> Result<(), LaunchError> {
         std::fs::write(&path, contents).map_err(|source| LaunchError::IdMap { path, source })?;
     }
     Ok(())
+}
+
+/// For a root invoker: detached, idmapped copies of the declared paths (and the skill
+/// directory), mapped through the sandbox's own user namespace, in plan order. The
+/// stage attaches them; it could not open them itself (it no longer is host root).
+fn idmapped_trees(pid: i32, plan: &LaunchPlan) -> Result<Vec<OwnedFd>, LaunchError> {
+    let binds: Vec<(&std::path::Path, bool)> = plan
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountOp::Bind {
+                source,
+                writable,
+                idmap: true,
+                ..
+            } => Some((source.as_path(), *writable)),
+            _ => None,
+        })
+        .collect();
+    if binds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ns_path = format!("/proc/{pid}/ns/user");
+    let userns = std::fs::File::open(&ns_path).map_err(|source| LaunchError::IdMap {
+        path: ns_path,
+        source,
+    })?;
+    let mut trees = Vec::with_capacity(binds.len());
+    for (source, writable) in binds {
+        let fd = sys::open_path_no_symlinks(source)?;
+        let tree = sys::open_tree_clone(fd.as_fd(), true, source)?;
+        let mut set = sys::MOUNT_ATTR_IDMAP | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+        if !writable {
+            set |= sys::MOUNT_ATTR_RDONLY;
+        }
+        sys::mount_setattr_fd(tree.as_fd(), true, set, 0, Some(userns.as_fd()), source)?;
+        trees.push(tree);
+    }
+    Ok(trees)
 }
 
 impl Running {

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -93,10 +93,28 @@ pub fn enter_scratch_root() -> Result<(), MountError> {
     Ok(())
 }
 
-/// Step 4b: execute the mount ops in order.
-pub fn apply_ops(ops: &[MountOp]) -> Result<(), MountError> {
+/// Step 4b: execute the mount ops in order. `idmapped` holds the trees the supervisor
+/// prepared for the `idmap` binds, in plan order.
+pub fn apply_ops(ops: &[MountOp], idmapped: Vec<OwnedFd>) -> Result<(), MountError> {
+    let mut idmapped = idmapped.into_iter();
     for op in ops {
-        apply_op(op)?;
+        match op {
+            MountOp::Bind {
+                idmap: true,
+                target,
+                source,
+                ..
+            } => {
+                let tree = idmapped.next().ok_or_else(|| MountError::Io {
+                    op: "idmapped tree",
+                    path: source.clone(),
+                    source: std::io::Error::other("the supervisor sent fewer trees than planned"),
+                })?;
+                ensure_mountpoint(target, fs::metadata(host(source)).map_or(true, |m| m.is_dir()))?;
+                sys::move_mount_to(tree.as_fd(), target)?;
+            }
+            _ => apply_op(op)?,
+        }
     }
     Ok(())
 }
@@ -130,6 +148,7 @@ fn apply_op(op: &MountOp) -> Result<(), MountError> {
             target,
             writable,
             device,
+            ..
         } => {
             let src = host(source);
             let fd = sys::open_path_no_symlinks(&src)?;

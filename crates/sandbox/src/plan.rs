@@ -112,6 +112,10 @@ pub enum MountOp {
         writable: bool,
         /// Device nodes must keep working: no `nodev`.
         device: bool,
+        /// Prepared by the (root) supervisor as an idmapped mount, so host-root-owned
+        /// files appear as the sandbox user's and what it writes is owned by root.
+        #[serde(default)]
+        idmap: bool,
     },
     /// A file with fixed contents (synthetic `/etc` entries).
     File {
@@ -223,6 +227,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
                 target: under_root(Path::new(dir)),
                 writable: false,
                 device: false,
+                idmap: false,
             }),
             Some(HostEntry::Symlink(to)) => mounts.push(MountOp::Symlink {
                 target: under_root(Path::new(dir)),
@@ -252,6 +257,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
                 target: under_root(p),
                 writable: false,
                 device: false,
+                idmap: false,
             }),
             Some(HostEntry::Symlink(to)) => mounts.push(MountOp::Symlink {
                 target: under_root(p),
@@ -274,6 +280,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
             target: under_root(&Path::new("/dev").join(node)),
             writable: true,
             device: true,
+            idmap: false,
         });
     }
     mounts.push(MountOp::Devpts {
@@ -348,6 +355,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
             target: under_root(Path::new("/skill")),
             writable: false,
             device: false,
+            idmap: input.identity.drop_host_root,
         });
     }
 
@@ -378,6 +386,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
             target: under_root(p),
             writable: *writable,
             device: false,
+            idmap: input.identity.drop_host_root,
         });
     }
     for d in &fs.deny {
@@ -601,7 +610,8 @@ mod tests {
             source: "/usr".into(),
             target: "/newroot/usr".into(),
             writable: false,
-            device: false
+            device: false,
+            idmap: false
         }));
         assert!(plan.mounts.contains(&MountOp::Symlink {
             target: "/newroot/bin".into(),

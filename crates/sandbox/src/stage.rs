@@ -14,7 +14,7 @@
 //!   Landlock, seccomp — then `execve`.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::confine;
@@ -135,18 +135,18 @@ fn stage_outer() -> Result<i32, StageError> {
     })?;
     proto::send(control(), &FromChild::Unshared { pid: sys::getpid() }, &[])
         .map_err(|e| StageError::new("report namespaces", e))?;
-    match proto::recv::<ToChild>(control()) {
-        Ok((ToChild::Mapped, _)) => {}
+    let idmapped = match proto::recv::<ToChild>(control()) {
+        Ok((ToChild::Mapped, fds)) => fds,
         Ok(_) => return Err(StageError::new("wait for uid map", "unexpected message")),
         Err(e) => return Err(StageError::new("wait for uid map", e)),
-    }
+    };
     sys::setresgid(0)
         .and_then(|()| sys::setresuid(0))
         .map_err(|e| StageError::new("become sandbox root", e))?;
 
     let pid = sys::fork().map_err(|e| StageError::new("fork init", e))?;
     if pid == 0 {
-        let code = match init_main(&plan) {
+        let code = match init_main(&plan, idmapped) {
             Ok(code) => code,
             Err(e) => {
                 report_failure(&e);
@@ -164,7 +164,7 @@ fn stage_outer() -> Result<i32, StageError> {
 }
 
 /// PID 1: steps 3 (network) and 4 (filesystem), then the skill's fork and reaping.
-fn init_main(plan: &LaunchPlan) -> Result<i32, StageError> {
+fn init_main(plan: &LaunchPlan, idmapped: Vec<OwnedFd>) -> Result<i32, StageError> {
     sys::set_parent_death_signal(libc::SIGKILL)
         .map_err(|e| StageError::new("parent death signal", e))?;
 
@@ -173,7 +173,7 @@ fn init_main(plan: &LaunchPlan) -> Result<i32, StageError> {
 
     // 4. Filesystem.
     mounts::enter_scratch_root().map_err(|e| StageError::new("prepare mounts", e))?;
-    mounts::apply_ops(&plan.mounts).map_err(|e| {
+    mounts::apply_ops(&plan.mounts, idmapped).map_err(|e| {
         StageError::new("build root", e).hint(
             "a declared path may be unreadable for the sandbox user, or a symlink; \
              declare the real path",
