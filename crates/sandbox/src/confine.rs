@@ -26,7 +26,7 @@ pub fn setup_network(plan: &LaunchPlan) -> Result<(), StageError> {
             "egress filtering is not available in this build; refusing to run a skill that declares network egress",
         ));
     }
-    Ok(())
+    crate::net::setup_loopback_only().map_err(|e| StageError::new("network", e))
 }
 
 /// Drop every capability: bounding set first (needs CAP_SETPCAP), then lock the
