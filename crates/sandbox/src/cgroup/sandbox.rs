@@ -424,3 +424,7 @@ fn validate_name(name: &str) -> Result<(), CgroupError> {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "sandbox_tests.rs"]
+mod tests;
