@@ -1,0 +1,149 @@
+//! Turns a [`SeccompPlan`] into a libseccomp filter and loads it on the calling thread.
+
+use std::os::fd::OwnedFd;
+
+use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use skillsandbox_manifest::SyscallProfile;
+
+use super::lower::lower_conditions;
+use super::{profile_name, seccomp_plan, syscall_number, SeccompError, SeccompPlan};
+
+/// How the filter refuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeccompOptions {
+    /// Refuse through user notification instead of a direct errno: every refused call
+    /// waits until the supervisor, holding [`SeccompReport::notify_fd`], answers it
+    /// with the plan's errno (see [`super::serve_notifications`]). If nobody holds the
+    /// fd any more, the kernel fails the call with `ENOSYS`: still refused.
+    pub notify_denied: bool,
+}
+
+/// What was installed.
+#[derive(Debug)]
+pub struct SeccompReport {
+    pub profile: SyscallProfile,
+    /// Rules handed to libseccomp after lowering (one list row may become several).
+    pub filter_rules: usize,
+    /// `no_new_privs` was already set before this call.
+    pub no_new_privs_was_set: bool,
+    /// The listener fd in notify mode (close-on-exec); `None` otherwise. Hand it to
+    /// the supervisor, then close it here before `execve`.
+    pub notify_fd: Option<OwnedFd>,
+    /// One line for the enforcement report.
+    pub detail: String,
+}
+
+fn resolve(name: &'static str) -> Result<ScmpSyscall, SeccompError> {
+    syscall_number(name)
+        .map(ScmpSyscall::from)
+        .ok_or(SeccompError::ResolveSyscall { name })
+}
+
+/// Builds the libseccomp filter for `plan` (not loaded). Returns it with its rule count.
+fn build_filter(
+    plan: &SeccompPlan,
+    opts: &SeccompOptions,
+) -> Result<(ScmpFilterContext, usize), SeccompError> {
+    let mut ctx = ScmpFilterContext::new(ScmpAction::Allow)
+        .map_err(|source| SeccompError::CreateFilter { source })?;
+    // Only the native architecture is in the filter: any other ABI (i386 through
+    // `int 0x80`, and x32 numbers, which libseccomp checks on x86_64) is "bad arch".
+    ctx.set_act_badarch(ScmpAction::KillProcess)
+        .map_err(|source| SeccompError::SetAttribute {
+            attr: "SCMP_FLTATR_ACT_BADARCH",
+            source,
+        })?;
+    ctx.set_ctl_nnp(true)
+        .map_err(|source| SeccompError::SetAttribute {
+            attr: "SCMP_FLTATR_CTL_NNP",
+            source,
+        })?;
+    let action = |errno: i32| {
+        if opts.notify_denied {
+            ScmpAction::Notify
+        } else {
+            ScmpAction::Errno(errno)
+        }
+    };
+    let mut rules = 0usize;
+    for d in &plan.denied {
+        ctx.add_rule(action(d.errno), resolve(d.name)?)
+            .map_err(|source| SeccompError::AddRule {
+                syscall: d.name,
+                rule: "always".into(),
+                source,
+            })?;
+        rules += 1;
+    }
+    for r in &plan.arg_rules {
+        let sc = resolve(r.name)?;
+        for conj in lower_conditions(r.when) {
+            let cmps: Vec<ScmpArgCompare> = conj
+                .iter()
+                .map(|c| ScmpArgCompare::new(c.arg, ScmpCompareOp::MaskedEqual(c.mask), c.value))
+                .collect();
+            ctx.add_rule_conditional(action(r.errno), sc, &cmps)
+                .map_err(|source| SeccompError::AddRule {
+                    syscall: r.name,
+                    rule: r.condition_text(),
+                    source,
+                })?;
+            rules += 1;
+        }
+    }
+    Ok((ctx, rules))
+}
+
+/// Installs the filter of `profile` on the calling thread (and everything it later
+/// `execve`s or forks). Sets `no_new_privs` first if it is not set yet. Irreversible:
+/// call it in the single-threaded child as the last step before `execve` (no TSYNC:
+/// other threads, if any, stay unfiltered).
+///
+/// Call at most once per process in notify mode: the kernel allows one listener per
+/// filter chain.
+pub fn apply_seccomp_on_current_thread(
+    profile: SyscallProfile,
+    opts: &SeccompOptions,
+) -> Result<SeccompReport, SeccompError> {
+    let plan = seccomp_plan(profile);
+    let (ctx, filter_rules) = build_filter(&plan, opts)?;
+
+    let no_new_privs_was_set = nix::sys::prctl::get_no_new_privs()
+        .map_err(|source| SeccompError::SetNoNewPrivs { source })?;
+    if !no_new_privs_was_set {
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|source| SeccompError::SetNoNewPrivs { source })?;
+    }
+
+    ctx.load().map_err(|source| SeccompError::Load {
+        profile: profile_name(profile),
+        source,
+    })?;
+
+    let notify_fd = if opts.notify_denied && filter_rules > 0 {
+        let raw = ctx
+            .get_notify_fd()
+            .map_err(|source| SeccompError::NotifyFd { source })?;
+        let owned =
+            super::sys::dup_listener(raw).map_err(|source| SeccompError::DupNotifyFd { source })?;
+        // Drops libseccomp's own copy and cached state, so the only listener fd is ours.
+        libseccomp::reset_global_state()
+            .map_err(|source| SeccompError::ResetLibraryState { source })?;
+        Some(owned)
+    } else {
+        None
+    };
+
+    let mode = if notify_fd.is_some() {
+        "refusals answered by the supervisor (user notification)"
+    } else {
+        "refusals answered by the filter"
+    };
+    Ok(SeccompReport {
+        profile,
+        filter_rules,
+        no_new_privs_was_set,
+        notify_fd,
+        detail: format!("{}; {filter_rules} filter rules; {mode}", plan.summary()),
+    })
+}
