@@ -24,7 +24,11 @@ pub struct Grants {
 }
 
 fn absolute(cwd: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
     // Lexical normalisation: `a/../b` → `b`; the launcher refuses symlinks separately.
     let mut out = PathBuf::new();
     for c in joined.components() {
@@ -41,7 +45,12 @@ fn absolute(cwd: &Path, p: &Path) -> PathBuf {
 
 /// The policy for `command` under `grants`, on top of `base` (a manifest's policy) or
 /// the deny-all default. Relative paths are taken from `cwd`.
-pub fn adhoc_policy(base: Option<Policy>, command: &[String], grants: &Grants, cwd: &Path) -> Policy {
+pub fn adhoc_policy(
+    base: Option<Policy>,
+    command: &[String],
+    grants: &Grants,
+    cwd: &Path,
+) -> Policy {
     let mut p = base.unwrap_or_else(|| Policy {
         skill: SkillInfo {
             name: "exec".to_string(),
@@ -67,8 +76,12 @@ pub fn adhoc_policy(base: Option<Policy>, command: &[String], grants: &Grants, c
         p.entrypoint.command = cmd.clone();
         p.entrypoint.args = args.to_vec();
     }
-    p.filesystem.read.extend(grants.read.iter().map(|r| absolute(cwd, r)));
-    p.filesystem.write.extend(grants.write.iter().map(|w| absolute(cwd, w)));
+    p.filesystem
+        .read
+        .extend(grants.read.iter().map(|r| absolute(cwd, r)));
+    p.filesystem
+        .write
+        .extend(grants.write.iter().map(|w| absolute(cwd, w)));
     for e in &grants.env {
         p.env.allow.push(match e.strip_suffix('*') {
             Some(prefix) => EnvPattern::Prefix(prefix.to_string()),
@@ -99,7 +112,12 @@ mod tests {
 
     #[test]
     fn deny_all_by_default_and_cwd_not_granted() {
-        let p = adhoc_policy(None, &["ls".into(), "-l".into()], &Grants::default(), Path::new("/home/u/proj"));
+        let p = adhoc_policy(
+            None,
+            &["ls".into(), "-l".into()],
+            &Grants::default(),
+            Path::new("/home/u/proj"),
+        );
         assert!(p.filesystem.read.is_empty());
         assert!(p.filesystem.write.is_empty());
         assert!(p.network.egress.is_empty());
@@ -123,7 +141,10 @@ mod tests {
         assert_eq!(p.filesystem.write, vec![PathBuf::from("/w/out/x")]);
         assert_eq!(
             p.env.allow,
-            vec![EnvPattern::Prefix("LC_".into()), EnvPattern::Exact("TERM".into())]
+            vec![
+                EnvPattern::Prefix("LC_".into()),
+                EnvPattern::Exact("TERM".into())
+            ]
         );
         assert_eq!(p.limits.memory_mb, 64);
     }

@@ -47,14 +47,38 @@ pub fn after_launch(
                 }
             ),
         ),
-        layer("pid_namespace", Enforced, "skill is a child of a private PID 1; the namespace dies with it"),
-        layer("mount_namespace", Enforced, "fresh tmpfs root via pivot_root; host root detached; root read-only"),
-        layer("ipc_namespace", Enforced, "private SysV IPC and POSIX message queues"),
-        layer("uts_namespace", Enforced, format!("hostname {}", plan.hostname)),
-        layer("cgroup_namespace", Enforced, "cgroup tree rooted at the sandbox's own cgroup"),
+        layer(
+            "pid_namespace",
+            Enforced,
+            "skill is a child of a private PID 1; the namespace dies with it",
+        ),
+        layer(
+            "mount_namespace",
+            Enforced,
+            "fresh tmpfs root via pivot_root; host root detached; root read-only",
+        ),
+        layer(
+            "ipc_namespace",
+            Enforced,
+            "private SysV IPC and POSIX message queues",
+        ),
+        layer(
+            "uts_namespace",
+            Enforced,
+            format!("hostname {}", plan.hostname),
+        ),
+        layer(
+            "cgroup_namespace",
+            Enforced,
+            "cgroup tree rooted at the sandbox's own cgroup",
+        ),
         match &egress_detail {
             Some(d) => layer("network", Enforced, d.clone()),
-            None => layer("network", Enforced, "private network namespace; no egress declared, nothing leaves it"),
+            None => layer(
+                "network",
+                Enforced,
+                "private network namespace; no egress declared, nothing leaves it",
+            ),
         },
         layer(
             "environment",
@@ -62,7 +86,11 @@ pub fn after_launch(
             format!(
                 "cleared; {} variables set: {}",
                 plan.env.len(),
-                plan.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                plan.env
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ),
         layer(
@@ -73,7 +101,11 @@ pub fn after_launch(
                 plan.rlimits.nofile, plan.rlimits.fsize_bytes, plan.rlimits.core
             ),
         ),
-        layer("no_new_privs", Enforced, "PR_SET_NO_NEW_PRIVS set before exec"),
+        layer(
+            "no_new_privs",
+            Enforced,
+            "PR_SET_NO_NEW_PRIVS set before exec",
+        ),
         layer("fds", Enforced, "every fd but 0-2 closed before exec"),
         layer("session", Enforced, "setsid: no controlling terminal"),
     ];
@@ -83,7 +115,11 @@ pub fn after_launch(
     match (cgroup, cgroup_missing) {
         (Some(cg), _) => {
             for (name, on, detail) in cg.enforcement() {
-                out.push(layer(&name, if on { Enforced } else { Unavailable }, detail));
+                out.push(layer(
+                    &name,
+                    if on { Enforced } else { Unavailable },
+                    detail,
+                ));
             }
         }
         (None, Some(why)) => {

@@ -10,6 +10,6 @@ pub mod output;
 mod prepare;
 mod run;
 
-pub use output::{Captured, Sink};
 pub use adhoc::{adhoc_policy, Grants};
+pub use output::{Captured, Sink};
 pub use run::{dry_run_plan, run, RunOutcome, RunRequest};

@@ -80,7 +80,10 @@ pub fn check_declared_paths(policy: &Policy) -> Result<Vec<String>, PrepareError
     }
     for r in &fs.read {
         if std::fs::symlink_metadata(r).is_err() && !fs.write.contains(r) {
-            notes.push(format!("declared read path {} does not exist; not mounted", r.display()));
+            notes.push(format!(
+                "declared read path {} does not exist; not mounted",
+                r.display()
+            ));
         }
     }
     Ok(notes)

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use skillsandbox_audit::{
-    self as audit, LayerStatus, Severity, Termination, Trace, TraceEvent, TraceSkill,
-    ViolationKind,
+    self as audit, LayerStatus, Severity, Termination, Trace, TraceEvent, TraceSkill, ViolationKind,
 };
 use skillsandbox_manifest::{Policy, Tier};
 use skillsandbox_sandbox::cgroup::{CgroupLimits, CgroupRoots, SandboxCgroup};
@@ -184,9 +183,10 @@ fn record(req: &RunRequest, trace: &mut Trace, outcome: &mut RunOutcome) {
         .unwrap_or_else(|| audit::default_trace_path(&trace.trace_id));
     match audit::write_trace_atomic(&path, trace) {
         Ok(()) => outcome.trace_path = Some(path.clone()),
-        Err(e) => outcome
-            .warnings
-            .push(format!("could not write the trace to {}: {e}", path.display())),
+        Err(e) => outcome.warnings.push(format!(
+            "could not write the trace to {}: {e}",
+            path.display()
+        )),
     }
     let log = match &req.audit_log {
         Some(p) => audit::AuditLog::open(p.clone()),
@@ -214,18 +214,20 @@ fn confined(
             Some("use `tier: container` or `auto`".into()),
         ));
     }
-    let notes = prepare::check_declared_paths(&policy).map_err(|e| Setup::new(e.to_string(), None))?;
+    let notes =
+        prepare::check_declared_paths(&policy).map_err(|e| Setup::new(e.to_string(), None))?;
     for n in notes {
         trace.events.push(event("setup", n));
     }
-    let plan = prepare::launch_plan(&policy, &req.extra_args, false)
+    let plan = prepare::launch_plan(&policy, &req.extra_args, true)
         .map_err(|e| Setup::new(e.to_string(), None))?;
 
     let (cgroup, cgroup_missing) = create_cgroup(&policy, &trace.trace_id, req.allow_degraded)?;
     if let Some(why) = &cgroup_missing {
-        trace
-            .events
-            .push(event("degraded", format!("cgroup limits not applied: {why}")));
+        trace.events.push(event(
+            "degraded",
+            format!("cgroup limits not applied: {why}"),
+        ));
     }
 
     // 2–6. Spawn the stages; they come back once the skill is about to exec.
@@ -243,20 +245,34 @@ fn confined(
     )
     .map_err(|e| launch_failure(&policy, &e))?;
 
-    trace.enforcement =
-        enforcement::after_launch(&plan, &running.layers, cgroup.as_ref(), cgroup_missing.as_deref(), None);
+    trace.enforcement = enforcement::after_launch(
+        &plan,
+        &running.layers,
+        cgroup.as_ref(),
+        cgroup_missing.as_deref(),
+        None,
+    );
+    // Landlock is defence in depth behind the mount namespace: best effort, reported.
+    // Every other layer must be in force unless the caller opted into less.
     if let Some(degraded) = trace
         .enforcement
         .iter()
-        .find(|l| l.status != LayerStatus::Enforced && !req.allow_degraded)
+        .find(|l| l.status != LayerStatus::Enforced && l.layer != "landlock" && !req.allow_degraded)
     {
         return Err(Setup::new(
-            format!("layer {} is not enforced: {}", degraded.layer, degraded.detail),
+            format!(
+                "layer {} is not enforced: {}",
+                degraded.layer, degraded.detail
+            ),
             Some("pass --allow-degraded to run with less isolation".into()),
         ));
     }
 
     // 7. Serve, stream, enforce the wall clock, wait.
+    let refusals = running
+        .seccomp_notify
+        .take()
+        .map(|fd| observe_seccomp(fd, plan.seccomp));
     let cap = policy.limits.max_output_bytes;
     let stdout_sink = std::mem::replace(&mut req.stdout, Sink::Capture);
     let stderr_sink = std::mem::replace(&mut req.stderr, Sink::Capture);
@@ -274,7 +290,9 @@ fn confined(
     // On every exit path: no survivors, then usage.
     if let Some(cg) = &cgroup {
         if let Err(e) = cg.kill_all() {
-            trace.events.push(event("cleanup", format!("cgroup kill: {e}")));
+            trace
+                .events
+                .push(event("cleanup", format!("cgroup kill: {e}")));
         }
     }
     running.kill();
@@ -319,7 +337,10 @@ fn confined(
         violations.push(audit::violation(
             ViolationKind::Timeout,
             Severity::Medium,
-            format!("wall clock of {} s ran out; the whole tree was killed", limits.max_runtime_seconds),
+            format!(
+                "wall clock of {} s ran out; the whole tree was killed",
+                limits.max_runtime_seconds
+            ),
             None,
         ));
     }
@@ -331,11 +352,18 @@ fn confined(
             None,
         ));
     }
-    if let Some(n) = usage.as_ref().and_then(|u| u.pids_events_max).filter(|n| *n > 0) {
+    if let Some(n) = usage
+        .as_ref()
+        .and_then(|u| u.pids_events_max)
+        .filter(|n| *n > 0)
+    {
         violations.push(audit::violation(
             ViolationKind::ProcessLimit,
             Severity::Medium,
-            format!("{n} fork(s) refused at the limit of {} processes", limits.max_processes),
+            format!(
+                "{n} fork(s) refused at the limit of {} processes",
+                limits.max_processes
+            ),
             None,
         ));
     }
@@ -344,7 +372,10 @@ fn confined(
             violations.push(audit::violation(
                 ViolationKind::OutputLimit,
                 Severity::Low,
-                format!("{name}: {} bytes written, {} kept", c.total, limits.max_output_bytes),
+                format!(
+                    "{name}: {} bytes written, {} kept",
+                    c.total, limits.max_output_bytes
+                ),
                 None,
             ));
         }
@@ -353,12 +384,60 @@ fn confined(
         violations.push(audit::violation(
             ViolationKind::FileSizeLimit,
             Severity::Low,
-            format!("a write beyond {} MiB was refused (SIGXFSZ)", limits.max_file_size_mb),
+            format!(
+                "a write beyond {} MiB was refused (SIGXFSZ)",
+                limits.max_file_size_mb
+            ),
             None,
         ));
     }
+    if let Some(seen) = refusals {
+        // The listener hangs up once every filtered process is gone (they are: the
+        // cgroup and the PID namespace were killed above); give it a moment to drain.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !seen.1.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let list = seen.0.lock().map(|v| v.clone()).unwrap_or_default();
+        violations.extend(list);
+    }
     trace.policy_violations.extend(violations);
     Ok(())
+}
+
+type Seen = (
+    std::sync::Arc<std::sync::Mutex<Vec<audit::Violation>>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+/// Serve the seccomp listener on its own thread: every refused syscall is answered
+/// with the profile's errno and recorded as a violation.
+fn observe_seccomp(
+    fd: std::os::fd::OwnedFd,
+    profile: skillsandbox_manifest::SyscallProfile,
+) -> Seen {
+    use std::sync::{atomic::AtomicBool, Arc, Mutex};
+    let list = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let (l, d) = (list.clone(), done.clone());
+    std::thread::spawn(move || {
+        let _ = skillsandbox_sandbox::seccomp::serve_notifications(fd, profile, |r| {
+            let v = audit::violation(
+                ViolationKind::SyscallBlocked,
+                Severity::High,
+                r.detail(),
+                audit::mitre_for_syscall(&r.syscall),
+            );
+            if let Ok(mut g) = l.lock() {
+                // Bounded: a skill looping on a refused call must not grow our memory.
+                if g.len() < 1000 {
+                    g.push(v);
+                }
+            }
+        });
+        d.store(true, std::sync::atomic::Ordering::Release);
+    });
+    (list, done)
 }
 
 fn end_signal(t: Termination, code: i32) -> Option<i32> {
@@ -371,7 +450,11 @@ fn create_cgroup(
     allow_degraded: bool,
 ) -> Result<(Option<SandboxCgroup>, Option<String>), Setup> {
     let limits = CgroupLimits::from_policy(&policy.limits);
-    let short: String = trace_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect();
+    let short: String = trace_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect();
     let created = CgroupRoots::discover().and_then(|roots| {
         roots.reap_stale();
         roots.create(&short, &limits)

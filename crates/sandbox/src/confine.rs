@@ -53,7 +53,10 @@ pub fn drop_capabilities() -> Result<Vec<LayerNote>, StageError> {
             .map_err(|e| StageError::new("read caps", e))?
             .len();
     if left != 0 {
-        return Err(StageError::new("drop caps", format!("{left} capabilities remain")));
+        return Err(StageError::new(
+            "drop caps",
+            format!("{left} capabilities remain"),
+        ));
     }
     Ok(vec![note(
         "capabilities",
@@ -63,13 +66,37 @@ pub fn drop_capabilities() -> Result<Vec<LayerNote>, StageError> {
 }
 
 /// Landlock mirroring the mounts: best effort, the ABI in force is reported.
-pub fn apply_landlock(_plan: &LaunchPlan) -> Result<Vec<LayerNote>, StageError> {
-    Ok(vec![note("landlock", "unavailable", "not built yet")])
+pub fn apply_landlock(plan: &LaunchPlan) -> Result<Vec<LayerNote>, StageError> {
+    use crate::landlock::{apply_landlock_on_current_thread, LandlockEnforcement, LandlockRules};
+    let rules = LandlockRules {
+        read_exec: plan.landlock.read_exec.clone(),
+        read_write: plan.landlock.read_write.clone(),
+        tcp_connect_ports: None,
+        scope_signals_and_abstract_unix: true,
+    };
+    let report = apply_landlock_on_current_thread(&rules, false)
+        .map_err(|e| StageError::new("landlock", e))?;
+    let status = match report.status {
+        LandlockEnforcement::Fully => "enforced",
+        LandlockEnforcement::Partially => "partial",
+        LandlockEnforcement::NotEnforced => "unavailable",
+    };
+    Ok(vec![note("landlock", status, report.detail)])
 }
 
 /// The seccomp filter for the plan's profile; the very last step before execve.
+/// With `seccomp_notify`, refused calls are answered by the supervisor (which records
+/// them) instead of by the kernel; the listener fd is returned for handing over.
 pub fn apply_seccomp(
-    _plan: &LaunchPlan,
+    plan: &LaunchPlan,
 ) -> Result<(LayerNote, Option<std::os::fd::OwnedFd>), StageError> {
-    Ok((note("seccomp", "unavailable", "not built yet"), None))
+    use crate::seccomp::{apply_seccomp_on_current_thread, SeccompOptions};
+    let report = apply_seccomp_on_current_thread(
+        plan.seccomp,
+        &SeccompOptions {
+            notify_denied: plan.seccomp_notify,
+        },
+    )
+    .map_err(|e| StageError::new("seccomp", e))?;
+    Ok((note("seccomp", "enforced", report.detail), report.notify_fd))
 }

@@ -96,7 +96,10 @@ pub struct Running {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WaitEnd {
     /// The skill ended: exit code, or the signal that killed it.
-    Exited { code: Option<i32>, signal: Option<i32> },
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
     /// The deadline passed; the sandbox was killed.
     TimedOut,
     /// `should_stop` asked for it; the sandbox was killed. Carries the reason.
@@ -152,7 +155,11 @@ pub fn start(
 }
 
 fn handshake(r: &mut Running, plan: &LaunchPlan) -> Result<(), LaunchError> {
-    proto::send(r.control.as_fd(), &ToChild::Plan(Box::new(plan.clone())), &[])?;
+    proto::send(
+        r.control.as_fd(),
+        &ToChild::Plan(Box::new(plan.clone())),
+        &[],
+    )?;
     let deadline = Instant::now() + SETUP_TIMEOUT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -275,17 +282,21 @@ impl Running {
         mut should_stop: impl FnMut() -> Option<String>,
     ) -> Result<WaitEnd, LaunchError> {
         loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| {
-                LaunchError::SetupDied(format!("waitpid: {e}"))
-            })? {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| LaunchError::SetupDied(format!("waitpid: {e}")))?
+            {
                 self.drain_control();
                 return Ok(match self.exited {
                     Some((code, signal)) => WaitEnd::Exited { code, signal },
                     // PID 1 died without a report (killed from outside).
                     None => WaitEnd::Exited {
                         code: None,
-                        signal: Some(std::os::unix::process::ExitStatusExt::signal(&status)
-                            .unwrap_or(libc::SIGKILL)),
+                        signal: Some(
+                            std::os::unix::process::ExitStatusExt::signal(&status)
+                                .unwrap_or(libc::SIGKILL),
+                        ),
                     },
                 });
             }

@@ -110,7 +110,10 @@ pub fn apply_ops(ops: &[MountOp], idmapped: Vec<OwnedFd>) -> Result<(), MountErr
                     path: source.clone(),
                     source: std::io::Error::other("the supervisor sent fewer trees than planned"),
                 })?;
-                ensure_mountpoint(target, fs::metadata(host(source)).map_or(true, |m| m.is_dir()))?;
+                ensure_mountpoint(
+                    target,
+                    fs::metadata(host(source)).map_or(true, |m| m.is_dir()),
+                )?;
                 sys::move_mount_to(tree.as_fd(), target)?;
             }
             _ => apply_op(op)?,
@@ -229,13 +232,7 @@ fn apply_op(op: &MountOp) -> Result<(), MountError> {
                 return Ok(());
             }
             let t = target.to_string_lossy().into_owned();
-            sys::mount(
-                Some(&t),
-                target,
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )?;
+            sys::mount(Some(&t), target, None, libc::MS_BIND | libc::MS_REC, None)?;
             sys::mount_setattr_path(
                 target,
                 true,

@@ -132,15 +132,25 @@ pub enum MountOp {
         mode: u32,
     },
     /// A fresh `/proc` for the new PID namespace.
-    Proc { target: PathBuf },
+    Proc {
+        target: PathBuf,
+    },
     /// A fresh devpts instance at `target`, `/dev/ptmx` pointing into it.
-    Devpts { target: PathBuf },
+    Devpts {
+        target: PathBuf,
+    },
     /// Make an existing mount read-only (bind it onto itself first).
-    ReadonlyBindSelf { target: PathBuf },
+    ReadonlyBindSelf {
+        target: PathBuf,
+    },
     /// Hide a file behind `/dev/null` (missing files are skipped).
-    MaskFile { target: PathBuf },
+    MaskFile {
+        target: PathBuf,
+    },
     /// Hide a directory behind an empty read-only tmpfs (missing dirs are skipped).
-    MaskDir { target: PathBuf },
+    MaskDir {
+        target: PathBuf,
+    },
 }
 
 /// Resource limits applied with `setrlimit` in the skill process.
@@ -406,12 +416,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         .iter()
         .map(PathBuf::from)
         .chain([PathBuf::from("/etc"), PathBuf::from("/skill")])
-        .chain(
-            declared
-                .iter()
-                .filter(|(_, w)| !w)
-                .map(|(p, _)| p.clone()),
-        )
+        .chain(declared.iter().filter(|(_, w)| !w).map(|(p, _)| p.clone()))
         .collect();
     read_exec.push(PathBuf::from("/proc"));
     let read_write: Vec<PathBuf> = [
@@ -517,7 +522,10 @@ mod tests {
                 deny: vec!["/data/out/secret".into()],
             },
             env: EnvPolicy {
-                allow: vec![EnvPattern::Exact("API_KEY".into()), EnvPattern::Prefix("LC_".into())],
+                allow: vec![
+                    EnvPattern::Exact("API_KEY".into()),
+                    EnvPattern::Prefix("LC_".into()),
+                ],
             },
             syscalls: SyscallProfile::Default,
             limits: Limits::default(),
@@ -577,9 +585,7 @@ mod tests {
             .filter_map(|m| match m {
                 MountOp::Bind {
                     source, writable, ..
-                } if source.starts_with("/data") => {
-                    Some((source.display().to_string(), *writable))
-                }
+                } if source.starts_with("/data") => Some((source.display().to_string(), *writable)),
                 _ => None,
             })
             .collect();
@@ -633,7 +639,10 @@ mod tests {
         for m in &plan.mounts {
             if let MountOp::Bind { source, .. } = m {
                 let s = source.display().to_string();
-                assert!(!s.contains("shadow") && !s.starts_with("/etc/passwd") && !s.contains("/root"), "{s}");
+                assert!(
+                    !s.contains("shadow") && !s.starts_with("/etc/passwd") && !s.contains("/root"),
+                    "{s}"
+                );
             }
         }
     }

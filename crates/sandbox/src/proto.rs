@@ -55,7 +55,10 @@ pub enum FromChild {
         exit_code: i32,
     },
     /// The skill process ended: its exit code, or the signal that killed it.
-    Exited { code: Option<i32>, signal: Option<i32> },
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +102,7 @@ pub fn send<T: Serialize>(fd: BorrowedFd<'_>, msg: &T, fds: &[RawFd]) -> Result<
         match socket::sendmsg::<()>(fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
             Ok(_) => return Ok(()),
             Err(nix::Error::EINTR) => continue,
-            Err(nix::Error::EPIPE) | Err(nix::Error::ECONNRESET) => {
-                return Err(ProtoError::Closed)
-            }
+            Err(nix::Error::EPIPE) | Err(nix::Error::ECONNRESET) => return Err(ProtoError::Closed),
             Err(source) => {
                 return Err(ProtoError::Sys {
                     call: "sendmsg",

@@ -98,7 +98,8 @@ fn stage_main() -> ! {
 
 /// Stage process: steps 2 (namespaces, maps) and the fork of PID 1.
 fn stage_outer() -> Result<i32, StageError> {
-    let (msg, _) = proto::recv::<ToChild>(control()).map_err(|e| StageError::new("receive plan", e))?;
+    let (msg, _) =
+        proto::recv::<ToChild>(control()).map_err(|e| StageError::new("receive plan", e))?;
     let ToChild::Plan(plan) = msg else {
         return Err(StageError::new("receive plan", "unexpected message"));
     };

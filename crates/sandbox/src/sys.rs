@@ -84,7 +84,10 @@ pub fn umount2(target: &Path, flags: libc::c_int) -> SysResult<()> {
     let tgt = cstr(target)?;
     // SAFETY: tgt is a valid NUL-terminated path.
     let ret = unsafe { libc::umount2(tgt.as_ptr(), flags) };
-    check(ret.into(), || format!("umount2({}, {flags:#x})", target.display())).map(drop)
+    check(ret.into(), || {
+        format!("umount2({}, {flags:#x})", target.display())
+    })
+    .map(drop)
 }
 
 /// `pivot_root(2)`.
@@ -147,7 +150,10 @@ pub fn set_no_new_privs() -> SysResult<()> {
 pub fn set_securebits(bits: libc::c_ulong) -> SysResult<()> {
     // SAFETY: prctl with integer arguments only.
     let ret = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) };
-    check(ret.into(), || format!("prctl(PR_SET_SECUREBITS, {bits:#x})")).map(drop)
+    check(ret.into(), || {
+        format!("prctl(PR_SET_SECUREBITS, {bits:#x})")
+    })
+    .map(drop)
 }
 
 /// `prctl(PR_SET_DUMPABLE, 0)`: no core dumps, no ptrace attach from same-uid peers.
@@ -320,10 +326,7 @@ pub fn open_path_no_symlinks(path: &Path) -> SysResult<OwnedFd> {
         )
     };
     let fd = check(ret, || {
-        format!(
-            "openat2({}, O_PATH, RESOLVE_NO_SYMLINKS)",
-            path.display()
-        )
+        format!("openat2({}, O_PATH, RESOLVE_NO_SYMLINKS)", path.display())
     })?;
     // SAFETY: the kernel returned a fresh fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
@@ -332,13 +335,16 @@ pub fn open_path_no_symlinks(path: &Path) -> SysResult<OwnedFd> {
 /// `open_tree(fd, "", OPEN_TREE_CLONE|AT_EMPTY_PATH[|AT_RECURSIVE])`: a detached copy
 /// of the mount tree at `fd`.
 pub fn open_tree_clone(fd: BorrowedFd<'_>, recursive: bool, what: &Path) -> SysResult<OwnedFd> {
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    let mut flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
     // SAFETY: an empty C string with AT_EMPTY_PATH refers to `fd` itself.
     let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
-    let tree = check(ret, || format!("open_tree({}, OPEN_TREE_CLONE)", what.display()))?;
+    let tree = check(ret, || {
+        format!("open_tree({}, OPEN_TREE_CLONE)", what.display())
+    })?;
     // SAFETY: fresh fd owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(tree as RawFd) })
 }
@@ -407,7 +413,10 @@ pub fn mount_setattr_path(path: &Path, recursive: bool, set: u64) -> SysResult<(
             std::mem::size_of::<MountAttr>(),
         )
     };
-    check(ret, || format!("mount_setattr({}, set={set:#x})", path.display())).map(drop)
+    check(ret, || {
+        format!("mount_setattr({}, set={set:#x})", path.display())
+    })
+    .map(drop)
 }
 
 /// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attach a detached tree.
@@ -443,7 +452,14 @@ pub fn pass_control_fd(cmd: &mut std::process::Command, control: RawFd, target: 
             } else if libc::dup2(control, target) < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
                 return Err(io::Error::last_os_error());
             }
         }

@@ -63,7 +63,9 @@ pub fn parse_tier(s: &str) -> Result<Tier, String> {
         "auto" => Ok(Tier::Auto),
         "container" => Ok(Tier::Container),
         "process" => Ok(Tier::Process),
-        other => Err(format!("unknown tier {other:?}: expected auto, container or process")),
+        other => Err(format!(
+            "unknown tier {other:?}: expected auto, container or process"
+        )),
     }
 }
 

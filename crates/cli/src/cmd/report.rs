@@ -34,8 +34,10 @@ pub struct RunFlags {
 
 pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {
     if flags.dry_run {
-        let plan = dry_run_plan(&req.policy, &req.extra_args)
-            .map_err(|e| super::Exit { code: 125, message: e })?;
+        let plan = dry_run_plan(&req.policy, &req.extra_args).map_err(|e| super::Exit {
+            code: 125,
+            message: e,
+        })?;
         let doc = json!({ "policy": req.policy, "plan": plan });
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &doc)?;
@@ -97,7 +99,10 @@ fn summary(o: &RunOutcome) -> String {
     if o.trace.policy_violations.is_empty() {
         s.push_str("   no violations\n");
     } else {
-        s.push_str(&format!("   {} blocked / limit events:\n", o.trace.policy_violations.len()));
+        s.push_str(&format!(
+            "   {} blocked / limit events:\n",
+            o.trace.policy_violations.len()
+        ));
         for v in o.trace.policy_violations.iter().take(20) {
             s.push_str(&format!("   ✗ {:?}: {}\n", v.kind, v.detail));
         }
