@@ -138,6 +138,12 @@ mod tests {
         }
         assert!(blocks.iter().all(|(m, _)| m >> 32 == 0));
         assert_eq!(blocks.len(), 34);
+        // docs/seccomp.md quotes both counts.
+        let personality = complement_blocks(&[0, 8, 0x2_0000, 0x2_0008, 0xffff_ffff], 32);
+        assert_eq!(personality.len(), 82);
+        assert_eq!(covered(&personality, 0x4_0000), 1);
+        assert_eq!(covered(&personality, 0xffff_fffe), 1);
+        assert_eq!(covered(&personality, 0x2_0008), 0);
     }
 
     #[test]
