@@ -1,57 +1,58 @@
 //! The one error type of the evidence crate: every variant is named for the
-//! operation that failed and carries the path it failed on.
+//! operation that failed and carries the path it failed on. The OS error is the
+//! `source`, not part of the message: print the chain (`{:#}` with anyhow).
 
 use std::path::PathBuf;
 
 /// Why writing or checking run evidence failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot create directory {path}: {source} (check that the state directory is writable, or point SKILLSANDBOX_AUDIT_LOG / --trace-output elsewhere)")]
+    #[error("cannot create directory {path} (check that the state directory is writable, or point SKILLSANDBOX_AUDIT_LOG / --trace-output elsewhere)")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot serialize the trace: {source}")]
+    #[error("cannot serialize the trace")]
     SerializeTrace { source: serde_json::Error },
-    #[error("cannot serialize the audit record body: {source}")]
+    #[error("cannot serialize the audit record body")]
     SerializeRecord { source: serde_json::Error },
-    #[error("cannot write temporary file {path}: {source}")]
+    #[error("cannot write temporary file {path}")]
     WriteTemp {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot rename {from} to {to}: {source}")]
+    #[error("cannot rename {from} to {to}")]
     Rename {
         from: PathBuf,
         to: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot fsync directory {path}: {source}")]
+    #[error("cannot fsync directory {path}")]
     SyncDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open audit log {path}: {source}")]
+    #[error("cannot open audit log {path}")]
     OpenLog {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("flock(LOCK_EX) on audit log {path} failed: {source}")]
+    #[error("flock(LOCK_EX) on audit log {path} failed")]
     LockLog {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read audit log {path}: {source}")]
+    #[error("cannot read audit log {path}")]
     ReadLog {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot append to audit log {path}: {source} (the log was left as it was before this record)")]
+    #[error("cannot append to audit log {path} (the log was left as it was before this record)")]
     WriteLog {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("fsync of audit log {path} failed: {source}")]
+    #[error("fsync of audit log {path} failed")]
     SyncLog {
         path: PathBuf,
         source: std::io::Error,
@@ -64,7 +65,7 @@ pub enum AuditError {
         head: PathBuf,
         reason: String,
     },
-    #[error("cannot read head file {path}: {source}")]
+    #[error("cannot read head file {path}")]
     ReadHead {
         path: PathBuf,
         source: std::io::Error,
