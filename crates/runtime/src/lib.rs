@@ -5,6 +5,7 @@
 //! about argument parsing or protocols.
 
 pub mod adhoc;
+mod egress;
 mod enforcement;
 pub mod output;
 mod prepare;

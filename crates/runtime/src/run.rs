@@ -245,12 +245,22 @@ fn confined(
     )
     .map_err(|e| launch_failure(&policy, &e))?;
 
+    let egress_service = match running.egress.take() {
+        Some((ports, fds)) => Some(
+            crate::egress::start(&policy.network, &ports, fds)
+                .map_err(|e| Setup::new(format!("egress service: {e}"), None))?,
+        ),
+        None => None,
+    };
+    let egress_detail = egress_service
+        .as_ref()
+        .map(|_| crate::egress::describe(&policy.network));
     trace.enforcement = enforcement::after_launch(
         &plan,
         &running.layers,
         cgroup.as_ref(),
         cgroup_missing.as_deref(),
-        None,
+        egress_detail,
     );
     // Landlock is defence in depth behind the mount namespace: best effort, reported.
     // Every other layer must be in force unless the caller opted into less.
@@ -300,6 +310,21 @@ fn confined(
     outcome.stderr = err_pump.and_then(|h| h.join().ok()).unwrap_or_default();
     if let Some(msg) = running.late_failure.take() {
         trace.events.push(event("exec", msg));
+    }
+    if let Some(svc) = egress_service {
+        let report = svc.finish();
+        trace.network.dns = report.dns;
+        trace.network.connections = report.connections;
+        trace.policy_violations.extend(report.violations);
+        if report.records_dropped > 0 {
+            trace.events.push(event(
+                "egress",
+                format!(
+                    "{} network records dropped at the bound",
+                    report.records_dropped
+                ),
+            ));
+        }
     }
     let usage = cgroup.as_ref().map(|c| c.usage());
     let oom = usage.as_ref().is_some_and(|u| u.oom_kills > 0);

@@ -17,16 +17,31 @@ fn note(layer: &str, status: &str, detail: impl Into<String>) -> LayerNote {
     }
 }
 
-/// Step 3: loopback only; the egress layer (when declared) is added by the egress
-/// work and refuses to run until then.
+/// Step 3: with egress declared, every address becomes local to the namespace and
+/// the listening sockets go to the supervisor, which serves them from the host side
+/// (DESIGN.md §4). Without egress: loopback only, nothing routes anywhere.
 pub fn setup_network(plan: &LaunchPlan) -> Result<(), StageError> {
-    if plan.egress {
-        return Err(StageError::new(
-            "network",
-            "egress filtering is not available in this build; refusing to run a skill that declares network egress",
-        ));
+    use std::os::fd::AsRawFd;
+    if !plan.egress {
+        return crate::net::setup_loopback_only().map_err(|e| StageError::new("network", e));
     }
-    crate::net::setup_loopback_only().map_err(|e| StageError::new("network", e))
+    crate::net::setup_loopback_and_local_routes().map_err(|e| StageError::new("network", e))?;
+    let socks = crate::net::create_egress_sockets(&plan.egress_ports)
+        .map_err(|e| StageError::new("egress sockets", e))?;
+    let mut fds = vec![
+        socks.dns_udp4.as_raw_fd(),
+        socks.dns_udp6.as_raw_fd(),
+        socks.dns_tcp.as_raw_fd(),
+    ];
+    let ports: Vec<u16> = socks.tcp.iter().map(|(p, _)| *p).collect();
+    fds.extend(socks.tcp.iter().map(|(_, fd)| fd.as_raw_fd()));
+    crate::proto::send(
+        crate::stage::control(),
+        &crate::proto::FromChild::EgressSockets { ports },
+        &fds,
+    )
+    .map_err(|e| StageError::new("hand over egress sockets", e))
+    // `socks` drops here: the sandbox keeps no handle on its own listeners.
 }
 
 /// Drop every capability: bounding set first (needs CAP_SETPCAP), then lock the

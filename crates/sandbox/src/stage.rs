@@ -60,7 +60,7 @@ pub fn run_stage_if_requested() {
     }
 }
 
-fn control() -> BorrowedFd<'static> {
+pub(crate) fn control() -> BorrowedFd<'static> {
     // SAFETY: fd 3 is the control socket the supervisor placed there (dup2 before
     // exec) and stays open for the whole life of the stage processes.
     unsafe { BorrowedFd::borrow_raw(CHILD_CONTROL_FD) }
