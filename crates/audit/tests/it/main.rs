@@ -4,4 +4,5 @@
 
 mod chain;
 mod concurrency;
+mod docs;
 mod trace;
