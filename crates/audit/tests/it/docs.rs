@@ -70,3 +70,24 @@ fn documented_python_verifier_agrees_with_ours() {
     let (ok, out) = python(&script, &log_path).unwrap();
     assert!(!ok && out.contains("tail removed"), "{out}");
 }
+
+#[test]
+fn documented_trace_example_is_a_valid_trace() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/trace.md");
+    let text = std::fs::read_to_string(&doc).unwrap();
+    let example = &text[text.find("## Example").unwrap()..];
+    let start = example.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + example[start..].find("```").unwrap();
+    let value: serde_json::Value = serde_json::from_str(&example[start..end]).unwrap();
+    let schema = skillsandbox_audit::trace_json_schema();
+    assert!(jsonschema::is_valid(&schema, &value));
+    let trace: skillsandbox_audit::Trace = serde_json::from_value(value).unwrap();
+    assert_eq!(
+        trace.schema_version,
+        skillsandbox_audit::TRACE_SCHEMA_VERSION
+    );
+    assert_eq!(
+        trace.policy_violations[0].mitre,
+        skillsandbox_audit::mitre_for(trace.policy_violations[0].kind)
+    );
+}
