@@ -8,6 +8,7 @@ pub mod event;
 mod fsutil;
 pub mod log;
 pub mod mitre;
+pub mod otel;
 mod sys;
 pub mod trace;
 pub mod verify;
@@ -19,5 +20,6 @@ pub use log::{
     LogHead, AUDIT_LOG_ENV, GENESIS_HASH,
 };
 pub use mitre::{default_severity, mitre_for, mitre_for_path, mitre_for_syscall, violation};
+pub use otel::{export_run_span, OtlpConfig};
 pub use trace::*;
 pub use verify::{tail, verify, verify_with, BadRecord, VerifyOptions, VerifyReport};

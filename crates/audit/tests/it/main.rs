@@ -5,4 +5,5 @@
 mod chain;
 mod concurrency;
 mod docs;
+mod otel;
 mod trace;
