@@ -1,61 +1,63 @@
 //! The one error type of the evidence crate: every variant is named for the
-//! operation that failed and carries the path it failed on. The OS error is the
-//! `source`, not part of the message: print the chain (`{:#}` with anyhow).
+//! operation that failed and carries the path it failed on and the underlying
+//! error (`cause`). The message is complete on its own (it includes the cause),
+//! so the cause is deliberately not also exposed as `source()`: printing an
+//! error chain shows it once.
 
 use std::path::PathBuf;
 
 /// Why writing or checking run evidence failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot create directory {path} (check that the state directory is writable, or point SKILLSANDBOX_AUDIT_LOG / --trace-output elsewhere)")]
+    #[error("cannot create directory {path}: {cause} (check that the state directory is writable, or point SKILLSANDBOX_AUDIT_LOG / --trace-output elsewhere)")]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot serialize the trace")]
-    SerializeTrace { source: serde_json::Error },
-    #[error("cannot serialize the audit record body")]
-    SerializeRecord { source: serde_json::Error },
-    #[error("cannot write temporary file {path}")]
+    #[error("cannot serialize the trace: {cause}")]
+    SerializeTrace { cause: serde_json::Error },
+    #[error("cannot serialize the audit record body: {cause}")]
+    SerializeRecord { cause: serde_json::Error },
+    #[error("cannot write temporary file {path}: {cause}")]
     WriteTemp {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot rename {from} to {to}")]
+    #[error("cannot rename {from} to {to}: {cause}")]
     Rename {
         from: PathBuf,
         to: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot fsync directory {path}")]
+    #[error("cannot fsync directory {path}: {cause}")]
     SyncDir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot open audit log {path}")]
+    #[error("cannot open audit log {path}: {cause}")]
     OpenLog {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("flock(LOCK_EX) on audit log {path} failed")]
+    #[error("flock(LOCK_EX) on audit log {path} failed: {cause}")]
     LockLog {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot read audit log {path}")]
+    #[error("cannot read audit log {path}: {cause}")]
     ReadLog {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot append to audit log {path} (the log was left as it was before this record)")]
+    #[error("cannot append to audit log {path}: {cause} (the log was left as it was before this record)")]
     WriteLog {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("fsync of audit log {path} failed")]
+    #[error("fsync of audit log {path} failed: {cause}")]
     SyncLog {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the last record of audit log {path} is damaged ({reason}); refusing to extend a broken chain. Run `skillsandbox audit verify --log {path}` and move the damaged log aside")]
     LogTailDamaged { path: PathBuf, reason: String },
@@ -65,10 +67,10 @@ pub enum AuditError {
         head: PathBuf,
         reason: String,
     },
-    #[error("cannot read head file {path}")]
+    #[error("cannot read head file {path}: {cause}")]
     ReadHead {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("head file {path} is not valid: {reason}")]
     ParseHead { path: PathBuf, reason: String },

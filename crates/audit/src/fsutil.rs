@@ -27,9 +27,9 @@ pub(crate) fn create_private_dir_all(dir: &Path) -> Result<(), AuditError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| AuditError::CreateDir {
+        .map_err(|cause| AuditError::CreateDir {
             path: dir.to_path_buf(),
-            source,
+            cause,
         })
 }
 
@@ -37,9 +37,9 @@ pub(crate) fn create_private_dir_all(dir: &Path) -> Result<(), AuditError> {
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), AuditError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| AuditError::SyncDir {
+        .map_err(|cause| AuditError::SyncDir {
             path: dir.to_path_buf(),
-            source,
+            cause,
         })
 }
 
@@ -73,16 +73,16 @@ pub(crate) fn write_file_atomic(
             f.write_all(bytes)?;
             f.sync_all()
         });
-    if let Err(source) = written {
+    if let Err(cause) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(AuditError::WriteTemp { path: tmp, source });
+        return Err(AuditError::WriteTemp { path: tmp, cause });
     }
-    if let Err(source) = std::fs::rename(&tmp, path) {
+    if let Err(cause) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(AuditError::Rename {
             from: tmp,
             to: path.to_path_buf(),
-            source,
+            cause,
         });
     }
     if sync_parent {

@@ -110,7 +110,7 @@ pub fn encode_record(
         prev_hash,
     };
     let mut bytes =
-        serde_json::to_vec(&unhashed).map_err(|source| AuditError::SerializeRecord { source })?;
+        serde_json::to_vec(&unhashed).map_err(|cause| AuditError::SerializeRecord { cause })?;
     let hash = hex::encode(Sha256::digest(&bytes));
     // `to_vec` of a struct always ends with the object's closing brace.
     bytes.pop();
@@ -213,13 +213,13 @@ impl AuditLog {
     /// file. A failed write is truncated away so no partial line stays behind.
     pub fn append(&self, kind: &str, body: serde_json::Value) -> Result<AuditRecord, AuditError> {
         let file = open_for_append(&self.path)?;
-        let _lock = sys::lock_exclusive(&file).map_err(|source| AuditError::LockLog {
+        let _lock = sys::lock_exclusive(&file).map_err(|cause| AuditError::LockLog {
             path: self.path.clone(),
-            source,
+            cause,
         })?;
-        let read_err = |source| AuditError::ReadLog {
+        let read_err = |cause| AuditError::ReadLog {
             path: self.path.clone(),
-            source,
+            cause,
         };
         let len = file.metadata().map_err(read_err)?.len();
         let last = self.last_record(&file, len)?;
@@ -231,17 +231,17 @@ impl AuditLog {
         };
         let time = now();
         let (line, hash) = encode_record(seq, &time, kind, &body, &prev_hash)?;
-        if let Err(source) = (&file).write_all(&line) {
+        if let Err(cause) = (&file).write_all(&line) {
             // Leave the log exactly as it was; the lock keeps others out meanwhile.
             let _ = file.set_len(len);
             return Err(AuditError::WriteLog {
                 path: self.path.clone(),
-                source,
+                cause,
             });
         }
-        file.sync_data().map_err(|source| AuditError::SyncLog {
+        file.sync_data().map_err(|cause| AuditError::SyncLog {
             path: self.path.clone(),
-            source,
+            cause,
         })?;
         if len == 0 {
             fsutil::sync_dir(&fsutil::parent_dir(&self.path))?;
@@ -250,7 +250,7 @@ impl AuditLog {
             seq,
             hash: hash.clone(),
         })
-        .map_err(|source| AuditError::SerializeRecord { source })?;
+        .map_err(|cause| AuditError::SerializeRecord { cause })?;
         fsutil::write_file_atomic(&head_path_for(&self.path), &head, true)?;
         Ok(AuditRecord {
             seq,
@@ -272,18 +272,18 @@ impl AuditLog {
             path: self.path.clone(),
             reason,
         };
-        let lines = read_last_lines(file, len, 1).map_err(|source| AuditError::ReadLog {
+        let lines = read_last_lines(file, len, 1).map_err(|cause| AuditError::ReadLog {
             path: self.path.clone(),
-            source,
+            cause,
         })?;
         let Some(line) = lines.last() else {
             return Ok(None);
         };
         let mut last_byte = [0u8; 1];
         file.read_exact_at(&mut last_byte, len - 1)
-            .map_err(|source| AuditError::ReadLog {
+            .map_err(|cause| AuditError::ReadLog {
                 path: self.path.clone(),
-                source,
+                cause,
             })?;
         if last_byte[0] != b'\n' {
             return Err(damaged("the last line is incomplete".to_owned()));
@@ -337,9 +337,9 @@ fn open_for_append(path: &Path) -> Result<File, AuditError> {
         .create(true)
         .mode(0o600)
         .open(path)
-        .map_err(|source| AuditError::OpenLog {
+        .map_err(|cause| AuditError::OpenLog {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
 }
 
@@ -348,10 +348,10 @@ pub(crate) fn read_head(path: &Path) -> Result<Option<LogHead>, AuditError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(cause) => {
             return Err(AuditError::ReadHead {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })
         }
     };

@@ -134,7 +134,7 @@ pub fn trace_json_schema() -> serde_json::Value {
 /// The exact bytes [`write_trace_atomic`] writes: pretty JSON plus a final newline.
 pub fn trace_bytes(trace: &Trace) -> Result<Vec<u8>, AuditError> {
     let mut bytes =
-        serde_json::to_vec_pretty(trace).map_err(|source| AuditError::SerializeTrace { source })?;
+        serde_json::to_vec_pretty(trace).map_err(|cause| AuditError::SerializeTrace { cause })?;
     bytes.push(b'\n');
     Ok(bytes)
 }

@@ -110,10 +110,10 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Au
             });
             return Ok(report);
         }
-        Err(source) => {
+        Err(cause) => {
             return Err(AuditError::OpenLog {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })
         }
     };
@@ -193,9 +193,9 @@ fn check_chain(
         line.clear();
         let read = reader
             .read_until(b'\n', &mut line)
-            .map_err(|source| AuditError::ReadLog {
+            .map_err(|cause| AuditError::ReadLog {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
         if read == 0 {
             return Ok(Ok(chain));
@@ -266,13 +266,13 @@ fn check_link(record: &AuditRecord, expected: u64, prev: &str) -> Result<(), Str
 /// The last `n` records of the log at `path`, oldest first, read from the end of
 /// the file. A damaged line among them is an error (run [`verify`] to locate it).
 pub fn tail(path: &Path, n: usize) -> Result<Vec<AuditRecord>, AuditError> {
-    let file = File::open(path).map_err(|source| AuditError::OpenLog {
+    let file = File::open(path).map_err(|cause| AuditError::OpenLog {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
-    let read_err = |source| AuditError::ReadLog {
+    let read_err = |cause| AuditError::ReadLog {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let len = file.metadata().map_err(read_err)?.len();
     let lines = read_last_lines(&file, len, n).map_err(read_err)?;
