@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 /// A 1-based line and column (in characters) in the manifest file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Pos {
     pub line: u32,
     pub column: u32,

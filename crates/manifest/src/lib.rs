@@ -12,6 +12,7 @@ pub mod diag;
 mod lint;
 mod load;
 pub mod policy;
+mod reader;
 mod resolve;
 pub mod types;
 mod yaml;
