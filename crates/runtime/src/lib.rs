@@ -10,6 +10,7 @@ mod enforcement;
 pub mod output;
 mod prepare;
 mod run;
+pub mod session;
 
 pub use adhoc::{adhoc_policy, Grants};
 pub use output::{Captured, Sink};

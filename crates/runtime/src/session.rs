@@ -1,0 +1,364 @@
+//! The glue between runs and the session engine (DESIGN.md §2, "Session engine (may
+//! refuse)"): admission before a run, the kill watch while it runs, accounting from
+//! its trace after it, and the side effects of decisions — `session` records in the
+//! audit log and kill-switch webhooks.
+//!
+//! Used by the CLI (`run`/`exec --session`, `session ...`) and the MCP server (one
+//! session per server). Decisions themselves are made in `skillsandbox-policy`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use skillsandbox_audit::{AuditLog, Trace};
+use skillsandbox_policy::notify::{self, Pending};
+use skillsandbox_policy::status::session_status;
+use skillsandbox_policy::{
+    find_policy, price_report, Action, KillWatch, LoadedPolicy, PolicyFileError, PriceError,
+    RunUsage, Store, StoreError, Totals, Trigger,
+};
+
+pub use skillsandbox_policy::{
+    Admission, CostEntry, Decision, Killed, Refusal, RefusalKind, SessionState, SessionStatus,
+    UsageReport,
+};
+
+/// How often a running sandbox's stop check reads the session state.
+pub const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// How long the stop check tolerates an unreadable store before it fails closed.
+pub const STORE_UNREADABLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why the session engine could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    LoadPolicy(#[from] PolicyFileError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    PriceUsage(#[from] PriceError),
+}
+
+/// What [`SessionEngine::report_usage`] recorded and what it triggered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageAccounted {
+    pub cost: CostEntry,
+    pub decisions: Vec<Decision>,
+}
+
+/// The session store plus the policy in force, and where session records go.
+/// `Sync`: one engine can serve many concurrent runs (the MCP server).
+#[derive(Debug)]
+pub struct SessionEngine {
+    policy: LoadedPolicy,
+    store: Store,
+    audit_log: Option<PathBuf>,
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// A fresh session id for a caller that has none (e.g. `serve`): `s-` + 12 hex.
+pub fn new_session_id() -> String {
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    format!("s-{}", &u[..12])
+}
+
+impl SessionEngine {
+    /// The policy from `policy` (or the default file, or none) and the store at its
+    /// default place (`SKILLSANDBOX_SESSION_DB`, else the state directory). Session
+    /// records go to `audit_log`, else the default audit log.
+    pub fn open(policy: Option<&Path>, audit_log: Option<PathBuf>) -> Result<Self, SessionError> {
+        let policy = find_policy(policy)?;
+        let store = Store::open_default()?;
+        Ok(Self::new(policy, store, audit_log))
+    }
+
+    pub fn new(policy: LoadedPolicy, store: Store, audit_log: Option<PathBuf>) -> Self {
+        SessionEngine {
+            policy,
+            store,
+            audit_log,
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The policy in force and the file it came from (`None`: no file, no limits).
+    pub fn policy(&self) -> &LoadedPolicy {
+        &self.policy
+    }
+
+    pub fn store_path(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Lets a run of `session_id` in (counting it at once), or says why not. A store
+    /// that cannot be read refuses (fail closed). Refusals are audited.
+    pub fn admit(&self, session_id: &str) -> Result<Admission, Refusal> {
+        let result = match self.store.admit(session_id, &self.policy.policy) {
+            Ok(r) => r,
+            Err(e) => Err(Refusal {
+                session: session_id.to_owned(),
+                kind: RefusalKind::Store,
+                reason: format!("the session store is unavailable, refusing: {e}"),
+            }),
+        };
+        if let Err(r) = &result {
+            self.audit(json!({
+                "session_id": session_id, "event": "refused",
+                "kind": r.kind, "reason": r.reason,
+            }));
+        }
+        result
+    }
+
+    /// The `should_stop` callback for a run of `session_id`: cheap to call every
+    /// 100 ms (it reads the store at most every [`STOP_POLL`], on its own
+    /// connection) and returns the kill reason once the session is killed from any
+    /// process — also when it was killed and reset since this check was made. If
+    /// the store stays unreadable for [`STORE_UNREADABLE_LIMIT`], it stops the run.
+    pub fn stop_check(&self, session_id: &str) -> impl FnMut() -> Option<String> + Send + 'static {
+        let path = self.store.path().to_owned();
+        let id = session_id.to_owned();
+        let baseline = match self.store.get(session_id) {
+            Ok(found) => found.map(|(row, _)| row.kill_count),
+            Err(_) => None,
+        };
+        let mut watch: Option<KillWatch> = None;
+        let mut last: Option<Instant> = None;
+        let mut failing_since: Option<Instant> = None;
+        let mut verdict: Option<String> = None;
+        move || {
+            if verdict.is_some() {
+                return verdict.clone();
+            }
+            let now = Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < STOP_POLL) {
+                return None;
+            }
+            last = Some(now);
+            let read = match &watch {
+                Some(w) => w.killed(),
+                None => match KillWatch::open(&path, &id, baseline) {
+                    Ok(w) => watch.insert(w).killed(),
+                    Err(e) => Err(e),
+                },
+            };
+            match read {
+                Ok(Some(reason)) => verdict = Some(format!("session {id} killed: {reason}")),
+                Ok(None) => failing_since = None,
+                Err(e) => {
+                    let since = *failing_since.get_or_insert(now);
+                    if since == now {
+                        eprintln!("skillsandbox: warning: cannot read session {id}: {e}");
+                    }
+                    if now.duration_since(since) >= STORE_UNREADABLE_LIMIT {
+                        verdict = Some(format!(
+                            "session {id}: the session store was unreadable for {} s; stopping (fail closed)",
+                            STORE_UNREADABLE_LIMIT.as_secs()
+                        ));
+                    }
+                }
+            }
+            verdict.clone()
+        }
+    }
+
+    /// Records what a finished run used (CPU and wall time, egress bytes,
+    /// violations by kind — all from its trace), then carries out what that
+    /// triggers: alerts, blocks, and the kill switch. Returns the decisions; the
+    /// caller shows those with [`Action::Alert`] or more to the user.
+    pub fn account(
+        &self,
+        admission: &Admission,
+        trace: &Trace,
+    ) -> Result<Vec<Decision>, SessionError> {
+        let usage = RunUsage::from_trace(trace);
+        let acc = self
+            .store
+            .finish_run(admission, &usage, &self.policy.policy)?;
+        self.carry_out(
+            &admission.session_id,
+            &acc.decisions,
+            acc.killed,
+            &acc.totals,
+            Some(&usage.trace_id),
+        );
+        Ok(acc.decisions)
+    }
+
+    /// Records model usage for `session_id`, priced by the policy's table (or taken
+    /// as is in dollars), then carries out what that triggers.
+    pub fn report_usage(
+        &self,
+        session_id: &str,
+        report: &UsageReport,
+    ) -> Result<UsageAccounted, SessionError> {
+        let cost = price_report(report, &self.policy.policy)?;
+        let acc = self
+            .store
+            .add_cost(session_id, &cost, &self.policy.policy)?;
+        self.carry_out(session_id, &acc.decisions, acc.killed, &acc.totals, None);
+        Ok(UsageAccounted {
+            cost,
+            decisions: acc.decisions,
+        })
+    }
+
+    /// Trips the kill switch: every running sandbox of the session stops within a
+    /// second (their stop checks see it), later runs are refused until
+    /// [`reset`](Self::reset), the audit log records it and webhooks are told. A
+    /// session that was already killed keeps its first reason and is not re-notified.
+    pub fn kill(&self, session_id: &str, reason: &str) -> Result<Killed, SessionError> {
+        let k = self.store.kill(session_id, reason)?;
+        if k.newly {
+            self.tripped(session_id, &k.reason, "operator", &k.totals);
+        }
+        Ok(k)
+    }
+
+    /// Reopens a session: open again, usage and counts start over, `max_duration`
+    /// counts from now. Audited.
+    pub fn reset(&self, session_id: &str) -> Result<SessionStatus, SessionError> {
+        let row = self.store.reset(session_id)?;
+        self.audit(json!({"session_id": session_id, "event": "reset", "resets": row.epoch}));
+        self.status(session_id)?.ok_or_else(|| {
+            SessionError::Store(StoreError::UnknownSession {
+                id: session_id.to_owned(),
+            })
+        })
+    }
+
+    /// State, usage, violations and what is left of each limit; `None` for a
+    /// session the store has never seen.
+    pub fn status(&self, session_id: &str) -> Result<Option<SessionStatus>, SessionError> {
+        Ok(self
+            .store
+            .get(session_id)?
+            .map(|(row, totals)| session_status(&row, &totals, &self.policy.policy, now_ms())))
+    }
+
+    /// Every session the store knows, oldest first.
+    pub fn list(&self) -> Result<Vec<SessionStatus>, SessionError> {
+        let now = now_ms();
+        Ok(self
+            .store
+            .list()?
+            .iter()
+            .map(|(row, totals)| session_status(row, totals, &self.policy.policy, now))
+            .collect())
+    }
+
+    /// Gives kill notices still in flight up to `timeout` to finish (a short-lived
+    /// process calls this before exiting; the kill itself never waits for them).
+    pub fn wait_notifications(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        if let Ok(mut list) = self.pending.lock() {
+            for p in list.iter_mut() {
+                p.wait(deadline.saturating_duration_since(Instant::now()));
+            }
+            list.retain(|p| p.in_flight() > 0);
+        }
+    }
+
+    fn carry_out(
+        &self,
+        session_id: &str,
+        decisions: &[Decision],
+        killed: Option<String>,
+        totals: &Totals,
+        trace_id: Option<&str>,
+    ) {
+        for d in decisions {
+            let event = match d.trigger {
+                Trigger::BudgetAlert => "alert",
+                Trigger::BudgetSpent => "budget_spent",
+                Trigger::Threshold => "threshold",
+            };
+            self.audit(json!({
+                "session_id": session_id, "event": event, "action": d.action,
+                "rule": d.rule, "message": d.message, "trace_id": trace_id,
+            }));
+        }
+        if let Some(reason) = killed {
+            let by = decisions
+                .iter()
+                .find(|d| d.action == Action::Kill)
+                .map_or("policy", |d| d.rule.as_str());
+            self.tripped(session_id, &reason, by, totals);
+        }
+    }
+
+    /// The side effects of a kill that just happened: audit record, webhooks.
+    fn tripped(&self, session_id: &str, reason: &str, by: &str, totals: &Totals) {
+        let counts = counts_json(totals);
+        self.audit(json!({
+            "session_id": session_id, "event": "kill", "reason": reason, "by": by,
+            "counts": counts,
+        }));
+        let urls = &self.policy.policy.kill_switch.notify;
+        if urls.is_empty() {
+            return;
+        }
+        let notice = json!({
+            "event": "kill",
+            "session": session_id,
+            "reason": reason,
+            "by": by,
+            "time": skillsandbox_audit::now(),
+            "counts": counts,
+        });
+        let pending = notify::notify_all(urls, &notice);
+        if let Ok(mut list) = self.pending.lock() {
+            list.push(pending);
+        }
+    }
+
+    fn audit(&self, body: serde_json::Value) {
+        let log = match &self.audit_log {
+            Some(p) => AuditLog::open(p.clone()),
+            None => AuditLog::open_default(),
+        };
+        if let Err(e) = log.and_then(|l| l.append("session", body)) {
+            eprintln!(
+                "skillsandbox: warning: could not append a session record to the audit log: {e}"
+            );
+        }
+    }
+}
+
+impl Drop for SessionEngine {
+    /// A process that drops its engine gives kill notices a bounded moment.
+    fn drop(&mut self) {
+        self.wait_notifications(notify::NOTIFY_TIMEOUT + Duration::from_millis(500));
+    }
+}
+
+/// The counts a kill notice and a kill record carry.
+fn counts_json(t: &Totals) -> serde_json::Value {
+    json!({
+        "runs": t.runs_started,
+        "runs_finished": t.runs_finished,
+        "cpu_seconds": t.cpu_ms as f64 / 1000.0,
+        "wall_seconds": t.wall_ms as f64 / 1000.0,
+        "egress_bytes": t.egress_bytes,
+        "cost_usd": t.cost_usd,
+        "violations": t.violations,
+        "violations_total": t.violations_total(),
+    })
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// One line for people about a decision, e.g. for stderr:
+/// `session s1: alert: budget cpu_seconds at 85%: 0.85 s used of 1.00 s`.
+pub fn describe_decision(session_id: &str, d: &Decision) -> String {
+    let tail = match d.action {
+        Action::Block => "; later runs of this session are refused",
+        Action::Kill => "; kill switch tripped: running sandboxes of this session are stopped",
+        Action::Log | Action::Alert => "",
+    };
+    format!("session {session_id}: {}: {}{tail}", d.action, d.message)
+}
