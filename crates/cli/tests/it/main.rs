@@ -3,4 +3,9 @@
 
 mod audit;
 mod common;
+mod escape;
+mod escape_fs;
+mod escape_life;
+mod escape_limits;
+mod escape_proc;
 mod manifest;

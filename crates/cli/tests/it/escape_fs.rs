@@ -1,0 +1,574 @@
+//! Escape tests, files and identity: host secrets (environment, `/proc/*/environ`,
+//! `~/.ssh`, `~/.aws`, `/etc/shadow`, host `/tmp`, also through `/proc/<pid>/root`),
+//! writes outside the declared paths, symlink escapes through write dirs, `/dev` and
+//! `/proc` writes, inherited fds, capabilities and the uid map, and two weaknesses
+//! of declared write trees (setuid files, `deny` carve-outs). Harness: `escape.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::escape::{assert_refused, skill_dir, Lab, Outcome};
+
+const GONE: &[&str] = &["ENOENT", "EACCES", "EPERM"];
+const READ_ONLY: &[&str] = &["EROFS", "EACCES", "EPERM"];
+
+#[test]
+fn host_environment_and_proc_environ_secrets_stay_outside() {
+    let Some(lab) = Lab::new() else { return };
+    let o = lab.ops(
+        &[],
+        &[
+            "env",
+            "procenv",
+            "read",
+            "/proc/self/environ",
+            "read",
+            "/proc/1/environ",
+        ],
+    );
+    o.assert_done("OPS_DONE");
+    assert!(
+        o.stdout.contains("ENV PATH="),
+        "the payload dumped its environment:\n{}",
+        o.dump()
+    );
+    assert!(!o.stdout.contains("AWS_SECRET_ACCESS_KEY"), "{}", o.dump());
+    assert!(!o.stdout.contains("GITHUB_TOKEN"), "{}", o.dump());
+    assert!(
+        o.stdout.contains("OP procenv /proc/"),
+        "no process was visible at all:\n{}",
+        o.dump()
+    );
+    o.assert_no_secret(&lab.secret);
+}
+
+#[test]
+fn credential_files_and_host_tmp_are_unreachable() {
+    let Some(lab) = Lab::new() else { return };
+    let home = lab.home.display().to_string();
+    let tmp_secret = lab.tmp_secret.display().to_string();
+    let mut files = vec![
+        format!("{home}/.ssh/id_rsa"),
+        format!("{home}/.aws/credentials"),
+        format!("{home}/.env"),
+        "/home/sandbox/.ssh/id_rsa".to_string(),
+        "/root/.ssh/id_rsa".to_string(),
+        "/root/.aws/credentials".to_string(),
+        "/etc/shadow".to_string(),
+        "/etc/gshadow".to_string(),
+        "/etc/sudoers".to_string(),
+        tmp_secret.clone(),
+    ];
+    // The same files through other processes' view of the filesystem: PID 1 is the
+    // sandbox's init and the parent of the skill.
+    for pid in ["1", "self", "thread-self"] {
+        files.push(format!("/proc/{pid}/root{tmp_secret}"));
+        files.push(format!("/proc/{pid}/root{home}/.ssh/id_rsa"));
+        files.push(format!("/proc/{pid}/cwd/../../../{tmp_secret}"));
+    }
+    let dirs = [
+        home.clone(),
+        format!("{home}/.ssh"),
+        "/root".to_string(),
+        lab.dir.path().display().to_string(),
+        "/sys/fs/cgroup".to_string(),
+        "/sys/kernel".to_string(),
+        "/proc/1/root/root".to_string(),
+    ];
+    let mut ops: Vec<&str> = Vec::new();
+    for f in &files {
+        ops.extend(["read", f.as_str()]);
+    }
+    for d in &dirs {
+        ops.extend(["list", d.as_str()]);
+    }
+    let o = lab.ops(&[], &ops);
+    o.assert_done("OPS_DONE");
+    for f in &files {
+        assert_refused(&o, "read", f, GONE);
+    }
+    for d in &dirs {
+        assert_refused(&o, "list", d, GONE);
+    }
+    o.assert_no_secret(&lab.secret);
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap()
+}
+
+#[test]
+fn writes_outside_declared_paths_are_refused() {
+    let Some(lab) = Lab::new() else { return };
+    let ro = lab.path("ro");
+    let rw = lab.path("rw");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::write(ro.join("data.txt"), "original\n").unwrap();
+    let (ro_s, rw_s) = (ro.display().to_string(), rw.display().to_string());
+    let ro_file = format!("{ro_s}/data.txt");
+    let ro_new = format!("{ro_s}/new.txt");
+    let rw_ok = format!("{rw_s}/ok.txt");
+    let host_name_before = hostname();
+    let denied_writes = [
+        "/usr/bin/escape-probe",
+        "/usr/lib/escape-probe",
+        "/bin/escape-probe",
+        "/lib/escape-probe",
+        "/opt/escape-probe",
+        "/etc/escape-probe",
+        "/etc/passwd",
+        "/etc/resolv.conf",
+        "/escape-probe",
+        "/var/escape-probe",
+        "/run/escape-probe",
+        ro_file.as_str(),
+        ro_new.as_str(),
+        "/proc/sys/kernel/hostname",
+        "/proc/sys/kernel/core_pattern",
+        "/proc/sysrq-trigger", // masked; ENOENT where the kernel has no magic SysRq
+        "/dev/escape-probe",
+        "/dev/shm/../escape-probe",
+    ];
+    let denied_mkdirs = [
+        "/usr/escape-probe-dir",
+        "/etc/escape-probe-dir",
+        "/escape-probe-dir",
+    ];
+    let mut ops: Vec<&str> = Vec::new();
+    for w in &denied_writes {
+        ops.extend(["write", w]);
+    }
+    for d in &denied_mkdirs {
+        ops.extend(["mkdir", d]);
+    }
+    // Positive controls: the payload can write where it was allowed to.
+    ops.extend([
+        "write",
+        rw_ok.as_str(),
+        "write",
+        "/tmp/ok.txt",
+        "write",
+        "/home/sandbox/ok.txt",
+    ]);
+    let o = lab.ops(&["--read", &ro_s, "--write", &rw_s], &ops);
+    o.assert_done("OPS_DONE");
+    for w in &denied_writes {
+        let ok: &[&str] = if w.starts_with("/proc/sysrq") {
+            &["EROFS", "EACCES", "EPERM", "ENOENT"]
+        } else {
+            READ_ONLY
+        };
+        assert_refused(&o, "write", w, ok);
+    }
+    for d in &denied_mkdirs {
+        assert_refused(&o, "mkdir", d, READ_ONLY);
+    }
+    for ok in [rw_ok.as_str(), "/tmp/ok.txt", "/home/sandbox/ok.txt"] {
+        assert!(
+            o.op("write", ok).starts_with("OK"),
+            "control write failed: {ok}\n{}",
+            o.dump()
+        );
+    }
+    // The host is unchanged.
+    assert_eq!(
+        std::fs::read_to_string(ro.join("data.txt")).unwrap(),
+        "original\n"
+    );
+    assert!(!ro.join("new.txt").exists());
+    assert_eq!(hostname(), host_name_before);
+    for p in [
+        "/usr/bin/escape-probe",
+        "/etc/escape-probe",
+        "/escape-probe",
+        "/opt/escape-probe",
+    ] {
+        assert!(
+            !std::path::Path::new(p).exists(),
+            "BREACH: {p} appeared on the host"
+        );
+    }
+    assert!(std::fs::read_to_string(rw.join("ok.txt"))
+        .unwrap()
+        .contains("escape-probe"));
+}
+
+#[test]
+fn proc_kcore_and_kernel_internals_are_masked() {
+    let Some(lab) = Lab::new() else { return };
+    let o = lab.ops(
+        &[],
+        &[
+            "read",
+            "/proc/kcore",
+            "read",
+            "/proc/kallsyms",
+            "read",
+            "/proc/keys",
+            "read",
+            "/proc/timer_list",
+        ],
+    );
+    o.assert_done("OPS_DONE");
+    for f in [
+        "/proc/kcore",
+        "/proc/kallsyms",
+        "/proc/keys",
+        "/proc/timer_list",
+    ] {
+        let r = o.op("read", f);
+        assert!(
+            r == "OK b''" || r.starts_with("ERR "),
+            "BREACH: {f} readable: {r}\n{}",
+            o.dump()
+        );
+    }
+}
+
+#[test]
+fn skill_dir_is_read_only_inside_and_unchanged_on_host() {
+    let Some(lab) = Lab::new() else { return };
+    let py = crate::escape::ops_py();
+    let payloads = crate::escape::payload_dir().display().to_string();
+    let dir = skill_dir(
+        &lab,
+        "ro-skill",
+        &format!("  filesystem:\n    read: [{payloads}]"),
+        "  memory_mb: 128",
+        "python3",
+        &[],
+    );
+    std::fs::write(dir.join("main.py"), "print('original')\n").unwrap();
+    let host_main = dir.join("main.py").display().to_string();
+    let o = Outcome::from(
+        lab.cmd()
+            .args(["run", "--json"])
+            .arg(&dir)
+            .args([
+                "--",
+                &py,
+                "write",
+                "/skill/main.py",
+                "write",
+                "/skill/new.py",
+                "write",
+                &host_main,
+                "chmod",
+                "777",
+                "/skill/main.py",
+            ])
+            .output()
+            .unwrap(),
+    );
+    o.assert_done("OPS_DONE");
+    assert_refused(&o, "write", "/skill/main.py", READ_ONLY);
+    assert_refused(&o, "write", "/skill/new.py", READ_ONLY);
+    // The skill dir's host path is not mounted at all.
+    assert_refused(&o, "write", &host_main, &["ENOENT", "EROFS", "EACCES"]);
+    assert_refused(&o, "chmod", "/skill/main.py", READ_ONLY);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("main.py")).unwrap(),
+        "print('original')\n"
+    );
+    assert!(!dir.join("new.py").exists());
+}
+
+#[test]
+fn symlinks_made_inside_a_write_dir_do_not_lead_out() {
+    let Some(lab) = Lab::new() else { return };
+    let rw = lab.path("rw");
+    std::fs::create_dir_all(&rw).unwrap();
+    let victim = lab.path("victim.txt");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    let rw_s = rw.display().to_string();
+    let secret = lab.tmp_secret.display().to_string();
+    let via_proc = format!("/proc/1/root{secret}");
+    let ssh = format!("{}/.ssh", lab.home.display());
+    let (l1, l2, l3, l4) = (
+        format!("{rw_s}/l-secret"),
+        format!("{rw_s}/l-proc"),
+        format!("{rw_s}/l-victim"),
+        format!("{rw_s}/l-ssh"),
+    );
+    let victim_s = victim.display().to_string();
+    let l4_key = format!("{l4}/id_rsa");
+    let o = lab.ops(
+        &["--write", &rw_s],
+        &[
+            "symlink", &secret, &l1, "read", &l1, "symlink", &via_proc, &l2, "read", &l2,
+            "symlink", &victim_s, &l3, "write", &l3, "symlink", &ssh, &l4, "list", &l4, "read",
+            &l4_key,
+        ],
+    );
+    o.assert_done("OPS_DONE");
+    for l in [&l1, &l2, &l3, &l4] {
+        assert!(
+            o.op("symlink", l).starts_with("OK"),
+            "could not even make {l}:\n{}",
+            o.dump()
+        );
+    }
+    assert_refused(&o, "read", &l1, GONE);
+    assert_refused(&o, "read", &l2, GONE);
+    // The link resolves inside the sandbox: the write is refused or lands in the
+    // private /tmp (the parent dirs of declared paths exist there); never on the host.
+    assert!(
+        o.op("write", &l3) == "OK " || o.op("write", &l3).starts_with("ERR "),
+        "{}",
+        o.dump()
+    );
+    assert_refused(&o, "list", &l4, GONE);
+    assert_refused(&o, "read", &l4_key, GONE);
+    o.assert_no_secret(&lab.secret);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+}
+
+#[test]
+fn symlinks_planted_in_a_write_dir_beforehand_do_not_lead_out() {
+    let Some(lab) = Lab::new() else { return };
+    let rw = lab.path("rw");
+    std::fs::create_dir_all(&rw).unwrap();
+    let victim = lab.path("victim.txt");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    std::os::unix::fs::symlink(&lab.tmp_secret, rw.join("p-file")).unwrap();
+    std::os::unix::fs::symlink(lab.home.join(".ssh"), rw.join("p-dir")).unwrap();
+    std::os::unix::fs::symlink(&victim, rw.join("p-victim")).unwrap();
+    std::os::unix::fs::symlink("/etc", rw.join("p-etc")).unwrap();
+    std::os::unix::fs::symlink("../../..", rw.join("p-up")).unwrap();
+    let r = |n: &str| format!("{}/{n}", rw.display());
+    let up_secret = format!("{}{}", r("p-up"), lab.tmp_secret.display());
+    let o = lab.ops(
+        &["--write", &rw.display().to_string()],
+        &[
+            "read",
+            &r("p-file"),
+            "list",
+            &r("p-dir"),
+            "read",
+            &r("p-dir/id_rsa"),
+            "write",
+            &r("p-victim"),
+            "read",
+            &r("p-etc/shadow"),
+            "read",
+            &up_secret,
+        ],
+    );
+    o.assert_done("OPS_DONE");
+    assert_refused(&o, "read", &r("p-file"), GONE);
+    assert_refused(&o, "list", &r("p-dir"), GONE);
+    assert_refused(&o, "read", &r("p-dir/id_rsa"), GONE);
+    // Refused, or written into the sandbox's private /tmp: the host file is checked below.
+    let _ = o.op("write", &r("p-victim"));
+    assert_refused(&o, "read", &r("p-etc/shadow"), GONE);
+    assert_refused(&o, "read", &up_secret, GONE);
+    o.assert_no_secret(&lab.secret);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+}
+
+#[test]
+fn a_declared_path_that_is_a_symlink_is_refused_with_125() {
+    let Some(lab) = Lab::new() else { return };
+    let link = lab.path("link-to-home");
+    std::os::unix::fs::symlink(&lab.home, &link).unwrap();
+    let link_s = link.display().to_string();
+    let through = format!("{link_s}/.ssh");
+    for flags in [
+        ["--read", link_s.as_str()],
+        ["--write", link_s.as_str()],
+        ["--read", through.as_str()],
+    ] {
+        let o = lab.ops(
+            &flags,
+            &["read", &format!("{}/.ssh/id_rsa", lab.home.display())],
+        );
+        assert_eq!(o.exit_code, 125, "{flags:?} was not refused:\n{}", o.dump());
+        assert!(
+            o.json["error"].as_str().unwrap_or("").contains("symlink"),
+            "{flags:?}: the error should say why:\n{}",
+            o.dump()
+        );
+        assert!(!o.stdout.contains("OP "), "the payload ran:\n{}", o.dump());
+        o.assert_no_secret(&lab.secret);
+    }
+}
+
+#[test]
+fn inherited_fds_do_not_reach_the_sandbox() {
+    let Some(lab) = Lab::new() else { return };
+    // sh opens the secret on fds 7 and 9 without close-on-exec and execs the binary.
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(r#"exec 7<"$SECRET_FILE" 9<"$SECRET_FILE"; exec "$@""#)
+        .arg("sh")
+        .env("SECRET_FILE", &lab.tmp_secret);
+    let inner = lab.cmd();
+    c.arg(inner.get_program());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.args(["exec", "--json", "--read"])
+        .arg(crate::escape::payload_dir())
+        .args(["--", "python3", &crate::escape::ops_py(), "fds"]);
+    let o = Outcome::from(c.output().unwrap());
+    o.assert_done("OPS_DONE");
+    for line in o.stdout.lines().filter(|l| l.starts_with("FD ")) {
+        let mut parts = line.splitn(3, ' ').skip(1);
+        let fd: u32 = parts.next().unwrap().parse().unwrap();
+        let target = parts.next().unwrap_or("");
+        // Besides stdio, only the directory listing /proc/self/fd itself may show.
+        // (`ERR ENOENT`: the listing's own fd, closed before readlink.)
+        assert!(
+            fd <= 2 || target.ends_with("/fd") || target == "ERR ENOENT",
+            "BREACH: fd {fd} -> {target} inherited:\n{}",
+            o.dump()
+        );
+    }
+    assert!(
+        !o.stdout.contains("OP readfd"),
+        "BREACH: an inherited fd was readable:\n{}",
+        o.dump()
+    );
+    o.assert_no_secret(&lab.secret);
+}
+
+#[test]
+fn no_capabilities_no_new_privs_seccomp_and_an_unprivileged_host_uid() {
+    let Some(lab) = Lab::new() else { return };
+    let o = lab.ops(&[], &["status"]);
+    o.assert_done("OPS_DONE");
+    let field = |name: &str| {
+        o.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STATUS status {name}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in /proc/self/status:\n{}", o.dump()))
+    };
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(field(cap), "0000000000000000", "{cap}\n{}", o.dump());
+    }
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("Seccomp"), "2");
+    for map in ["uid_map", "gid_map"] {
+        let line = o
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STATUS {map} ")))
+            .unwrap_or_else(|| panic!("no {map}:\n{}", o.dump()));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols.len(), 3, "one mapping line only: {line}");
+        assert_eq!(cols[2], "1", "exactly one id is mapped: {line}");
+        assert_ne!(
+            cols[1], "0",
+            "BREACH: the sandbox maps to host root: {line}"
+        );
+    }
+}
+
+#[test]
+fn setuid_and_setgid_files_cannot_be_planted_on_the_host() {
+    // A skill that may write a directory must not leave a setuid executable there:
+    // files it creates are owned by the invoker (root when the invoker is root), so a
+    // `chmod 4755` would hand any local user who can reach the directory the invoker's
+    // uid — root — outside the sandbox.
+    let Some(lab) = Lab::new() else { return };
+    let rw = lab.path("rw");
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::set_permissions(&rw, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = |n: &str| format!("{}/{n}", rw.display());
+    let o = lab.ops(
+        &["--write", &rw.display().to_string()],
+        &[
+            "copy",
+            "/bin/true",
+            &r("suid"),
+            "chmod",
+            "4755",
+            &r("suid"),
+            "copy",
+            "/bin/true",
+            &r("sgid"),
+            "chmod",
+            "2755",
+            &r("sgid"),
+            "mkdir",
+            &r("sgid-dir"),
+            "chmod",
+            "2777",
+            &r("sgid-dir"),
+        ],
+    );
+    o.assert_done("OPS_DONE");
+    assert!(
+        o.op("copy", &r("suid")).starts_with("OK"),
+        "control: copy failed\n{}",
+        o.dump()
+    );
+    for name in ["suid", "sgid", "sgid-dir"] {
+        let meta = std::fs::metadata(rw.join(name)).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o6000,
+            0,
+            "BREACH: the skill left {} with mode {:o} (owner uid {}) on the host\n{}",
+            rw.join(name).display(),
+            meta.permissions().mode(),
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            o.dump()
+        );
+    }
+}
+
+#[test]
+fn deny_carve_outs_in_a_write_tree_survive_a_rename_between_runs() {
+    // write: [D], deny: [D/private/key]. Run 1 moves `private` aside and leaves a
+    // decoy at the denied path; run 2 must still not read the real key.
+    let Some(lab) = Lab::new() else { return };
+    let d = lab.path("data");
+    std::fs::create_dir_all(d.join("private")).unwrap();
+    std::fs::write(d.join("private/key"), format!("{}\n", lab.secret)).unwrap();
+    let d_s = d.display().to_string();
+    let payloads = crate::escape::payload_dir().display().to_string();
+    let dir = skill_dir(
+        &lab,
+        "deny-skill",
+        &format!("  filesystem:\n    read: [{payloads}]\n    write: [{d_s}]\n    deny: [{d_s}/private/key]"),
+        "  memory_mb: 128",
+        "python3",
+        &[],
+    );
+    let py = crate::escape::ops_py();
+    let p = |rel: &str| format!("{d_s}/{rel}");
+    let run = |ops: &[&str]| {
+        Outcome::from(
+            lab.cmd()
+                .args(["run", "--json"])
+                .arg(&dir)
+                .arg("--")
+                .arg(&py)
+                .args(ops)
+                .output()
+                .unwrap(),
+        )
+    };
+    let first = run(&[
+        "read",
+        &p("private/key"),
+        "rename",
+        &p("private"),
+        &p("moved"),
+        "mkdir",
+        &p("private"),
+        "write",
+        &p("private/key"),
+    ]);
+    first.assert_done("OPS_DONE");
+    first.assert_no_secret(&lab.secret);
+    let second = run(&["read", &p("moved/key"), "read", &p("private/key")]);
+    second.assert_done("OPS_DONE");
+    second.assert_no_secret(&lab.secret);
+}
