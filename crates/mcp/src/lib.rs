@@ -1,1 +1,142 @@
-//! skillsandbox-mcp
+//! The MCP server (`skillsandbox serve`): agents call SkillSandbox over stdio with the
+//! official Rust SDK (rmcp).
+//!
+//! Owns the tool surface (`run_skill`, `exec_command`, `validate_skill`,
+//! `inspect_skill`, `list_skills`, `session_status`), the skills-directory confinement
+//! of every path an agent passes, and the operator's ceiling on ad-hoc grants.
+//! Stdout carries only the protocol; everything this crate logs goes to stderr.
+//! Enforcement itself lives in the runtime; this crate never weakens a policy and
+//! never asks for degraded runs (fail closed).
+//!
+//! Reference: `docs/mcp.md`.
+
+pub mod args;
+pub mod ceiling;
+pub mod discover;
+pub mod paths;
+pub mod results;
+mod server;
+pub mod session;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rmcp::ServiceExt;
+
+pub use ceiling::{Ceiling, CeilingError, DomainGrant};
+pub use paths::{PathError, SkillRoots};
+pub use server::SkillSandboxServer;
+
+/// How many runs may be in flight at once by default; later calls wait their turn.
+pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 8;
+/// How long shutdown waits for killed runs to be reaped and recorded.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What the operator configured at startup.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Directories the agent may run, validate, inspect and list skills in.
+    pub skills_dirs: Vec<PathBuf>,
+    /// Lift the skills-directory restriction (any path the server user can read).
+    pub allow_any_path: bool,
+    /// Session id for every run; `None`: a fresh `mcp-<uuid>`.
+    pub session_id: Option<String>,
+    /// The most `exec_command` may grant.
+    pub ceiling: Ceiling,
+    /// Runs in flight at once (at least 1).
+    pub max_concurrent_runs: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            skills_dirs: Vec::new(),
+            allow_any_path: false,
+            session_id: None,
+            ceiling: Ceiling::default(),
+            max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
+        }
+    }
+}
+
+/// One line on stderr (stdout belongs to the protocol).
+pub(crate) fn log(msg: &str) {
+    use std::io::Write;
+    // Nothing useful can be done when stderr is gone.
+    let _ = writeln!(std::io::stderr().lock(), "skillsandbox serve: {msg}");
+}
+
+/// Build the server for `config` (checks the skills directories).
+pub fn build_server(config: &ServerConfig) -> anyhow::Result<SkillSandboxServer> {
+    let roots = SkillRoots::new(&config.skills_dirs, config.allow_any_path)
+        .context("checking --skills-dir")?;
+    Ok(SkillSandboxServer::new(server::Shared {
+        roots,
+        ceiling: config.ceiling.clone(),
+        session: session::SessionLedger::new(config.session_id.clone()),
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_runs.max(1),
+        )),
+        shutdown: Arc::new(AtomicBool::new(false)),
+    }))
+}
+
+/// Serve MCP over stdin/stdout until the client disconnects. On the way out every
+/// run still in flight is killed and recorded before this returns.
+pub async fn serve_stdio(config: ServerConfig) -> anyhow::Result<()> {
+    let server = build_server(&config)?;
+    let shared = Arc::clone(&server.shared);
+    log(&format!(
+        "{} {} ready on stdio; session {}; skills dirs: {}{}",
+        "skillsandbox",
+        env!("CARGO_PKG_VERSION"),
+        shared.session.id(),
+        if shared.roots.roots().is_empty() {
+            "none".to_string()
+        } else {
+            shared
+                .roots
+                .roots()
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        if shared.roots.allow_any_path() {
+            " (--allow-any-path)"
+        } else {
+            ""
+        }
+    ));
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("starting the MCP session on stdio")?;
+    let quit = running.waiting().await;
+    shared.shutdown.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while shared.session.status().running > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match quit {
+        Ok(reason) => {
+            log(&format!("client disconnected ({reason:?})"));
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("the MCP service task failed: {e}")),
+    }
+}
+
+/// [`serve_stdio`] on a multi-threaded tokio runtime of its own, for callers that
+/// are not async (the CLI).
+pub fn serve_stdio_blocking(config: ServerConfig) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("skillsandbox-mcp")
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(serve_stdio(config))
+}

@@ -3,6 +3,7 @@
 
 use skillsandbox_audit::{LayerReport, LayerStatus};
 use skillsandbox_sandbox::cgroup::SandboxCgroup;
+use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use skillsandbox_sandbox::plan::LaunchPlan;
 use skillsandbox_sandbox::proto::LayerNote;
 
@@ -73,6 +74,9 @@ pub fn after_launch(
             "cgroup tree rooted at the sandbox's own cgroup",
         ),
         match &egress_detail {
+            _ if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Netns) => {
+                layer("network", Unavailable, DISABLED_FOR_TESTS)
+            }
             Some(d) => layer("network", Enforced, d.clone()),
             None => layer(
                 "network",

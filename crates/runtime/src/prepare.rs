@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use skillsandbox_manifest::Policy;
+use skillsandbox_sandbox::disable::LayerDisabledForTests;
 use skillsandbox_sandbox::host::capture_host_layout;
 use skillsandbox_sandbox::plan::{self, Identity, LaunchPlan, LowerInput};
 use skillsandbox_sandbox::sys;
@@ -26,6 +27,8 @@ pub enum PrepareError {
     },
     #[error("cannot lower the policy: {0}")]
     Plan(#[from] plan::PlanError),
+    #[error("{0}")]
+    DisableLayer(String),
 }
 
 pub fn identity() -> Identity {
@@ -107,12 +110,14 @@ pub fn host_env() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Build the launch plan for this host.
+/// Build the launch plan for this host. `extra_ro_binds` is empty except for `check`.
 pub fn launch_plan(
     policy: &Policy,
     extra_args: &[String],
     seccomp_notify: bool,
+    extra_ro_binds: &[(PathBuf, PathBuf)],
 ) -> Result<LaunchPlan, PrepareError> {
+    let disabled = LayerDisabledForTests::from_env().map_err(PrepareError::DisableLayer)?;
     let host = capture_host_layout(policy);
     let env = host_env();
     Ok(plan::lower(
@@ -123,6 +128,8 @@ pub fn launch_plan(
             host_env: &env,
             extra_args,
             seccomp_notify,
+            extra_ro_binds,
+            dangerously_disabled_layer: disabled,
         },
     )?)
 }

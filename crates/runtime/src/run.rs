@@ -9,6 +9,7 @@ use skillsandbox_audit::{
 };
 use skillsandbox_manifest::{Policy, Tier};
 use skillsandbox_sandbox::cgroup::{CgroupLimits, CgroupRoots, SandboxCgroup};
+use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use skillsandbox_sandbox::launch::{self, LaunchError, StartOptions, WaitEnd};
 use skillsandbox_sandbox::plan::LaunchPlan;
 
@@ -35,6 +36,9 @@ pub struct RunRequest {
     pub allow_degraded: bool,
     /// Polled every 100 ms while the skill runs; `Some(reason)` kills the sandbox.
     pub should_stop: Box<dyn FnMut() -> Option<String> + Send>,
+    /// (host path, absolute path inside): bound read-only and readable/executable
+    /// under Landlock. Only `check` sets this (its probe binary); empty otherwise.
+    pub extra_ro_binds: Vec<(PathBuf, PathBuf)>,
 }
 
 impl RunRequest {
@@ -52,6 +56,7 @@ impl RunRequest {
             session_id: None,
             allow_degraded: false,
             should_stop: Box::new(|| None),
+            extra_ro_binds: Vec::new(),
         }
     }
 }
@@ -76,7 +81,7 @@ pub struct RunOutcome {
 
 /// The launch plan a run would use (for `--dry-run`).
 pub fn dry_run_plan(policy: &Policy, extra_args: &[String]) -> Result<LaunchPlan, String> {
-    prepare::launch_plan(policy, extra_args, false).map_err(|e| e.to_string())
+    prepare::launch_plan(policy, extra_args, false, &[]).map_err(|e| e.to_string())
 }
 
 struct Setup {
@@ -219,10 +224,28 @@ fn confined(
     for n in notes {
         trace.events.push(event("setup", n));
     }
-    let plan = prepare::launch_plan(&policy, &req.extra_args, true)
+    let plan = prepare::launch_plan(&policy, &req.extra_args, true, &req.extra_ro_binds)
         .map_err(|e| Setup::new(e.to_string(), None))?;
+    // The test-only switch: never run with a layer off unless the caller opted in.
+    let disabled = plan.dangerously_disabled_layer;
+    if let Some(layer) = disabled {
+        if !req.allow_degraded {
+            return Err(Setup::new(
+                format!("layer {} is {DISABLED_FOR_TESTS}", layer.name()),
+                Some("unset it (it exists for tests), or pass --allow-degraded".into()),
+            ));
+        }
+        trace.events.push(event(
+            "degraded",
+            format!("layer {} {DISABLED_FOR_TESTS}", layer.name()),
+        ));
+    }
 
-    let (cgroup, cgroup_missing) = create_cgroup(&policy, &trace.trace_id, req.allow_degraded)?;
+    let (cgroup, cgroup_missing) = if disabled == Some(LayerDisabledForTests::Cgroup) {
+        (None, Some(DISABLED_FOR_TESTS.to_string()))
+    } else {
+        create_cgroup(&policy, &trace.trace_id, req.allow_degraded)?
+    };
     if let Some(why) = &cgroup_missing {
         trace.events.push(event(
             "degraded",

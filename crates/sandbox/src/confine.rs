@@ -4,6 +4,7 @@
 
 use caps::CapSet;
 
+use crate::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use crate::plan::LaunchPlan;
 use crate::proto::LayerNote;
 use crate::stage::StageError;
@@ -22,6 +23,10 @@ fn note(layer: &str, status: &str, detail: impl Into<String>) -> LayerNote {
 /// (DESIGN.md §4). Without egress: loopback only, nothing routes anywhere.
 pub fn setup_network(plan: &LaunchPlan) -> Result<(), StageError> {
     use std::os::fd::AsRawFd;
+    if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Netns) {
+        // Still in the host's namespace: touch nothing there.
+        return Ok(());
+    }
     if !plan.egress {
         return crate::net::setup_loopback_only().map_err(|e| StageError::new("network", e));
     }
@@ -83,6 +88,9 @@ pub fn drop_capabilities() -> Result<Vec<LayerNote>, StageError> {
 /// Landlock mirroring the mounts: best effort, the ABI in force is reported.
 pub fn apply_landlock(plan: &LaunchPlan) -> Result<Vec<LayerNote>, StageError> {
     use crate::landlock::{apply_landlock_on_current_thread, LandlockEnforcement, LandlockRules};
+    if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Landlock) {
+        return Ok(vec![note("landlock", "unavailable", DISABLED_FOR_TESTS)]);
+    }
     let rules = LandlockRules {
         read_exec: plan.landlock.read_exec.clone(),
         read_write: plan.landlock.read_write.clone(),
@@ -106,6 +114,9 @@ pub fn apply_seccomp(
     plan: &LaunchPlan,
 ) -> Result<(LayerNote, Option<std::os::fd::OwnedFd>), StageError> {
     use crate::seccomp::{apply_seccomp_on_current_thread, SeccompOptions};
+    if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Seccomp) {
+        return Ok((note("seccomp", "unavailable", DISABLED_FOR_TESTS), None));
+    }
     let report = apply_seccomp_on_current_thread(
         plan.seccomp,
         &SeccompOptions {

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 mod confine;
+pub mod disable;
 pub mod host;
 pub mod landlock;
 pub mod launch;

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use skillsandbox_manifest::{Policy, SyscallProfile};
 
+use crate::disable::LayerDisabledForTests;
+
 /// Where the new root is assembled before the final `pivot_root`.
 pub const NEWROOT: &str = "/newroot";
 /// Where the host root is visible while the new root is assembled.
@@ -185,6 +187,9 @@ pub struct LaunchPlan {
     pub seccomp: SyscallProfile,
     /// Observe seccomp refusals through user notification (the supervisor answers).
     pub seccomp_notify: bool,
+    /// Test-only: the layer the stages skip (see [`crate::disable`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dangerously_disabled_layer: Option<LayerDisabledForTests>,
 }
 
 /// Errors of lowering a policy that cannot be expressed.
@@ -206,6 +211,12 @@ pub struct LowerInput<'a> {
     /// Arguments appended to the entrypoint's own.
     pub extra_args: &'a [String],
     pub seccomp_notify: bool,
+    /// Host files or directories bound read-only at a fixed absolute path inside (and
+    /// granted read/execute by Landlock). Only `check` uses this, for its probe
+    /// binary; normal runs pass nothing.
+    pub extra_ro_binds: &'a [(PathBuf, PathBuf)],
+    /// Test-only: a layer to skip (see [`crate::disable`]).
+    pub dangerously_disabled_layer: Option<LayerDisabledForTests>,
 }
 
 fn under_root(p: &Path) -> PathBuf {
@@ -369,6 +380,22 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         });
     }
 
+    // Extra read-only binds the caller asked for (never from a manifest).
+    for (source, inside) in input.extra_ro_binds {
+        for p in [source, inside] {
+            if !p.is_absolute() {
+                return Err(PlanError::NotAbsolute(p.clone()));
+            }
+        }
+        mounts.push(MountOp::Bind {
+            source: source.clone(),
+            target: under_root(inside),
+            writable: false,
+            device: false,
+            idmap: false,
+        });
+    }
+
     // Declared paths, shallowest first so nested grants land on top of their parents.
     let fs = &policy.filesystem;
     let mut declared: Vec<(PathBuf, bool)> = fs
@@ -417,6 +444,12 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         .map(PathBuf::from)
         .chain([PathBuf::from("/etc"), PathBuf::from("/skill")])
         .chain(declared.iter().filter(|(_, w)| !w).map(|(p, _)| p.clone()))
+        .chain(
+            input
+                .extra_ro_binds
+                .iter()
+                .map(|(_, inside)| inside.clone()),
+        )
         .collect();
     read_exec.push(PathBuf::from("/proc"));
     let read_write: Vec<PathBuf> = [
@@ -457,6 +490,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         },
         seccomp: policy.syscalls,
         seccomp_notify: input.seccomp_notify,
+        dangerously_disabled_layer: input.dangerously_disabled_layer,
     })
 }
 
@@ -549,6 +583,8 @@ mod tests {
             host_env: env,
             extra_args: &[],
             seccomp_notify: false,
+            extra_ro_binds: &[],
+            dangerously_disabled_layer: None,
         }
     }
 
@@ -645,5 +681,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn extra_ro_binds_are_bound_read_only_and_granted_only_when_asked() {
+        let host = HostLayout::default();
+        let plain = lower(&policy(), &input(&host, &[])).unwrap();
+        assert!(!plain
+            .landlock
+            .read_exec
+            .contains(&PathBuf::from("/run/probe")));
+        let binds = [(PathBuf::from("/opt/bin/tool"), PathBuf::from("/run/probe"))];
+        let mut inp = input(&host, &[]);
+        inp.extra_ro_binds = &binds;
+        let plan = lower(&policy(), &inp).unwrap();
+        assert!(plan.mounts.contains(&MountOp::Bind {
+            source: "/opt/bin/tool".into(),
+            target: "/newroot/run/probe".into(),
+            writable: false,
+            device: false,
+            idmap: false
+        }));
+        assert!(plan
+            .landlock
+            .read_exec
+            .contains(&PathBuf::from("/run/probe")));
+        let bad = [(PathBuf::from("tool"), PathBuf::from("/run/probe"))];
+        inp.extra_ro_binds = &bad;
+        assert!(matches!(
+            lower(&policy(), &inp),
+            Err(PlanError::NotAbsolute(_))
+        ));
     }
 }

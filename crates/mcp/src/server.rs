@@ -1,0 +1,480 @@
+//! The MCP tools: thin wrappers over the manifest front end, the runtime and the
+//! session ledger. Every run happens on its own blocking thread; a cancelled request
+//! (or the server shutting down) kills its sandbox through `should_stop`.
+//!
+//! Skill failures and refusals are tool results with `isError: true`; protocol errors
+//! are left to rmcp (malformed arguments, unknown tools).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, RoleServer, ServerHandler};
+use serde::Serialize;
+use skillsandbox_manifest::{load, Policy, ResolveEnv, SkillInfo, MANIFEST_FILE};
+use skillsandbox_runtime::{adhoc_policy, Grants, RunRequest, Sink};
+
+use crate::args::{ExecCommandArgs, ListSkillsArgs, NoArgs, RunSkillArgs, SkillPathArgs};
+use crate::ceiling::{Ceiling, Requested};
+use crate::discover::{self, SKILL_MD};
+use crate::log;
+use crate::paths::SkillRoots;
+use crate::results::{
+    diagnostic_line, DiagnosticOut, InspectResult, ListResult, RunResult, SessionStatus, SkillRef,
+    ValidateResult,
+};
+use crate::session::SessionLedger;
+
+const INSTRUCTIONS: &str = "SkillSandbox runs skills and shell commands confined by the \
+Linux kernel (namespaces, seccomp, Landlock, cgroups, per-domain egress filtering). Use \
+list_skills to see what is installed, run_skill to run one exactly as its skillsandbox.yaml \
+declares, exec_command to run a command in a deny-all sandbox with only the grants you ask \
+for (capped by the operator), validate_skill / inspect_skill to check a manifest, and \
+session_status for the session's runs and violations. A result's `violations` lists what \
+the skill tried that was blocked.";
+
+/// State shared by every tool call.
+pub(crate) struct Shared {
+    pub roots: SkillRoots,
+    pub ceiling: Ceiling,
+    pub session: SessionLedger,
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// The `skillsandbox` MCP server.
+#[derive(Clone)]
+pub struct SkillSandboxServer {
+    pub(crate) shared: Arc<Shared>,
+    tool_router: ToolRouter<Self>,
+}
+
+/// A refusal or failure the agent should read: `isError: true`, text only.
+fn refused(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message.into())])
+}
+
+/// Structured content, its schema-described value, plus the readable text.
+fn structured<T: Serialize>(
+    value: &T,
+    text: String,
+    is_error: bool,
+) -> Result<CallToolResult, McpError> {
+    let v = serde_json::to_value(value)
+        .map_err(|e| McpError::internal_error(format!("cannot serialise the result: {e}"), None))?;
+    let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+    r.structured_content = Some(v);
+    r.is_error = Some(is_error);
+    Ok(r)
+}
+
+/// What `run_skill` was pointed at.
+enum SkillTarget {
+    Manifest(PathBuf),
+    AgentSkill(PathBuf),
+}
+
+#[tool_router]
+impl SkillSandboxServer {
+    pub(crate) fn new(shared: Shared) -> Self {
+        SkillSandboxServer {
+            shared: Arc::new(shared),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Run a skill confined exactly as its skillsandbox.yaml declares (network
+    /// egress, filesystem paths, environment variables, syscall profile, resource
+    /// limits). Returns exit code, termination, stdout/stderr (capped, with
+    /// truncation flags), `violations` (what the skill attempted that was blocked),
+    /// the enforcement report, resource usage, network activity and the trace id and
+    /// path. A non-zero exit, a blocked setup, a timeout or a kill is a tool error
+    /// (isError) with the same structured result. Only skills inside the server's
+    /// skills directories can be run.
+    #[tool(
+        output_schema = schema_for_output::<RunResult>(),
+        annotations(read_only_hint = false, destructive_hint = false, open_world_hint = true)
+    )]
+    async fn run_skill(
+        &self,
+        Parameters(args): Parameters<RunSkillArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let target = match self.locate_skill(&args.skill) {
+            Ok(t) => t,
+            Err(msg) => return Ok(refused(msg)),
+        };
+        let policy = match target {
+            SkillTarget::Manifest(path) => match load(&path, &ResolveEnv::from_process_env()) {
+                Ok(loaded) => loaded.policy,
+                Err(e) => {
+                    return Ok(refused(format!(
+                        "the skill's manifest is invalid; nothing ran:\n{e}"
+                    )))
+                }
+            },
+            SkillTarget::AgentSkill(dir) => match agent_skill_policy(&dir, &args.args) {
+                Ok(p) => p,
+                Err(msg) => return Ok(refused(msg)),
+            },
+        };
+        let what = format!("skill {} {}", policy.skill.name, policy.skill.version);
+        let extra = if policy.manifest.is_some() {
+            args.args
+        } else {
+            Vec::new()
+        };
+        self.confined_run(policy, extra, what, &context).await
+    }
+
+    /// Run a command in a fresh ad-hoc sandbox: deny-all defaults (no network, no
+    /// host files — not even the current directory —, no host environment
+    /// variables) plus exactly the grants in the request. The grants are capped by
+    /// the operator's ceiling; a request beyond it is refused naming what exceeded.
+    /// Inside, the command runs as uid 0 of a user namespace mapped to an
+    /// unprivileged host user, with no capabilities, under seccomp, Landlock and
+    /// cgroup limits. Same structured result as run_skill.
+    #[tool(
+        output_schema = schema_for_output::<RunResult>(),
+        annotations(read_only_hint = false, destructive_hint = false, open_world_hint = true)
+    )]
+    async fn exec_command(
+        &self,
+        Parameters(args): Parameters<ExecCommandArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        if args.command.is_empty() || args.command[0].is_empty() {
+            return Ok(refused(
+                "command is empty: pass the program and its arguments, e.g. [\"ls\", \"-l\"]",
+            ));
+        }
+        let admitted = match self.shared.ceiling.admit(&Requested {
+            read: &args.read,
+            write: &args.write,
+            env: &args.env,
+            allow_domains: &args.allow_domains,
+            memory_mb: args.memory_mb,
+            timeout_s: args.timeout_s,
+        }) {
+            Ok(a) => a,
+            Err(e) => return Ok(refused(format!("refused by the operator ceiling: {e}"))),
+        };
+        if let Some(w) = &args.workdir {
+            if !Path::new(w).is_absolute() {
+                return Ok(refused(format!(
+                    "workdir {w:?} is not absolute; pass a path inside the sandbox such as /home/sandbox or a granted path"
+                )));
+            }
+        }
+        let grants = Grants {
+            read: admitted.read,
+            write: admitted.write,
+            env: admitted.env,
+            memory_mb: Some(admitted.memory_mb),
+            timeout_s: Some(admitted.timeout_s),
+            max_processes: None,
+            tier: None,
+            workdir: args.workdir.map(PathBuf::from),
+        };
+        let mut policy = adhoc_policy(None, &args.command, &grants, Path::new("/"));
+        policy.network.egress = admitted.egress;
+        let what = format!("exec {}", args.command.join(" "));
+        self.confined_run(policy, Vec::new(), what, &context).await
+    }
+
+    /// Check a skill manifest (skillsandbox.yaml) without running anything: every
+    /// error with file, line, column, field and a hint, plus lint warnings for
+    /// over-broad grants. `ok: false` is the answer for an invalid manifest (the
+    /// call itself succeeded).
+    #[tool(
+        output_schema = schema_for_output::<ValidateResult>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn validate_skill(
+        &self,
+        Parameters(args): Parameters<SkillPathArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let path = match self.shared.roots.resolve(&args.path) {
+            Ok(p) => p,
+            Err(e) => return Ok(refused(e.to_string())),
+        };
+        let result = match load(&path, &ResolveEnv::from_process_env()) {
+            Ok(loaded) => ValidateResult {
+                ok: true,
+                manifest: loaded.manifest_path.display().to_string(),
+                skill: Some(SkillRef {
+                    name: loaded.policy.skill.name.clone(),
+                    version: loaded.policy.skill.version.clone(),
+                }),
+                errors: Vec::new(),
+                warnings: loaded.warnings.iter().map(DiagnosticOut::from).collect(),
+            },
+            Err(e) => ValidateResult {
+                ok: false,
+                manifest: manifest_label(&path),
+                skill: None,
+                errors: e.diagnostics().iter().map(DiagnosticOut::from).collect(),
+                warnings: Vec::new(),
+            },
+        };
+        let text = result.text();
+        structured(&result, text, false)
+    }
+
+    /// Show the resolved policy of a skill: exactly what the sandbox will enforce
+    /// (every path absolute, every default applied), plus lint warnings.
+    #[tool(
+        output_schema = schema_for_output::<InspectResult>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn inspect_skill(
+        &self,
+        Parameters(args): Parameters<SkillPathArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let path = match self.shared.roots.resolve(&args.path) {
+            Ok(p) => p,
+            Err(e) => return Ok(refused(e.to_string())),
+        };
+        let loaded = match load(&path, &ResolveEnv::from_process_env()) {
+            Ok(l) => l,
+            Err(e) => {
+                let lines: Vec<String> = e
+                    .diagnostics()
+                    .iter()
+                    .map(|d| diagnostic_line(&DiagnosticOut::from(d)))
+                    .collect();
+                return Ok(refused(format!("invalid manifest:\n{}", lines.join("\n"))));
+            }
+        };
+        let policy = serde_json::to_value(&loaded.policy).map_err(|e| {
+            McpError::internal_error(format!("cannot serialise the policy: {e}"), None)
+        })?;
+        let result = InspectResult {
+            manifest: loaded.manifest_path.display().to_string(),
+            skill: SkillRef {
+                name: loaded.policy.skill.name.clone(),
+                version: loaded.policy.skill.version.clone(),
+            },
+            policy,
+            warnings: loaded.warnings.iter().map(DiagnosticOut::from).collect(),
+        };
+        let mut text = format!(
+            "{} {} ({}): resolved policy in structuredContent.policy",
+            result.skill.name, result.skill.version, result.manifest
+        );
+        for w in &result.warnings {
+            text.push('\n');
+            text.push_str(&diagnostic_line(w));
+        }
+        text.push('\n');
+        text.push_str(&serde_json::to_string_pretty(&result.policy).unwrap_or_default());
+        structured(&result, text, false)
+    }
+
+    /// List the skills in the server's skills directories (or one directory inside
+    /// them): skillsandbox.yaml skills with name, version and description, and
+    /// agent-skill folders with a SKILL.md (name/description from its front matter),
+    /// which have no manifest and so run only under deny-all defaults.
+    #[tool(
+        output_schema = schema_for_output::<ListResult>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_skills(
+        &self,
+        Parameters(args): Parameters<ListSkillsArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let dirs = match &args.directory {
+            Some(d) => match self.shared.roots.resolve(d) {
+                Ok(p) if p.is_dir() => vec![p],
+                Ok(p) => return Ok(refused(format!("{} is not a directory", p.display()))),
+                Err(e) => return Ok(refused(e.to_string())),
+            },
+            None if self.shared.roots.roots().is_empty() => {
+                return Ok(refused(
+                    "the server has no skills directories; pass `directory`, or ask the operator to start it with --skills-dir DIR",
+                ))
+            }
+            None => self.shared.roots.roots().to_vec(),
+        };
+        let (skills, truncated) = tokio::task::spawn_blocking({
+            let dirs = dirs.clone();
+            move || discover::scan(&dirs)
+        })
+        .await
+        .map_err(|e| McpError::internal_error(format!("listing failed: {e}"), None))?;
+        let result = ListResult {
+            directories: dirs.iter().map(|d| d.display().to_string()).collect(),
+            skills,
+            truncated,
+        };
+        let text = result.text();
+        structured(&result, text, false)
+    }
+
+    /// The server's session: id, state, runs (started, failed, cancelled, running),
+    /// violations by kind, and budgets (null while no session budgets are enforced).
+    #[tool(
+        output_schema = schema_for_output::<SessionStatus>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn session_status(
+        &self,
+        Parameters(_args): Parameters<NoArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let status = self.shared.session.status();
+        let text = status.text();
+        structured(&status, text, false)
+    }
+}
+
+impl SkillSandboxServer {
+    /// Name (from the listing) or path (inside the skills directories) to a target.
+    fn locate_skill(&self, skill: &str) -> Result<SkillTarget, String> {
+        let roots = &self.shared.roots;
+        let is_name = !skill.is_empty() && !skill.contains('/') && skill != "." && skill != "..";
+        let path = if is_name {
+            let found = discover::find_by_name(roots.roots(), skill);
+            match found.as_slice() {
+                [one] => PathBuf::from(&one.path),
+                [] => roots.resolve(skill).map_err(|e| {
+                    format!("no skill named {skill:?}: {e}; list_skills shows what is installed")
+                })?,
+                many => {
+                    return Err(format!(
+                        "{} skills are named {skill:?}: {}; pass the path of the one to run",
+                        many.len(),
+                        many.iter()
+                            .map(|e| e.path.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }
+            }
+        } else {
+            roots.resolve(skill).map_err(|e| e.to_string())?
+        };
+        if path.is_file() {
+            return Ok(SkillTarget::Manifest(path));
+        }
+        if path.join(MANIFEST_FILE).is_file() {
+            return Ok(SkillTarget::Manifest(path));
+        }
+        if path.join(SKILL_MD).is_file() {
+            return Ok(SkillTarget::AgentSkill(path));
+        }
+        Err(format!(
+            "{} holds neither {MANIFEST_FILE} nor {SKILL_MD}; list_skills shows the skills",
+            path.display()
+        ))
+    }
+
+    /// Run on a dedicated blocking thread; the request's cancellation (or shutdown)
+    /// kills the sandbox.
+    async fn confined_run(
+        &self,
+        policy: Policy,
+        extra_args: Vec<String>,
+        what: String,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let ct = context.ct.clone();
+        let permit = tokio::select! {
+            p = self.shared.slots.clone().acquire_owned() => p
+                .map_err(|_| McpError::internal_error("the server is shutting down", None))?,
+            _ = ct.cancelled() => {
+                return Ok(refused("cancelled before the run started"));
+            }
+        };
+        let session = &self.shared.session;
+        let _running = session.start_run();
+        let mut req = RunRequest::new(policy);
+        req.extra_args = extra_args;
+        req.stdout = Sink::Capture;
+        req.stderr = Sink::Capture;
+        req.session_id = Some(session.id().to_string());
+        let stop_ct = ct.clone();
+        let shutdown = Arc::clone(&self.shared.shutdown);
+        req.should_stop = Box::new(move || {
+            if stop_ct.is_cancelled() {
+                Some("the MCP request was cancelled (notifications/cancelled)".to_string())
+            } else if shutdown.load(Ordering::Relaxed) {
+                Some("the MCP server is shutting down".to_string())
+            } else {
+                None
+            }
+        });
+        log(&format!("{what}: starting"));
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            skillsandbox_runtime::run(req)
+        })
+        .await
+        .map_err(|e| McpError::internal_error(format!("the run thread failed: {e}"), None))?;
+        let cancelled = ct.is_cancelled();
+        session.finish_run(&outcome, cancelled);
+        let result = RunResult::from_outcome(&outcome);
+        log(&format!(
+            "{what}: exit {} ({:?}), {} violation(s){}",
+            result.exit_code,
+            result.termination,
+            result.violations.len(),
+            if cancelled { ", request cancelled" } else { "" }
+        ));
+        let text = result.text(&what, outcome.trace.duration_ms);
+        structured(&result, text, result.failed())
+    }
+}
+
+/// The deny-all policy for a SKILL.md folder without a manifest: `command` runs with
+/// the folder read-only at /skill as its working directory and nothing else granted.
+fn agent_skill_policy(dir: &Path, command: &[String]) -> Result<Policy, String> {
+    let (name, description) =
+        discover::read_front_matter(&dir.join(SKILL_MD)).map_err(|e| e.to_string())?;
+    if command.first().is_none_or(String::is_empty) {
+        return Err(format!(
+            "{} has a {SKILL_MD} but no {MANIFEST_FILE}: it runs only under deny-all \
+             defaults, and `args` must hold the command to run, e.g. [\"python3\", \
+             \"scripts/main.py\"] (the folder is read-only at /skill)",
+            dir.display()
+        ));
+    }
+    let mut policy = adhoc_policy(None, command, &Grants::default(), Path::new("/"));
+    policy.skill = SkillInfo {
+        name: name.unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "agent-skill".to_string())
+        }),
+        version: "0.0.0".to_string(),
+        description,
+        author: None,
+    };
+    policy.skill_dir = Some(dir.to_path_buf());
+    policy.entrypoint.workdir = PathBuf::from("/skill");
+    Ok(policy)
+}
+
+fn manifest_label(path: &Path) -> String {
+    if path.is_dir() {
+        path.join(MANIFEST_FILE).display().to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for SkillSandboxServer {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "skillsandbox",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
