@@ -80,11 +80,14 @@ fn report_failure(e: &StageError) {
 }
 
 fn stage_main() -> ! {
-    // Nothing of the supervisor's but stdio and the control socket survives.
+    // Nothing of the supervisor's but stdio and the control socket survives, and no
+    // stage process keeps the invoker's controlling terminal (PID 1 runs without the
+    // seccomp filter: it must have no terminal to TIOCSTI into).
     let setup = sys::set_cloexec(CHILD_CONTROL_FD, true)
-        .and_then(|()| sys::close_fds_from(CHILD_CONTROL_FD as libc::c_uint + 1));
+        .and_then(|()| sys::close_fds_from(CHILD_CONTROL_FD as libc::c_uint + 1))
+        .and_then(|()| sys::setsid());
     if let Err(e) = setup {
-        report_failure(&StageError::new("close inherited fds", e));
+        report_failure(&StageError::new("detach from the supervisor", e));
         sys::exit_now(125);
     }
     match stage_outer() {
@@ -120,16 +123,13 @@ fn stage_outer() -> Result<i32, StageError> {
         }
     }
 
-    let mut flags = libc::CLONE_NEWUSER
+    let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
-    if plan.dangerously_disabled_layer == Some(crate::disable::LayerDisabledForTests::Netns) {
-        flags &= !libc::CLONE_NEWNET;
-    }
     sys::unshare(flags).map_err(|e| {
         StageError::new("create namespaces", e).hint(
             "user namespaces look disabled: sysctl kernel.unprivileged_userns_clone=1 \
@@ -171,6 +171,9 @@ fn stage_outer() -> Result<i32, StageError> {
 fn init_main(plan: &LaunchPlan, idmapped: Vec<OwnedFd>) -> Result<i32, StageError> {
     sys::set_parent_death_signal(libc::SIGKILL)
         .map_err(|e| StageError::new("parent death signal", e))?;
+    // PID 1 holds the control socket and has no seccomp filter: the skill (same uid)
+    // must not reach its fds or write its memory through /proc/1/mem.
+    sys::set_not_dumpable().map_err(|e| StageError::new("not dumpable", e))?;
 
     // 3. Network.
     confine::setup_network(plan)?;
