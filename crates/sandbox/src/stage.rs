@@ -123,13 +123,16 @@ fn stage_outer() -> Result<i32, StageError> {
         }
     }
 
-    let flags = libc::CLONE_NEWUSER
+    let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
+    if plan.dangerously_disabled_layer == Some(crate::disable::LayerDisabledForTests::Netns) {
+        flags &= !libc::CLONE_NEWNET;
+    }
     sys::unshare(flags).map_err(|e| {
         StageError::new("create namespaces", e).hint(
             "user namespaces look disabled: sysctl kernel.unprivileged_userns_clone=1 \
