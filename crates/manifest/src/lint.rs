@@ -51,7 +51,8 @@ const SYSTEM_SECRETS: &[&str] = &["/etc/shadow", "/etc/gshadow", "/etc/sudoers"]
 
 /// Writing these (or anything containing them) changes the host.
 const SYSTEM_DIRS: &[&str] = &[
-    "/etc", "/usr", "/var", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/opt", "/srv",
+    "/etc", "/usr", "/var", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/opt", "/srv", "/root",
+    "/home", "/Users",
 ];
 /// Writing anywhere inside these changes the host.
 const SYSTEM_TREES: &[&str] = &["/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot"];
@@ -185,6 +186,17 @@ fn show(p: &Path, home: Option<&Path>) -> String {
     }
 }
 
+/// `a, b, c and N more`.
+fn list(mut items: Vec<String>, max: usize) -> String {
+    let more = items.len().saturating_sub(max);
+    items.truncate(max);
+    if more > 0 {
+        format!("{} and {more} more", items.join(", "))
+    } else {
+        items.join(", ")
+    }
+}
+
 fn broad_write(
     w: &Path,
     homes: &[PathBuf],
@@ -192,17 +204,17 @@ fn broad_write(
     field: &str,
     out: &mut Vec<Diagnostic>,
 ) {
-    let mut covered: Vec<String> = SYSTEM_DIRS
+    // Your home first: it is what people care about most.
+    let mut covered: Vec<String> = homes
         .iter()
-        .filter(|s| Path::new(s).starts_with(w))
-        .map(|s| (*s).to_owned())
+        .filter(|h| h.starts_with(w))
+        .map(|h| show(h, home))
         .collect();
-    covered.extend(
-        homes
-            .iter()
-            .filter(|h| h.starts_with(w))
-            .map(|h| show(h, home)),
-    );
+    for dir in SYSTEM_DIRS.iter().filter(|s| Path::new(s).starts_with(w)) {
+        if !covered.iter().any(|c| c == dir) {
+            covered.push((*dir).to_owned());
+        }
+    }
     let inside = SYSTEM_TREES
         .iter()
         .find(|s| w.starts_with(s) && w != Path::new(s));
@@ -214,13 +226,13 @@ fn broad_write(
         .collect();
     let shown = show(w, home);
     let message = if !covered.is_empty() {
-        format!("write access to `{shown}` covers {}", covered.join(", "))
+        format!("write access to `{shown}` covers {}", list(covered, 5))
     } else if let Some(tree) = inside {
         format!("write access to `{shown}` inside the system directory {tree}")
     } else if !startup.is_empty() {
         format!(
             "write access to `{shown}` lets the skill plant code that runs at your next login ({})",
-            startup.join(", ")
+            list(startup, 5)
         )
     } else {
         return;
@@ -262,13 +274,7 @@ fn exposed_secrets(
     if all_homes {
         names.insert(0, "every user's home directory".to_owned());
     }
-    let more = names.len().saturating_sub(6);
-    names.truncate(6);
-    let list = if more > 0 {
-        format!("{} and {more} more", names.join(", "))
-    } else {
-        names.join(", ")
-    };
+    let list = list(names, 6);
     let verb = if field.contains(".write[") {
         "write"
     } else {

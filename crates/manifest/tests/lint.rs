@@ -220,6 +220,19 @@ fn lint_without_home_recognises_usual_homes() {
     )
     .unwrap();
     let found: Vec<_> = lint(&policy).into_iter().map(|d| d.field).collect();
+    let write_home = parse_str(
+        "skill: {name: x, version: 0.1.0}\nentrypoint: {command: sh}\npermissions:\n  filesystem:\n    write: [/home]\n",
+        "m.yaml",
+    )
+    .unwrap();
+    let p = resolve(
+        &write_home,
+        Path::new("/s"),
+        &ResolveEnv { home: "/x".into() },
+    )
+    .unwrap();
+    let ids: Vec<_> = lint(&p).into_iter().map(|d| d.lint.unwrap()).collect();
+    assert_eq!(ids, vec!["broad-write", "sensitive-read"]);
     assert_eq!(
         found,
         vec![
