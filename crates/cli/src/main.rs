@@ -31,6 +31,7 @@ enum Command {
     Inspect(cmd::inspect::Args),
     Schema(cmd::schema::Args),
     Audit(cmd::audit::Args),
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Schema(a) => cmd::schema::main(a),
         Command::Audit(a) => cmd::audit::main(a),
+        Command::Serve(a) => cmd::serve::main(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,3 +9,4 @@ mod escape_life;
 mod escape_limits;
 mod escape_proc;
 mod manifest;
+mod mcp;

@@ -1,0 +1,93 @@
+//! `skillsandbox serve`: the MCP server over stdio (see docs/mcp.md).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use skillsandbox_mcp::{
+    serve_stdio_blocking, Ceiling, ServerConfig, SkillRoots, DEFAULT_MAX_CONCURRENT_RUNS,
+};
+
+/// Serve the Model Context Protocol over stdin/stdout so agents (Claude Code, Claude
+/// Desktop, any MCP client) can run skills and commands confined.
+///
+/// Tools: run_skill, exec_command, validate_skill, inspect_skill, list_skills,
+/// session_status. Stdout carries only the protocol; logs go to stderr.
+///
+/// The agent may only point the server at skills inside the --skills-dir directories
+/// (symlink and `..` escapes are refused) unless --allow-any-path is given. What
+/// exec_command may grant is capped by the --ceiling-* flags: by default no host
+/// paths, no environment variables, no network, at most 256 MiB and 60 s.
+///
+/// Examples:
+///
+///   skillsandbox serve --skills-dir ~/.skillsandbox/skills
+///
+///   claude mcp add skillsandbox -- skillsandbox serve --skills-dir ~/skills
+///
+///   skillsandbox serve --skills-dir ./skills --ceiling-read ~/src \
+///       --ceiling-write /tmp/agent-out --ceiling-domain pypi.org --ceiling-timeout 300
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// A directory of skills the agent may run, validate, inspect and list. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub skills_dir: Vec<PathBuf>,
+    /// Let the agent point the server at any path, not only inside --skills-dir.
+    #[arg(long)]
+    pub allow_any_path: bool,
+    /// Charge every run to this session id (default: a fresh mcp-<uuid>).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// Most exec_command may grant: read access below this path. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub ceiling_read: Vec<PathBuf>,
+    /// Most exec_command may grant: write access below this path. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub ceiling_write: Vec<PathBuf>,
+    /// Most exec_command may grant: this environment variable (NAME or PREFIX*). Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub ceiling_env: Vec<String>,
+    /// Most exec_command may grant: memory limit in MiB (default 256).
+    #[arg(long, value_name = "MB")]
+    pub ceiling_memory: Option<u64>,
+    /// Most exec_command may grant: wall-clock limit in seconds (default 60).
+    #[arg(long, value_name = "S")]
+    pub ceiling_timeout: Option<u64>,
+    /// Most exec_command may grant: this domain (`api.example.com`, `*.example.com`,
+    /// optionally `:PORTS`, default 443). Repeatable.
+    #[arg(long, value_name = "D[:PORTS]")]
+    pub ceiling_domain: Vec<String>,
+    /// Runs in flight at once; further calls wait for a free slot.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONCURRENT_RUNS)]
+    pub max_concurrent_runs: usize,
+}
+
+pub fn main(args: Args) -> anyhow::Result<u8> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let ceiling = Ceiling::from_flags(
+        &args.ceiling_read,
+        &args.ceiling_write,
+        &args.ceiling_env,
+        args.ceiling_memory,
+        args.ceiling_timeout,
+        &args.ceiling_domain,
+        &cwd,
+    )
+    .map_err(|e| super::Exit {
+        code: 2,
+        message: format!("invalid ceiling: {e}"),
+    })?;
+    // A missing skills directory is a usage error, reported before the protocol starts.
+    SkillRoots::new(&args.skills_dir, args.allow_any_path).map_err(|e| super::Exit {
+        code: 2,
+        message: e.to_string(),
+    })?;
+    serve_stdio_blocking(ServerConfig {
+        skills_dirs: args.skills_dir,
+        allow_any_path: args.allow_any_path,
+        session_id: args.session,
+        ceiling,
+        max_concurrent_runs: args.max_concurrent_runs,
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,2 @@
+#!/bin/sh
+printf 'first\nsecond\nthird\n' | wc -l
