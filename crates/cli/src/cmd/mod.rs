@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod session;
 pub mod serve;
 pub mod validate;
 

@@ -30,6 +30,16 @@ pub struct RunFlags {
     /// the trace lists exactly what was not enforced.
     #[arg(long)]
     pub allow_degraded: bool,
+    /// Charge this run to session ID (created on first use). Refused before it starts,
+    /// with exit code 3 and the reason, when the session is killed or out of runs,
+    /// time or budget; accounted after it; a kill of the session stops it within a
+    /// second. See `skillsandbox session --help`.
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// Session policy file (default: $XDG_CONFIG_HOME/skillsandbox/policy.yaml when
+    /// it exists; otherwise no limits). Needs --session.
+    #[arg(long, value_name = "FILE", requires = "session")]
+    pub policy: Option<PathBuf>,
 }
 
 pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {
@@ -51,7 +61,24 @@ pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {
         req.stdout = Sink::Capture;
         req.stderr = Sink::Capture;
     }
+    let session = match &flags.session {
+        Some(id) => {
+            let audit = flags.audit_log.clone();
+            match super::session::admit_run(id, flags.policy.as_deref(), audit, flags.json)? {
+                Ok(admitted) => Some(admitted),
+                Err(code) => return Ok(code),
+            }
+        }
+        None => None,
+    };
+    if let Some((engine, admission)) = &session {
+        req.session_id = Some(admission.session_id.clone());
+        req.should_stop = Box::new(engine.stop_check(&admission.session_id));
+    }
     let outcome = run(req);
+    if let Some((engine, admission)) = &session {
+        super::session::after_run(engine, admission, &outcome);
+    }
     for w in &outcome.warnings {
         eprintln!("skillsandbox: warning: {w}");
     }

@@ -10,3 +10,4 @@ mod escape_limits;
 mod escape_proc;
 mod manifest;
 mod mcp;
+mod session;
