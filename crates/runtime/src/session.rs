@@ -58,6 +58,12 @@ pub struct SessionEngine {
     pending: Mutex<Vec<Pending>>,
 }
 
+// One engine serves concurrent runs (the MCP server): keep it shareable.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<SessionEngine>();
+};
+
 /// A fresh session id for a caller that has none (e.g. `serve`): `s-` + 12 hex.
 pub fn new_session_id() -> String {
     let u = uuid::Uuid::new_v4().simple().to_string();
