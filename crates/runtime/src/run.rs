@@ -81,6 +81,10 @@ pub struct RunOutcome {
 
 /// The launch plan a run would use (for `--dry-run`).
 pub fn dry_run_plan(policy: &Policy, extra_args: &[String]) -> Result<LaunchPlan, String> {
+    if crate::tier::choose(policy.tier).is_ok_and(|c| c.tier == Tier::Process) {
+        return crate::tier::dry_run_process_plan(policy, extra_args, false)
+            .map_err(|e| e.to_string());
+    }
     prepare::launch_plan(policy, extra_args, false, &[]).map_err(|e| e.to_string())
 }
 
@@ -203,6 +207,12 @@ fn record(req: &RunRequest, trace: &mut Trace, outcome: &mut RunOutcome) {
             .warnings
             .push(format!("could not append to the audit log: {e}")),
     }
+    // OpenTelemetry: off unless OTEL_EXPORTER_OTLP_* is set; never fails the run.
+    if let Err(e) = audit::export_run_span(trace) {
+        outcome
+            .warnings
+            .push(format!("OpenTelemetry export failed: {e}"));
+    }
 }
 
 fn confined(
@@ -213,19 +223,39 @@ fn confined(
 ) -> Result<(), Setup> {
     let policy = req.policy.clone();
     // 1. Supervisor: tier, declared paths, plan, cgroup.
-    if policy.tier == Tier::Process {
-        return Err(Setup::new(
-            "the process tier is not available in this build",
-            Some("use `tier: container` or `auto`".into()),
-        ));
-    }
+    let choice =
+        crate::tier::choose(policy.tier).map_err(|e| Setup::new(e.to_string(), e.hint()))?;
+    trace.tier = choice.name().to_string();
+    trace.events.push(event("tier", choice.reason.clone()));
+    let fresh_writes = crate::tier::absent_write_dirs(&policy);
     let notes =
         prepare::check_declared_paths(&policy).map_err(|e| Setup::new(e.to_string(), None))?;
     for n in notes {
         trace.events.push(event("setup", n));
     }
-    let plan = prepare::launch_plan(&policy, &req.extra_args, true, &req.extra_ro_binds)
-        .map_err(|e| Setup::new(e.to_string(), None))?;
+    // The process tier: refusal of what it cannot enforce, scratch dir, its own plan.
+    let process = match choice.tier {
+        Tier::Process => Some(
+            crate::tier::prepare_process(
+                &policy,
+                &req.extra_args,
+                &trace.trace_id,
+                req.allow_degraded,
+                &fresh_writes,
+            )
+            .map_err(|e| Setup::new(e.to_string(), e.hint()))?,
+        ),
+        _ => None,
+    };
+    for g in process.iter().flat_map(|p| &p.gaps) {
+        let what = format!("{} not enforced: {}", g.layer, g.detail);
+        trace.events.push(event("degraded", what));
+    }
+    let plan = match &process {
+        Some(p) => p.plan.clone(),
+        None => prepare::launch_plan(&policy, &req.extra_args, true, &req.extra_ro_binds)
+            .map_err(|e| Setup::new(e.to_string(), None))?,
+    };
     // The test-only switch: never run with a layer off unless the caller opted in.
     let disabled = plan.dangerously_disabled_layer;
     if let Some(layer) = disabled {
@@ -278,19 +308,37 @@ fn confined(
     let egress_detail = egress_service
         .as_ref()
         .map(|_| crate::egress::describe(&policy.network));
-    trace.enforcement = enforcement::after_launch(
-        &plan,
-        &running.layers,
-        cgroup.as_ref(),
-        cgroup_missing.as_deref(),
-        egress_detail,
-    );
-    // Landlock is defence in depth behind the mount namespace: best effort, reported.
+    trace.enforcement = match &process {
+        Some(p) => crate::tier::process_enforcement(
+            &plan,
+            &running.layers,
+            cgroup.as_ref(),
+            cgroup_missing.as_deref(),
+            &p.gaps,
+        ),
+        None => enforcement::after_launch(
+            &plan,
+            &running.layers,
+            cgroup.as_ref(),
+            cgroup_missing.as_deref(),
+            egress_detail,
+        ),
+    };
+    // Container tier: Landlock is defence in depth behind the mount namespace (best
+    // effort, reported). Process tier: namespaces are absent by design and reported;
+    // Landlock may be partial (scoping needs ABI 6), never absent.
+    let tolerated = |l: &skillsandbox_audit::LayerReport| match &process {
+        None => l.layer == "landlock",
+        Some(_) => {
+            crate::tier::inherent_gap(&l.layer)
+                || (l.layer == "landlock" && l.status == LayerStatus::Partial)
+        }
+    };
     // Every other layer must be in force unless the caller opted into less.
     if let Some(degraded) = trace
         .enforcement
         .iter()
-        .find(|l| l.status != LayerStatus::Enforced && l.layer != "landlock" && !req.allow_degraded)
+        .find(|l| l.status != LayerStatus::Enforced && !tolerated(l) && !req.allow_degraded)
     {
         return Err(Setup::new(
             format!(
@@ -427,6 +475,14 @@ fn confined(
                 None,
             ));
         }
+    }
+    if matches!(end_signal(termination, code), Some(libc::SIGSYS)) {
+        violations.push(audit::violation(
+            ViolationKind::SyscallBlocked,
+            Severity::High,
+            "killed by SIGSYS: a syscall through a non-native ABI (x32 or i386 int 0x80) was refused",
+            audit::mitre_for_syscall("int 0x80"),
+        ));
     }
     if matches!(end_signal(termination, code), Some(libc::SIGXFSZ)) {
         violations.push(audit::violation(

@@ -326,8 +326,8 @@ impl Running {
         match proto::recv::<FromChild>(self.control.as_fd()) {
             Ok((msg, _)) => self.note(msg),
             Err(_) => {
-                // Closed or garbage: the skill side is gone; try_wait will tell.
-                std::thread::sleep(Duration::from_millis(10));
+                // Closed or garbage: the stage is exiting; try_wait will see it soon.
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }

@@ -253,6 +253,10 @@ fn apply_op(op: &MountOp) -> Result<(), MountError> {
             sys::mount_setattr_path(target, false, sys::MOUNT_ATTR_RDONLY)?;
             Ok(())
         }
+        MountOp::Seal { target } => {
+            sys::mount_setattr_path(target, false, sys::MOUNT_ATTR_RDONLY)?;
+            Ok(())
+        }
         MountOp::MaskDir { target } => {
             let Ok(meta) = target.symlink_metadata() else {
                 return Ok(());

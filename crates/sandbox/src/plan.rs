@@ -153,6 +153,10 @@ pub enum MountOp {
     MaskDir {
         target: PathBuf,
     },
+    /// Make one mount read-only, not its submounts (`/dev` once populated).
+    Seal {
+        target: PathBuf,
+    },
 }
 
 /// Resource limits applied with `setrlimit` in the skill process.
@@ -190,6 +194,9 @@ pub struct LaunchPlan {
     /// Test-only: the layer the stages skip (see [`crate::disable`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dangerously_disabled_layer: Option<LayerDisabledForTests>,
+    /// Set for the process tier (no namespaces, no mounts); `None`: container tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::process_tier::ProcessTierPlan>,
 }
 
 /// Errors of lowering a policy that cannot be expressed.
@@ -199,6 +206,11 @@ pub enum PlanError {
     EmptyCommand,
     #[error("path {0} is not absolute")]
     NotAbsolute(PathBuf),
+    #[error(
+        "deny path {deny} lies inside the write path {write}: the skill could rename it \
+         between runs and the carve-out would no longer hold; grant narrower write paths instead"
+    )]
+    DenyInsideWrite { deny: PathBuf, write: PathBuf },
 }
 
 /// Inputs of [`lower`] besides the policy.
@@ -325,6 +337,11 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         });
     }
 
+    // Nothing may be created in /dev itself (pts and shm are separate mounts).
+    mounts.push(MountOp::Seal {
+        target: under_root(Path::new("/dev")),
+    });
+
     // /proc: fresh, /proc/sys read-only, kernel internals masked.
     mounts.push(MountOp::Proc {
         target: under_root(Path::new("/proc")),
@@ -398,6 +415,14 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
 
     // Declared paths, shallowest first so nested grants land on top of their parents.
     let fs = &policy.filesystem;
+    for d in &fs.deny {
+        if let Some(w) = fs.write.iter().find(|w| d.starts_with(w)) {
+            return Err(PlanError::DenyInsideWrite {
+                deny: d.clone(),
+                write: w.clone(),
+            });
+        }
+    }
     let mut declared: Vec<(PathBuf, bool)> = fs
         .write
         .iter()
@@ -491,6 +516,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         seccomp: policy.syscalls,
         seccomp_notify: input.seccomp_notify,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
+        process: None,
     })
 }
 
@@ -551,9 +577,9 @@ mod tests {
             manifest: None,
             network: NetworkPolicy::default(),
             filesystem: FilesystemPolicy {
-                read: vec!["/data/in".into()],
-                write: vec!["/data/out".into(), "/data".into()],
-                deny: vec!["/data/out/secret".into()],
+                read: vec!["/data/in".into(), "/data".into()],
+                write: vec!["/data/out".into()],
+                deny: vec!["/data/secret".into()],
             },
             env: EnvPolicy {
                 allow: vec![
@@ -628,16 +654,27 @@ mod tests {
         assert_eq!(
             binds,
             vec![
-                ("/data".to_string(), true),
+                ("/data".to_string(), false),
                 ("/data/in".to_string(), false),
                 ("/data/out".to_string(), true),
             ]
         );
         assert!(plan.mounts.contains(&MountOp::MaskDir {
-            target: "/newroot/data/out/secret".into()
+            target: "/newroot/data/secret".into()
         }));
         assert_eq!(plan.argv, vec!["python3", "main.py"]);
         assert!(!plan.egress);
+    }
+
+    #[test]
+    fn deny_inside_a_write_tree_is_refused() {
+        let mut p = policy();
+        p.filesystem.deny.push("/data/out/key".into());
+        let host = HostLayout::default();
+        assert!(matches!(
+            lower(&p, &input(&host, &[])),
+            Err(PlanError::DenyInsideWrite { .. })
+        ));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub const FOREIGN_ABI_ACTION: &str = "kill the process (SIGSYS)";
 
 /// Syscalls newer than some libseccomp releases know by name. Numbers from 424 on
 /// are the same on every architecture but alpha.
-pub const NEWER_SYSCALLS: &[(&str, i32)] = &[("open_tree_attr", 467)];
+pub const NEWER_SYSCALLS: &[(&str, i32)] = &[("open_tree_attr", 467), ("fchmodat2", 452)];
 
 /// The native-architecture number of a syscall, as the filter resolves it (libseccomp's
 /// table, then [`NEWER_SYSCALLS`]); `None` when neither knows the name.

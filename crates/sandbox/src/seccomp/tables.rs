@@ -128,6 +128,11 @@ pub const DEFAULT_DENIED: &[DeniedSyscall] = &[
         errno: ENOSYS,
         reason: "flags live in memory the filter cannot read; libc falls back to clone",
     },
+    DeniedSyscall {
+        name: "openat2",
+        errno: ENOSYS,
+        reason: "its mode lives in memory the filter cannot read (set-id bits); libc falls back to openat",
+    },
 ];
 
 /// `clone` with one namespace flag set: the rule compares just that bit, so any
@@ -150,8 +155,70 @@ macro_rules! clone_new {
     };
 }
 
+/// Refuse a mode argument carrying a set-id bit (like systemd's `RestrictSUIDSGID=`):
+/// with a root invoker the skill's files are owned by root on the host, so a setuid
+/// bit would plant a setuid-root binary there; rootless, one setuid to the invoker.
+macro_rules! no_setid {
+    ($name:literal, $arg:literal, $bit:literal, $what:literal) => {
+        ArgRule {
+            name: $name,
+            errno: EPERM,
+            when: &[ArgCond::MaskedEq {
+                arg: $arg,
+                mask: $bit,
+                value: $bit,
+            }],
+            reason: concat!(
+                $what,
+                " bit in a mode: would leave a set-id file on the host"
+            ),
+        }
+    };
+    ($name:literal, $flags_arg:literal, $mode_arg:literal, $bit:literal, $what:literal) => {
+        ArgRule {
+            name: $name,
+            errno: EPERM,
+            when: &[
+                ArgCond::MaskedEq {
+                    arg: $flags_arg,
+                    mask: 0o100,
+                    value: 0o100,
+                },
+                ArgCond::MaskedEq {
+                    arg: $mode_arg,
+                    mask: $bit,
+                    value: $bit,
+                },
+            ],
+            reason: concat!(
+                "O_CREAT with the ",
+                $what,
+                " bit: would leave a set-id file on the host"
+            ),
+        }
+    };
+}
+
 /// Argument-dependent refusals of `default` (and therefore `strict`).
 pub const DEFAULT_ARG_RULES: &[ArgRule] = &[
+    no_setid!("chmod", 1, 0o4000, "S_ISUID"),
+    no_setid!("chmod", 1, 0o2000, "S_ISGID"),
+    no_setid!("fchmod", 1, 0o4000, "S_ISUID"),
+    no_setid!("fchmod", 1, 0o2000, "S_ISGID"),
+    no_setid!("fchmodat", 2, 0o4000, "S_ISUID"),
+    no_setid!("fchmodat", 2, 0o2000, "S_ISGID"),
+    no_setid!("fchmodat2", 2, 0o4000, "S_ISUID"),
+    no_setid!("fchmodat2", 2, 0o2000, "S_ISGID"),
+    no_setid!("creat", 1, 0o4000, "S_ISUID"),
+    no_setid!("creat", 1, 0o2000, "S_ISGID"),
+    no_setid!("mknod", 1, 0o4000, "S_ISUID"),
+    no_setid!("mknod", 1, 0o2000, "S_ISGID"),
+    no_setid!("mknodat", 2, 0o4000, "S_ISUID"),
+    no_setid!("mknodat", 2, 0o2000, "S_ISGID"),
+    no_setid!("open", 1, 2, 0o4000, "S_ISUID"),
+    no_setid!("open", 1, 2, 0o2000, "S_ISGID"),
+    no_setid!("openat", 2, 3, 0o4000, "S_ISUID"),
+    no_setid!("openat", 2, 3, 0o2000, "S_ISGID"),
     ArgRule {
         name: "ioctl",
         errno: EPERM,

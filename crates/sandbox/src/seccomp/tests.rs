@@ -66,10 +66,15 @@ fn default_denied_list_is_exact() {
             "iopl",
             "ioperm",
             "clone3",
+            "openat2",
         ]
     );
     for d in &plan.denied {
-        let want = if d.name == "clone3" { ENOSYS } else { EPERM };
+        let want = if matches!(d.name, "clone3" | "openat2") {
+            ENOSYS
+        } else {
+            EPERM
+        };
         assert_eq!(d.errno, want, "{}", d.name);
     }
 }
@@ -83,6 +88,24 @@ fn default_arg_rules_are_exact() {
         .map(|r| (r.name.to_string(), r.condition_text(), r.errno))
         .collect();
     let want: Vec<(String, String, i32)> = [
+        ("chmod", "arg1 & 0x800 == 0x800"),
+        ("chmod", "arg1 & 0x400 == 0x400"),
+        ("fchmod", "arg1 & 0x800 == 0x800"),
+        ("fchmod", "arg1 & 0x400 == 0x400"),
+        ("fchmodat", "arg2 & 0x800 == 0x800"),
+        ("fchmodat", "arg2 & 0x400 == 0x400"),
+        ("fchmodat2", "arg2 & 0x800 == 0x800"),
+        ("fchmodat2", "arg2 & 0x400 == 0x400"),
+        ("creat", "arg1 & 0x800 == 0x800"),
+        ("creat", "arg1 & 0x400 == 0x400"),
+        ("mknod", "arg1 & 0x800 == 0x800"),
+        ("mknod", "arg1 & 0x400 == 0x400"),
+        ("mknodat", "arg2 & 0x800 == 0x800"),
+        ("mknodat", "arg2 & 0x400 == 0x400"),
+        ("open", "arg1 & 0x40 == 0x40 and arg2 & 0x800 == 0x800"),
+        ("open", "arg1 & 0x40 == 0x40 and arg2 & 0x400 == 0x400"),
+        ("openat", "arg2 & 0x40 == 0x40 and arg3 & 0x800 == 0x800"),
+        ("openat", "arg2 & 0x40 == 0x40 and arg3 & 0x400 == 0x400"),
         ("ioctl", "arg1 & 0xffffffff == 0x5412"),
         ("ioctl", "arg1 & 0xffffffff == 0x541c"),
         (
