@@ -113,3 +113,93 @@ impl SessionLedger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skillsandbox_audit::{Severity, Trace, TraceSkill, Violation, ViolationKind};
+    use skillsandbox_runtime::Captured;
+
+    fn outcome(exit_code: i32, termination: Termination, kinds: &[ViolationKind]) -> RunOutcome {
+        let trace = Trace {
+            schema_version: audit::TRACE_SCHEMA_VERSION,
+            trace_id: "t".into(),
+            run_id: "t".into(),
+            session_id: None,
+            skill: TraceSkill {
+                name: "s".into(),
+                version: "1.0.0".into(),
+                manifest_path: None,
+                manifest_sha256: None,
+            },
+            command: vec!["true".into()],
+            tier: "container".into(),
+            started_at: audit::now(),
+            finished_at: audit::now(),
+            duration_ms: 1,
+            exit_code,
+            termination,
+            enforcement: Vec::new(),
+            usage: Default::default(),
+            network: Default::default(),
+            events: Vec::new(),
+            policy_violations: kinds
+                .iter()
+                .map(|k| Violation {
+                    kind: *k,
+                    severity: Severity::Medium,
+                    detail: "x".into(),
+                    time: audit::now(),
+                    mitre: None,
+                })
+                .collect(),
+            setup_error: None,
+        };
+        RunOutcome {
+            exit_code,
+            termination,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            trace,
+            trace_path: None,
+            error: None,
+            hint: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn counts_runs_failures_cancellations_and_violations() {
+        let ledger = SessionLedger::new(Some("s1".into()));
+        {
+            let _g = ledger.start_run();
+            assert_eq!(ledger.status().running, 1);
+            ledger.finish_run(&outcome(0, Termination::Exited, &[]), false);
+        }
+        {
+            let _g = ledger.start_run();
+            let kinds = [
+                ViolationKind::DnsBlocked,
+                ViolationKind::DnsBlocked,
+                ViolationKind::Timeout,
+            ];
+            ledger.finish_run(&outcome(124, Termination::Timeout, &kinds), false);
+        }
+        {
+            let _g = ledger.start_run();
+            ledger.finish_run(&outcome(137, Termination::Killed, &[]), true);
+        }
+        let st = ledger.status();
+        assert_eq!(st.session_id, "s1");
+        assert_eq!(
+            (st.runs, st.failed_runs, st.cancelled_runs, st.running),
+            (3, 2, 1, 0)
+        );
+        assert_eq!(st.violations_total, 3);
+        assert_eq!(st.violations_by_kind.get("dns_blocked"), Some(&2));
+        assert_eq!(st.violations_by_kind.get("timeout"), Some(&1));
+        assert_eq!(st.state, SessionState::Active);
+        assert!(st.budgets.is_none());
+        assert!(SessionLedger::new(None).id().starts_with("mcp-"));
+    }
+}
