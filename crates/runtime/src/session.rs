@@ -368,3 +368,131 @@ pub fn describe_decision(session_id: &str, d: &Decision) -> String {
     };
     format!("session {session_id}: {}: {}{tail}", d.action, d.message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A private directory removed when dropped (no tempfile dependency here).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            let p = std::env::temp_dir().join(format!("ssb-session-{}", new_session_id()));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn engine(yaml: &str, dir: &Path) -> SessionEngine {
+        let policy = LoadedPolicy {
+            policy: skillsandbox_policy::parse_policy(yaml, "p.yaml").unwrap(),
+            source: Some(dir.join("p.yaml")),
+        };
+        let store = Store::open(dir.join("sessions.db")).unwrap();
+        SessionEngine::new(policy, store, Some(dir.join("audit.jsonl")))
+    }
+
+    fn session_events(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["kind"] == "session")
+            .map(|r| r["body"]["event"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn reported_cost_trips_the_kill_switch_end_to_end() {
+        let dir = TempDir::new();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !String::from_utf8_lossy(&req).ends_with('}') {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0);
+                req.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        let e = engine(
+            &format!(
+                "budget: {{cost_usd: 1.0, alert_at: 0.5, on_exceed: kill}}\n\
+                 prices: {{m: {{input_per_mtok: 1000000, output_per_mtok: 0}}}}\n\
+                 kill_switch: {{notify: [\"http://127.0.0.1:{port}/k\"]}}\n"
+            ),
+            dir.path(),
+        );
+        let admission = e.admit("c").unwrap();
+        let mut stop = e.stop_check("c");
+        assert_eq!(stop(), None);
+
+        let r = e.report_usage("c", &UsageReport::Usd(0.6)).unwrap();
+        assert_eq!(r.decisions.len(), 1);
+        assert_eq!(r.decisions[0].action, Action::Alert);
+        let r = e
+            .report_usage(
+                "c",
+                &UsageReport::Tokens {
+                    model: "m".into(),
+                    input: 1,
+                    output: 0,
+                },
+            )
+            .unwrap();
+        assert_eq!(r.cost.usd, 1.0);
+        assert_eq!(r.decisions[0].action, Action::Kill);
+        assert!(describe_decision("c", &r.decisions[0]).contains("kill switch tripped"));
+
+        e.wait_notifications(Duration::from_secs(5));
+        let req = server.join().unwrap();
+        assert!(req.starts_with("POST /k HTTP/1.1"), "{req}");
+        assert!(req.contains("\"session\":\"c\""), "{req}");
+        assert!(req.contains("\"by\":\"budget.cost_usd\""), "{req}");
+
+        // The running run's stop check sees the kill (after its poll interval).
+        std::thread::sleep(STOP_POLL);
+        assert!(stop().unwrap().contains("budget cost_usd spent"));
+        let refusal = e.admit("c").unwrap_err();
+        assert_eq!(refusal.kind, RefusalKind::Killed);
+        let unknown = e.report_usage(
+            "c",
+            &UsageReport::Tokens {
+                model: "nope".into(),
+                input: 1,
+                output: 1,
+            },
+        );
+        assert!(matches!(unknown, Err(SessionError::PriceUsage(_))));
+
+        let st = e.reset("c").unwrap();
+        assert_eq!((st.state, st.resets), (SessionState::Open, 1));
+        assert!(e.admit("c").is_ok());
+        // The stop check of the run admitted before the kill still says stop.
+        std::thread::sleep(STOP_POLL);
+        assert!(stop().is_some());
+        drop(admission);
+        assert_eq!(
+            session_events(dir.path()),
+            ["alert", "budget_spent", "kill", "refused", "reset"]
+        );
+        assert_eq!(e.list().unwrap().len(), 1);
+        assert!(e.status("other").unwrap().is_none());
+    }
+}
