@@ -10,6 +10,7 @@ mod enforcement;
 pub mod output;
 mod prepare;
 mod run;
+pub mod tier;
 pub mod session;
 
 pub use adhoc::{adhoc_policy, Grants};

@@ -14,6 +14,8 @@ pub mod launch;
 mod mounts;
 pub mod net;
 pub mod plan;
+pub mod probe;
+pub mod process_tier;
 pub mod proto;
 pub mod seccomp;
 pub mod stage;

@@ -107,6 +107,10 @@ fn stage_outer() -> Result<i32, StageError> {
         return Err(StageError::new("receive plan", "unexpected message"));
     };
     let supervisor = sys::getppid();
+    if let Some(process) = &plan.process {
+        // Process tier: no namespaces, no mounts (crate::process_tier).
+        return crate::process_tier::run_stage(&plan, process);
+    }
 
     if plan.identity.drop_host_root {
         // Never hold host root inside: become the unprivileged sandbox uid before
@@ -302,7 +306,7 @@ fn send_fd(msg: FromChild, fd: BorrowedFd<'_>) -> Result<(), StageError> {
 }
 
 /// `execvp`-style lookup in the sandbox PATH, done before seccomp so errors are ours.
-fn resolve_command(cmd: &str, env: &[(String, String)]) -> Option<PathBuf> {
+pub(crate) fn resolve_command(cmd: &str, env: &[(String, String)]) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let is_exec = |p: &Path| {
         p.metadata()

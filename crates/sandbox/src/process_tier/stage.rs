@@ -1,0 +1,316 @@
+//! Child side of the process tier, in the order it runs (docs/tiers.md lists the same
+//! steps). Two processes, no namespaces:
+//!
+//! - **stage** (a fresh exec of our binary, already in the run's cgroup): drops host
+//!   root (bounding set first, then groups, gid, uid), becomes the child subreaper of
+//!   the run, forks the skill, reaps whatever the skill orphans, and when the skill
+//!   ends kills every process left beneath it before reporting the exit.
+//! - **skill**: session, parent-death signal, workdir, rlimits, fds, capabilities,
+//!   `no_new_privs`, Landlock (+ a TCP-bind ruleset), socket filter, seccomp —
+//!   then `execve` with the scrubbed environment.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd};
+
+use caps::CapSet;
+
+use super::sockets::apply_socket_filter;
+use super::ProcessTierPlan;
+use crate::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
+use crate::landlock::{apply_landlock_on_current_thread, LandlockEnforcement, LandlockRules};
+use crate::plan::LaunchPlan;
+use crate::proto::{self, FromChild, LayerNote, CHILD_CONTROL_FD};
+use crate::stage::{control, StageError};
+use crate::sys;
+
+/// Landlock ABI from which `connect` to pathname unix sockets is policed.
+const ABI_RESOLVE_UNIX: i32 = 9;
+
+fn note(layer: &str, status: &str, detail: impl Into<String>) -> LayerNote {
+    LayerNote {
+        layer: layer.to_string(),
+        status: status.to_string(),
+        detail: detail.into(),
+    }
+}
+
+fn report_failure(e: &StageError) {
+    let _ = proto::send(
+        control(),
+        &FromChild::Failed {
+            step: e.step.to_string(),
+            message: e.message.clone(),
+            hint: e.hint.clone(),
+            exit_code: e.exit_code,
+        },
+        &[],
+    );
+}
+
+/// The stage of a process-tier run; returns the skill's exit status.
+pub(crate) fn run_stage(plan: &LaunchPlan, p: &ProcessTierPlan) -> Result<i32, StageError> {
+    let supervisor = sys::getppid();
+    if plan.identity.drop_host_root {
+        // Never run the skill as host root: empty the bounding set while we still may,
+        // then become the unprivileged sandbox user (permitted/effective empty out).
+        caps::clear(None, CapSet::Bounding)
+            .map_err(|e| StageError::new("drop bounding caps", e))?;
+        sys::clear_groups()
+            .and_then(|()| sys::setresgid(plan.identity.host_gid))
+            .and_then(|()| sys::setresuid(plan.identity.host_uid))
+            .map_err(|e| StageError::new("drop host root", e))?;
+        sys::set_parent_death_signal(libc::SIGKILL)
+            .map_err(|e| StageError::new("parent death signal", e))?;
+        if sys::getppid() != supervisor {
+            return Err(StageError::new("parent death signal", "supervisor is gone"));
+        }
+    }
+    // Orphans of the skill reparent here, so none outlives the run unnoticed.
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| StageError::new("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
+
+    let stage_pid = sys::getpid();
+    let skill = sys::fork().map_err(|e| StageError::new("fork skill", e))?;
+    if skill == 0 {
+        let err = skill_main(plan, p, stage_pid);
+        report_failure(&err);
+        sys::exit_now(err.exit_code);
+    }
+    let status = loop {
+        let (pid, status) = sys::waitpid(-1, 0).map_err(|e| StageError::new("reap", e))?;
+        if pid == skill {
+            break status;
+        }
+    };
+    kill_leftovers(stage_pid);
+    let (code, signal) = if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else {
+        (None, Some(libc::WTERMSIG(status)))
+    };
+    let _ = proto::send(control(), &FromChild::Exited { code, signal }, &[]);
+    Ok(code.unwrap_or(128 + signal.unwrap_or(0)))
+}
+
+/// Kills and reaps every remaining child (orphans reparent to us, the subreaper),
+/// generation after generation, until none is left. A process we have not reaped
+/// keeps its pid, so no unrelated process can be hit.
+fn kill_leftovers(stage_pid: libc::pid_t) {
+    let path = format!("/proc/{stage_pid}/task/{stage_pid}/children");
+    for _ in 0..10_000 {
+        let kids: Vec<libc::pid_t> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        if kids.is_empty() {
+            break;
+        }
+        for &k in &kids {
+            let _ = sys::kill(k, libc::SIGKILL);
+        }
+        for &k in &kids {
+            let _ = sys::waitpid(k, 0);
+        }
+    }
+    while let Ok((pid, _)) = sys::waitpid(-1, libc::WNOHANG) {
+        if pid <= 0 {
+            break;
+        }
+    }
+}
+
+/// The skill process; returns only on failure.
+fn skill_main(plan: &LaunchPlan, p: &ProcessTierPlan, stage_pid: libc::pid_t) -> StageError {
+    match prepare(plan, p, stage_pid) {
+        Ok((path, argv, envp)) => {
+            let err = sys::execve(&path, &argv, &envp);
+            let code = match err.source.raw_os_error() {
+                Some(libc::ENOENT) => 127,
+                _ => 126,
+            };
+            StageError {
+                step: "execve",
+                message: format!("cannot execute {:?}: {}", plan.argv[0], err.source),
+                hint: None,
+                exit_code: code,
+            }
+        }
+        Err(e) => e,
+    }
+}
+
+fn cstring(s: &str, what: &'static str) -> Result<CString, StageError> {
+    CString::new(s).map_err(|_| StageError::new(what, format!("{s:?} contains a NUL byte")))
+}
+
+type Exec = (CString, Vec<CString>, Vec<CString>);
+
+fn prepare(
+    plan: &LaunchPlan,
+    p: &ProcessTierPlan,
+    stage_pid: libc::pid_t,
+) -> Result<Exec, StageError> {
+    // Session (no controlling terminal: no TIOCSTI into the caller's shell), then
+    // die with the stage.
+    sys::setsid().map_err(|e| StageError::new("setsid", e))?;
+    sys::set_parent_death_signal(libc::SIGKILL)
+        .map_err(|e| StageError::new("parent death signal", e))?;
+    if sys::getppid() != stage_pid {
+        return Err(StageError::new("parent death signal", "stage is gone"));
+    }
+    std::env::set_current_dir(&plan.workdir).map_err(|e| {
+        StageError::new(
+            "workdir",
+            format!("cannot enter {}: {e}", plan.workdir.display()),
+        )
+        .hint("the workdir must be the skill directory, the scratch directory or a declared path")
+    })?;
+    let r = &plan.rlimits;
+    sys::setrlimit(libc::RLIMIT_NOFILE, r.nofile, "RLIMIT_NOFILE")
+        .and_then(|()| sys::setrlimit(libc::RLIMIT_FSIZE, r.fsize_bytes, "RLIMIT_FSIZE"))
+        .and_then(|()| sys::setrlimit(libc::RLIMIT_CORE, r.core, "RLIMIT_CORE"))
+        .map_err(|e| StageError::new("rlimits", e))?;
+    sys::close_fds_from(CHILD_CONTROL_FD as libc::c_uint + 1)
+        .map_err(|e| StageError::new("close fds", e))?;
+
+    let path =
+        crate::stage::resolve_command(&plan.argv[0], &plan.env).ok_or_else(|| StageError {
+            step: "entrypoint",
+            message: format!("entrypoint {:?} not found", plan.argv[0]),
+            hint: None,
+            exit_code: 127,
+        })?;
+    let path_c = cstring(&path.to_string_lossy(), "entrypoint")?;
+    let argv = plan
+        .argv
+        .iter()
+        .map(|a| cstring(a, "argv"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = plan
+        .env
+        .iter()
+        .map(|(k, v)| cstring(&format!("{k}={v}"), "environment"))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut layers = vec![drop_capabilities()?];
+    sys::set_no_new_privs().map_err(|e| StageError::new("no_new_privs", e))?;
+
+    // Landlock: the filesystem isolation of this tier, plus TCP connect ports and
+    // signal / abstract-socket scoping.
+    let rules = LandlockRules {
+        read_exec: plan.landlock.read_exec.clone(),
+        read_write: plan.landlock.read_write.clone(),
+        tcp_connect_ports: Some(p.tcp_connect_ports.clone()),
+        scope_signals_and_abstract_unix: true,
+    };
+    if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Landlock) {
+        layers.push(note("landlock", "unavailable", DISABLED_FOR_TESTS));
+        return finish(plan, p, 0, layers, (path_c, argv, envp));
+    }
+    let report = apply_landlock_on_current_thread(&rules, false)
+        .map_err(|e| StageError::new("landlock", e))?;
+    if report.status == LandlockEnforcement::NotEnforced && p.require_landlock {
+        return Err(StageError::new("landlock", report.detail).hint(
+            "the process tier relies on Landlock for filesystem isolation: enable it \
+             (lsm=landlock on Linux 5.13+), use the container tier, or pass \
+             --allow-degraded to run without it",
+        ));
+    }
+    let status = match report.status {
+        LandlockEnforcement::Fully => "enforced",
+        LandlockEnforcement::Partially => "partial",
+        LandlockEnforcement::NotEnforced => "unavailable",
+    };
+    layers.push(note("landlock", status, report.detail.clone()));
+    if report.abi >= 4 {
+        layers.push(restrict_tcp_bind()?);
+    }
+    finish(plan, p, report.abi, layers, (path_c, argv, envp))
+}
+
+/// Not dumpable, the socket filter, then the profile as the very last step before
+/// execve; reports the layers.
+fn finish(
+    plan: &LaunchPlan,
+    p: &ProcessTierPlan,
+    landlock_abi: i32,
+    mut layers: Vec<LayerNote>,
+    exec: Exec,
+) -> Result<Exec, StageError> {
+    sys::set_not_dumpable().map_err(|e| StageError::new("dumpable", e))?;
+    layers.push(apply_socket_filter(
+        landlock_abi >= ABI_RESOLVE_UNIX,
+        p.allow_udp,
+    )?);
+    let (seccomp_layer, notify_fd) = crate::confine::apply_seccomp(plan)?;
+    layers.push(seccomp_layer);
+    if let Some(fd) = notify_fd {
+        proto::send(
+            control(),
+            &FromChild::SeccompNotify,
+            &[fd.as_fd().as_raw_fd()],
+        )
+        .map_err(|e| StageError::new("hand over fd", e))?;
+    }
+    proto::send(control(), &FromChild::Ready { layers }, &[])
+        .map_err(|e| StageError::new("report ready", e))?;
+    Ok(exec)
+}
+
+/// Empty every capability set we may. Uid 0 of a nested user namespace goes the
+/// container tier's way (bounding set, locked securebits: no capabilities come back
+/// at execve); an unprivileged process has no permitted capabilities to lose, and
+/// `no_new_privs` keeps setuid and file capabilities from granting any.
+fn drop_capabilities() -> Result<LayerNote, StageError> {
+    if nix::unistd::geteuid().is_root() {
+        let mut notes = crate::confine::drop_capabilities()?;
+        return notes
+            .pop()
+            .ok_or_else(|| StageError::new("drop caps", "no capability report"));
+    }
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::clear(None, set).map_err(|e| StageError::new("drop caps", e))?;
+    }
+    let bounding = if caps::clear(None, CapSet::Bounding).is_ok() {
+        "bounding set empty"
+    } else {
+        "bounding set left as inherited (no CAP_SETPCAP); no_new_privs keeps it unusable"
+    };
+    Ok(note(
+        "capabilities",
+        "enforced",
+        format!(
+            "runs as uid {} with ambient, inheritable, permitted and effective sets empty; {bounding}",
+            nix::unistd::geteuid()
+        ),
+    ))
+}
+
+/// A second Landlock layer that handles TCP bind with no port allowed: the skill
+/// cannot listen on the host's network (the first layer only limits connects).
+fn restrict_tcp_bind() -> Result<LayerNote, StageError> {
+    use ::landlock::{AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr};
+    let status = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessNet::BindTcp)
+        .and_then(|r| r.create())
+        .and_then(|r| r.restrict_self())
+        .map_err(|e| StageError::new("landlock (tcp bind)", e))?;
+    if status.ruleset != ::landlock::RulesetStatus::FullyEnforced {
+        return Err(StageError::new(
+            "landlock (tcp bind)",
+            "ruleset not enforced",
+        ));
+    }
+    Ok(note(
+        "tcp_bind",
+        "enforced",
+        "Landlock: no TCP bind on any port",
+    ))
+}
