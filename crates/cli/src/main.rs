@@ -31,6 +31,7 @@ enum Command {
     Inspect(cmd::inspect::Args),
     Schema(cmd::schema::Args),
     Audit(cmd::audit::Args),
+    Doctor(cmd::doctor::Args),
     Session(cmd::session::Args),
     Serve(cmd::serve::Args),
 }
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Schema(a) => cmd::schema::main(a),
         Command::Audit(a) => cmd::audit::main(a),
+        Command::Doctor(a) => cmd::doctor::main(a),
         Command::Session(a) => cmd::session::main(a),
         Command::Serve(a) => cmd::serve::main(a),
     };

@@ -11,3 +11,4 @@ mod escape_proc;
 mod manifest;
 mod mcp;
 mod session;
+mod tier;
