@@ -10,8 +10,8 @@ mod enforcement;
 pub mod output;
 mod prepare;
 mod run;
-pub mod tier;
 pub mod session;
+pub mod tier;
 
 pub use adhoc::{adhoc_policy, Grants};
 pub use output::{Captured, Sink};
