@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 bin=${SKILLSANDBOX_BIN:-}
 if [ -z "$bin" ]; then
-    for b in target/release/skillsandbox "${CARGO_TARGET_DIR:-target}/release/skillsandbox" \
+    for b in "${CARGO_TARGET_DIR:-target}/release/skillsandbox" target/release/skillsandbox \
              "${CARGO_TARGET_DIR:-target}/debug/skillsandbox" target/debug/skillsandbox; do
         if [ -x "$b" ]; then bin=$b; break; fi
     done
