@@ -32,25 +32,28 @@ pub(crate) fn try_namespaces_in_child(unprivileged: Option<(u32, u32)>) -> io::R
                 let errno = *libc::__errno_location();
                 libc::_exit(step * 64 + errno.clamp(1, 63))
             };
+            // Raw syscalls, not the glibc wrappers: in the child of a multi-threaded
+            // parent, glibc's set*id would try to broadcast to threads that are gone.
             if let Some((uid, gid)) = unprivileged {
-                if libc::setgroups(0, std::ptr::null()) < 0
-                    || libc::setresgid(gid, gid, gid) < 0
-                    || libc::setresuid(uid, uid, uid) < 0
+                if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
+                    || libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0
+                    || libc::syscall(libc::SYS_setresuid, uid, uid, uid) < 0
                 {
                     fail(1);
                 }
             }
-            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) < 0 {
+            if libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER | libc::CLONE_NEWNS) < 0 {
                 fail(2);
             }
             // Needs CAP_SYS_ADMIN in the new user namespace: refused where a security
             // module strips it (Ubuntu's apparmor_restrict_unprivileged_userns).
-            if libc::mount(
-                std::ptr::null(),
+            if libc::syscall(
+                libc::SYS_mount,
+                std::ptr::null::<libc::c_char>(),
                 c"/".as_ptr(),
-                std::ptr::null(),
+                std::ptr::null::<libc::c_char>(),
                 libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
+                std::ptr::null::<libc::c_void>(),
             ) < 0
             {
                 fail(3);
