@@ -499,7 +499,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         identity: input.identity.clone(),
         hostname: SANDBOX_HOSTNAME.to_string(),
         mounts,
-        egress_ports: policy.network.ports(),
+        egress_ports: egress_ports(policy),
         egress: !policy.network.egress.is_empty(),
         env,
         argv,
@@ -520,6 +520,20 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
     })
 }
 
+/// Ports the sandbox listens on when egress is declared: the declared ones, plus 80
+/// and 443 so that attempts on the common web ports are seen and reported even when
+/// no rule allows them (elsewhere the kernel refuses silently).
+fn egress_ports(policy: &Policy) -> Vec<u16> {
+    if policy.network.egress.is_empty() {
+        return Vec::new();
+    }
+    let mut ports = policy.network.ports();
+    ports.extend([80, 443]);
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 /// The environment inside: fixed PATH/HOME/TMPDIR, LANG defaulting to C.UTF-8, plus
 /// the allowed host variables that are set. Sorted, so the plan is deterministic.
 pub fn lower_env(policy: &Policy, host_env: &[(String, String)]) -> Vec<(String, String)> {
@@ -528,7 +542,6 @@ pub fn lower_env(policy: &Policy, host_env: &[(String, String)]) -> Vec<(String,
     env.insert("HOME".into(), SANDBOX_HOME.into());
     env.insert("TMPDIR".into(), "/tmp".into());
     env.insert("LANG".into(), "C.UTF-8".into());
-    env.insert("USER".into(), "sandbox".into());
     for (k, v) in host_env {
         if policy.env.allows(k) {
             env.insert(k.clone(), v.clone());
@@ -632,7 +645,6 @@ mod tests {
                 ("LC_ALL".into(), "C".into()),
                 ("PATH".into(), SANDBOX_PATH.into()),
                 ("TMPDIR".into(), "/tmp".into()),
-                ("USER".into(), "sandbox".into()),
             ]
         );
     }

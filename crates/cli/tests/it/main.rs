@@ -8,6 +8,7 @@ mod escape_fs;
 mod escape_life;
 mod escape_limits;
 mod escape_proc;
+mod examples;
 mod manifest;
 mod mcp;
 mod session;

@@ -58,8 +58,11 @@ fn build_filter(
             attr: "SCMP_FLTATR_CTL_NNP",
             source,
         })?;
+    // ENOSYS entries (clone3, openat2) are compatibility fallbacks, not refusals: libc
+    // retries with the older call, so the kernel answers them directly and they are
+    // neither slowed down by a round trip nor reported as violations.
     let action = |errno: i32| {
-        if opts.notify_denied {
+        if opts.notify_denied && errno != libc::ENOSYS {
             ScmpAction::Notify
         } else {
             ScmpAction::Errno(errno)
