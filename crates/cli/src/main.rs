@@ -2,6 +2,7 @@
 //! together, prints the whole error chain once and turns outcomes into exit codes.
 
 mod cmd;
+mod probe;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,10 @@ enum Command {
     Doctor(cmd::doctor::Args),
     Session(cmd::session::Args),
     Serve(cmd::serve::Args),
+    Check(cmd::check::Args),
+    /// The probe `check` starts inside the sandbox (internal).
+    #[command(name = "__probe", hide = true)]
+    Probe(cmd::check::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +56,8 @@ fn main() -> ExitCode {
         Command::Doctor(a) => cmd::doctor::main(a),
         Command::Session(a) => cmd::session::main(a),
         Command::Serve(a) => cmd::serve::main(a),
+        Command::Check(a) => cmd::check::main(a),
+        Command::Probe(a) => cmd::check::probe(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

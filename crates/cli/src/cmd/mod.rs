@@ -1,6 +1,7 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `main(Args) -> Result<u8>`.
 
 pub mod audit;
+pub mod check;
 pub mod doctor;
 pub mod exec;
 pub mod inspect;

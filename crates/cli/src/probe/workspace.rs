@@ -1,0 +1,309 @@
+//! The check's side of the bait: decoy secrets planted on the host where the sandbox
+//! is not granted, a declared write directory with an escape symlink in it, a leaky
+//! fd, listeners on the host's loopback, and the host's own view for comparison.
+//! Everything is removed when the [`Workspace`] drops.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use skillsandbox_manifest::Policy;
+
+use super::params::{HostView, ProbeLimits, ProbeParams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no temporary directory outside the manifest's declared paths (tried {0})")]
+    NoPrivateTemp(String),
+    #[error("listen on the host loopback: {0}")]
+    Listen(#[source] std::io::Error),
+    #[error("read /dev/urandom: {0}")]
+    Random(#[source] std::io::Error),
+}
+
+/// Random hex (16 characters) from the kernel.
+pub fn random_hex() -> Result<String, WorkspaceError> {
+    let mut b = [0u8; 8];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(WorkspaceError::Random)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The canary variable the check puts into its own environment.
+#[derive(Debug, Clone)]
+pub struct EnvCanary {
+    pub name: String,
+    pub value: String,
+}
+
+impl EnvCanary {
+    pub fn new() -> Result<EnvCanary, WorkspaceError> {
+        let tag = random_hex()?.to_ascii_uppercase();
+        Ok(EnvCanary {
+            name: format!("SKILLSANDBOX_CHECK_CANARY_{tag}"),
+            value: format!("canary{}", random_hex()?),
+        })
+    }
+}
+
+pub struct Workspace {
+    pub root: PathBuf,
+    pub write_dir: PathBuf,
+    pub canary_files: Vec<PathBuf>,
+    pub escape_link: PathBuf,
+    pub marker: String,
+    pub survivor_marker: String,
+    /// Kept open without close-on-exec for the whole check.
+    pub canary_fd: File,
+    pub loopback_v4: TcpListener,
+    pub loopback_v6: Option<TcpListener>,
+    pub env: EnvCanary,
+}
+
+fn mkdir(p: &Path) -> Result<(), WorkspaceError> {
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(p)
+        .map_err(|source| WorkspaceError::Create {
+            path: p.to_path_buf(),
+            source,
+        })?;
+    // Explicit: the umask must not make the decoys unreadable for DAC reasons.
+    fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|source| {
+        WorkspaceError::Create {
+            path: p.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn plant(p: &Path, contents: &str) -> Result<(), WorkspaceError> {
+    let err = |source| WorkspaceError::Create {
+        path: p.to_path_buf(),
+        source,
+    };
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(p)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, contents.as_bytes()))
+        .map_err(err)?;
+    fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(err)
+}
+
+/// A base directory for the workspace that no declared path covers.
+fn private_base(policy: &Policy) -> Result<PathBuf, WorkspaceError> {
+    let fs = &policy.filesystem;
+    let candidates = [
+        std::env::temp_dir(),
+        PathBuf::from("/var/tmp"),
+        PathBuf::from("/dev/shm"),
+    ];
+    for c in &candidates {
+        let Ok(real) = fs::canonicalize(c) else {
+            continue;
+        };
+        let covered = fs.read.iter().chain(&fs.write).any(|d| real.starts_with(d));
+        if !covered && real.is_dir() {
+            return Ok(real);
+        }
+    }
+    Err(WorkspaceError::NoPrivateTemp(
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))
+}
+
+impl Workspace {
+    pub fn create(policy: &Policy, env: EnvCanary) -> Result<Workspace, WorkspaceError> {
+        let tag = random_hex()?;
+        let root = private_base(policy)?.join(format!("skillsandbox-check-{tag}"));
+        mkdir(&root)?;
+        // From here on, Drop cleans up whatever was made.
+        let home = root.join("home");
+        let write_dir = root.join("write");
+        let value = format!("SKILLSANDBOX-CHECK-CANARY-{tag}");
+        for d in [&home, &home.join(".ssh"), &home.join(".aws"), &write_dir] {
+            if let Err(e) = mkdir(d) {
+                let _ = fs::remove_dir_all(&root);
+                return Err(e);
+            }
+        }
+        let canary_files = vec![
+            home.join(".ssh/id_rsa"),
+            home.join(".aws/credentials"),
+            home.join(".env"),
+        ];
+        let escape_link = write_dir.join("escape");
+        let made = canary_files
+            .iter()
+            .try_for_each(|f| plant(f, &value))
+            .and_then(|()| {
+                std::os::unix::fs::symlink(home.join(".ssh"), &escape_link).map_err(|source| {
+                    WorkspaceError::Create {
+                        path: escape_link.clone(),
+                        source,
+                    }
+                })
+            })
+            .and_then(|()| {
+                File::open(&canary_files[0]).map_err(|source| WorkspaceError::Create {
+                    path: canary_files[0].clone(),
+                    source,
+                })
+            })
+            .and_then(|fd| {
+                super::leak_fd_into_children(fd.as_raw_fd()).map_err(|source| {
+                    WorkspaceError::Create {
+                        path: canary_files[0].clone(),
+                        source,
+                    }
+                })?;
+                let v4 = TcpListener::bind("127.0.0.1:0").map_err(WorkspaceError::Listen)?;
+                v4.set_nonblocking(true).map_err(WorkspaceError::Listen)?;
+                // ::1 may not exist on this host; IPv4 is enough then.
+                let v6 = TcpListener::bind("[::1]:0")
+                    .ok()
+                    .filter(|l| l.set_nonblocking(true).is_ok());
+                Ok((fd, v4, v6))
+            });
+        let (canary_fd, loopback_v4, loopback_v6) = match made {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&root);
+                return Err(e);
+            }
+        };
+        Ok(Workspace {
+            marker: format!("written-by-check-{}", random_hex()?),
+            survivor_marker: random_hex()?,
+            root,
+            write_dir,
+            canary_files,
+            escape_link,
+            canary_fd,
+            loopback_v4,
+            loopback_v6,
+            env,
+        })
+    }
+
+    /// Whether anything connected to the host loopback listeners.
+    pub fn loopback_was_reached(&self) -> Option<String> {
+        let mut reached = None;
+        for l in std::iter::once(&self.loopback_v4).chain(self.loopback_v6.as_ref()) {
+            if let Ok((_, from)) = l.accept() {
+                reached = Some(format!(
+                    "the host listener on {:?} accepted a connection from {from}",
+                    l.local_addr().ok()
+                ));
+            }
+        }
+        reached
+    }
+
+    /// The parameters for one probe run.
+    pub fn params(&self, policy: &Policy, limits: ProbeLimits) -> ProbeParams {
+        let fs = &policy.filesystem;
+        let declared_names: Vec<String> = policy
+            .network
+            .egress
+            .iter()
+            .filter_map(|r| match r {
+                skillsandbox_manifest::EgressRule::Domain { domain, .. } => Some(match domain {
+                    skillsandbox_manifest::DomainPattern::Exact(d) => d.clone(),
+                    skillsandbox_manifest::DomainPattern::Wildcard(s) => format!("check.{s}"),
+                }),
+                skillsandbox_manifest::EgressRule::Cidr { .. } => None,
+            })
+            .collect();
+        ProbeParams {
+            canary_env: self.env.name.clone(),
+            canary_value: self.env.value.clone(),
+            canary_files: self.canary_files.clone(),
+            canary_fd: Some(self.canary_fd.as_raw_fd()),
+            host: host_view(policy),
+            write_dir: Some(self.write_dir.clone()),
+            write_marker: self.marker.clone(),
+            escape_link: Some(self.escape_link.clone()),
+            read_only_paths: fs
+                .read
+                .iter()
+                .filter(|r| !fs.write.iter().any(|w| r.starts_with(w)) && r.is_dir())
+                .cloned()
+                .collect(),
+            loopback_v4_port: self.loopback_v4.local_addr().map(|a| a.port()).unwrap_or(0),
+            loopback_v6_port: self
+                .loopback_v6
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port()),
+            egress_declared: !policy.network.egress.is_empty(),
+            declared_names,
+            synthetic_ranges: vec![
+                skillsandbox_egress::DEFAULT_SYNTHETIC_V4.to_string(),
+                skillsandbox_egress::DEFAULT_SYNTHETIC_V6.to_string(),
+            ],
+            limits,
+            survivor_marker: self.survivor_marker.clone(),
+        }
+    }
+
+    /// Host processes whose command line carries the survivor marker.
+    pub fn survivors(&self) -> Vec<i32> {
+        let Ok(dir) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&self.survivor_marker))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The check process's own view of the host.
+pub fn host_view(policy: &Policy) -> HostView {
+    let mut namespaces = BTreeMap::new();
+    for ns in ["pid", "ipc", "uts", "net", "mnt", "cgroup", "user"] {
+        if let Ok(l) = fs::read_link(format!("/proc/self/ns/{ns}")) {
+            namespaces.insert(ns.to_string(), l.display().to_string());
+        }
+    }
+    // The invoker's home, unless the manifest grants it (then it is declared).
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute() && !policy.filesystem.allows_read(h));
+    HostView {
+        pid: std::process::id(),
+        namespaces,
+        hostname: fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        root_dev: fs::metadata("/").map(|m| m.dev()).unwrap_or(0),
+        home,
+    }
+}
