@@ -119,9 +119,13 @@ pub fn result_json(o: &RunOutcome) -> serde_json::Value {
 }
 
 fn summary(o: &RunOutcome) -> String {
+    let termination = serde_json::to_value(o.termination)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     let mut s = format!(
-        "\n── skillsandbox: {} {} · exit {} ({:?}) · {} ms\n",
-        o.trace.skill.name, o.trace.skill.version, o.exit_code, o.termination, o.trace.duration_ms
+        "\n── skillsandbox: {} {} · exit {} ({termination}) · {} ms\n",
+        o.trace.skill.name, o.trace.skill.version, o.exit_code, o.trace.duration_ms
     );
     if o.trace.policy_violations.is_empty() {
         s.push_str("   no violations\n");
@@ -131,7 +135,13 @@ fn summary(o: &RunOutcome) -> String {
             o.trace.policy_violations.len()
         ));
         for v in o.trace.policy_violations.iter().take(20) {
-            s.push_str(&format!("   ✗ {:?}: {}\n", v.kind, v.detail));
+            s.push_str(&format!("   ✗ {}: {}\n", v.kind.as_str(), v.detail));
+        }
+        if o.trace.policy_violations.len() > 20 {
+            s.push_str(&format!(
+                "   … {} more in the trace\n",
+                o.trace.policy_violations.len() - 20
+            ));
         }
     }
     if let Some(p) = &o.trace_path {
