@@ -2,6 +2,7 @@
 //! compile into this one test binary; each area has its own module.
 
 mod audit;
+mod check;
 mod common;
 mod escape;
 mod escape_fs;
