@@ -2,6 +2,8 @@
 //! has the documented shape, it attacks a manifest's egress, and it can fail: each
 //! layer turned off by the test-only switch makes the items guarding it FAIL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Output;
