@@ -10,7 +10,7 @@ use skillsandbox_runtime::{adhoc_policy, Grants};
 
 use super::Exit;
 use crate::probe::catalog::{self, Group, Status};
-use crate::probe::host::{host_section, HostSection};
+use crate::probe::host::{host_report, summary, HostReport};
 use crate::probe::params::PROBE_INSIDE;
 use crate::probe::runner::{self, ReportItem, RunnerError};
 use crate::probe::workspace::{EnvCanary, Workspace};
@@ -97,7 +97,7 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
     }
     let exe = std::env::current_exe()?;
     let ws = Workspace::create(&policy, canary)?;
-    let host = host_section();
+    let host = host_report();
     let started = Instant::now();
     let (items, ends) = match runner::run_battery(&policy, &ws, &exe, args.allow_degraded) {
         Ok(x) => x,
@@ -168,12 +168,12 @@ fn shorten(s: &str, max: usize) -> String {
 /// The text checklist (and the bwrap column when compared).
 pub fn render(
     label: &str,
-    host: &HostSection,
+    host: &HostReport,
     items: &[ReportItem],
     compared: Option<&[ReportItem]>,
     secs: f64,
 ) -> String {
-    let mut s = format!("skillsandbox check · {label}\nhost: {}\n", host.summary());
+    let mut s = format!("skillsandbox check · {label}\nhost: {}\n", summary(host));
     let width = catalog::ITEMS
         .iter()
         .map(|i| i.id.len())
