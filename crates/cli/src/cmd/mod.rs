@@ -8,8 +8,8 @@ pub mod inspect;
 pub mod report;
 pub mod run;
 pub mod schema;
-pub mod session;
 pub mod serve;
+pub mod session;
 pub mod validate;
 
 use std::path::Path;
