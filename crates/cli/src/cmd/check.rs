@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
+use skillsandbox_manifest::Tier;
 use skillsandbox_runtime::{adhoc_policy, Grants};
 
 use super::Exit;
@@ -95,9 +96,29 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
             ),
         ));
     }
+    let host = host_report();
+    // The probe is bound into the container tier's fresh root; the process tier has
+    // no mount namespace to bind it into.
+    let tier = match policy.tier {
+        Tier::Auto => host.auto.tier,
+        t => t,
+    };
+    if tier == Tier::Process {
+        return Err(exit(
+            2,
+            format!(
+                "check attacks the container tier; {label} would run on the process tier \
+                 here{}. Run `skillsandbox doctor` to see why",
+                if policy.tier == Tier::Auto {
+                    " (auto)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
     let exe = std::env::current_exe()?;
     let ws = Workspace::create(&policy, canary)?;
-    let host = host_report();
     let started = Instant::now();
     let (items, ends) = match runner::run_battery(&policy, &ws, &exe, args.allow_degraded) {
         Ok(x) => x,

@@ -315,3 +315,20 @@ fn compare_bwrap_runs_the_same_battery_side_by_side() {
     // Our own column is unchanged and decides the exit code.
     assert_eq!(c.code, 0, "{}", dump(&c));
 }
+
+#[test]
+fn a_process_tier_manifest_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("skillsandbox.yaml"),
+        "skill:\n  name: ptier\n  version: \"0.1.0\"\nisolation:\n  tier: process\nentrypoint:\n  command: /bin/true\n",
+    )
+    .unwrap();
+    let c = check(&[dir.path().to_str().unwrap()], None);
+    assert_eq!(c.code, 2, "{}", c.stderr);
+    assert!(
+        c.stderr.contains("check attacks the container tier"),
+        "{}",
+        c.stderr
+    );
+}
