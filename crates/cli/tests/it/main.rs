@@ -12,5 +12,6 @@ mod escape_proc;
 mod examples;
 mod manifest;
 mod mcp;
+mod rootless;
 mod session;
 mod tier;
