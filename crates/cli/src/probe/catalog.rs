@@ -395,6 +395,14 @@ mod tests {
     }
 
     #[test]
+    fn docs_describe_every_item() {
+        let docs = include_str!("../../../../docs/check.md");
+        for s in ITEMS {
+            assert!(docs.contains(&format!("| `{}` |", s.id)), "docs/check.md lacks {}", s.id);
+        }
+    }
+
+    #[test]
     fn status_serializes_as_the_checklist_shows_it() {
         let r = ItemResult {
             id: "ns.pid".into(),
