@@ -7,6 +7,12 @@ Prints one line per check ("ok - ..." or "FAIL - ...") and exits non-zero if any
 check failed. The skill fixtures in tests/mcp/skills are copied to a temporary
 directory first, which becomes the server's --skills-dir (plus a symlink that points
 out of it, to prove escapes are refused).
+
+The server runs as one session of the session policy engine (`--session`,
+`--policy`), with its own session store, audit log and config directory under the
+temporary directory: usage is reported and read back, the session is killed from a
+second process while a sandbox runs, later runs are refused, the killed state
+survives a server restart, and `max_runs` (from the default policy location) refuses.
 """
 
 from __future__ import annotations
@@ -35,10 +41,34 @@ EXPECTED_TOOLS = {
     "inspect_skill",
     "list_skills",
     "session_status",
+    "report_usage",
 }
 CANCEL_DEADLINE_S = 5.0
+# How long a running tool call may take to come back after `session kill` (the
+# sandbox must die within 1 s; accounting and the response add a little).
+KILL_DEADLINE_S = 2.0
+SESSION = "mcp-python-test"
+MAX_RUNS = 50
+COST_BUDGET = 10.0
+POLICY = f"""\
+version: 1
+session:
+  max_runs: {MAX_RUNS}
+budget:
+  cost_usd: {COST_BUDGET}
+  alert_at: 0.5
+  on_exceed: alert
+violations:
+  thresholds:
+    dns_blocked: 1
+  on_threshold: alert
+prices:
+  test-model: {{input_per_mtok: 500000, output_per_mtok: 0}}
+"""
 
 failures: list[str] = []
+# The binary, the environment (for the second process) and the policy file.
+SESSION_ENV: dict[str, Any] = {}
 
 
 def check(name: str, cond: bool, detail: Any = "") -> bool:
@@ -105,7 +135,7 @@ async def scenario(session: ClientSession, skills: Path, version: str | None) ->
     # --- tools and schemas -----------------------------------------------------
     listed = await session.list_tools()
     tools = {t.name: t for t in listed.tools}
-    check("tools/list: all six tools", set(tools) == EXPECTED_TOOLS, sorted(tools))
+    check("tools/list: all seven tools", set(tools) == EXPECTED_TOOLS, sorted(tools))
     for name, tool in sorted(tools.items()):
         check(
             f"tools/list: {name} has a documented input schema and an output schema",
@@ -125,10 +155,26 @@ async def scenario(session: ClientSession, skills: Path, version: str | None) ->
         tools["exec_command"].input_schema,
     )
     check(
-        "tools/list: run_skill output schema names violations and trace",
-        {"exit_code", "termination", "violations", "enforcement", "usage", "trace_id", "trace_path"}
+        "tools/list: run_skill output schema names violations, trace and session decisions",
+        {"exit_code", "termination", "violations", "enforcement", "usage", "trace_id", "trace_path", "session"}
         <= set(tools["run_skill"].output_schema.get("properties", {})),
         tools["run_skill"].output_schema,
+    )
+    props = tools["report_usage"].input_schema.get("properties", {})
+    check(
+        "tools/list: report_usage arguments (model, input_tokens, output_tokens, usd) typed and described",
+        set(props) == {"model", "input_tokens", "output_tokens", "usd"}
+        and all(p.get("description") for p in props.values())
+        and not tools["report_usage"].input_schema.get("required")
+        and {"cost", "decisions", "total_cost_usd", "budget"}
+        <= set(tools["report_usage"].output_schema.get("properties", {})),
+        {"input": tools["report_usage"].input_schema, "output": tools["report_usage"].output_schema},
+    )
+    check(
+        "tools/list: session_status output schema is the engine's status",
+        {"id", "state", "runs", "usage", "violations", "budgets", "kill_reason", "next_run_refused", "server"}
+        <= set(tools["session_status"].output_schema.get("properties", {})),
+        tools["session_status"].output_schema,
     )
 
     # --- list_skills -----------------------------------------------------------
@@ -200,6 +246,12 @@ async def scenario(session: ClientSession, skills: Path, version: str | None) ->
         and EXFIL_NAME in text_of(res)
         and "BLOCKED dns_blocked" in text_of(res),
         res.model_dump(),
+    )
+    check(
+        "run_skill exfil: the session policy's dns_blocked threshold alert is in the result",
+        any("alert" in line and "dns_blocked" in line for line in s.get("session", []))
+        and "SESSION " in text_of(res),
+        {"session": s.get("session"), "text": text_of(res)},
     )
 
     # --- broken manifest --------------------------------------------------------
@@ -347,9 +399,10 @@ async def scenario(session: ClientSession, skills: Path, version: str | None) ->
         started = await wait_for(lambda: bool(marker_pids(marker)), 30)
         check("cancel: the sleeper's sandboxed process is visible on the host", started)
         status = await session.call_tool("session_status", {})
+        st = status.structured_content or {}
         check(
-            "concurrency: session_status answers while a run is in flight (running = 1)",
-            (status.structured_content or {}).get("running") == 1,
+            "concurrency: session_status answers while a run is in flight (running = 1, unfinished = 1)",
+            st.get("server", {}).get("running") == 1 and st.get("runs", {}).get("unfinished") == 1,
             status.model_dump(),
         )
         res = await session.call_tool("exec_command", {"command": ["echo", "parallel"]})
@@ -377,20 +430,167 @@ async def scenario(session: ClientSession, skills: Path, version: str | None) ->
 
     st = await status_settled()
     deadline = time.monotonic() + 10
-    while st.get("running") and time.monotonic() < deadline:
+    while st.get("server", {}).get("running") and time.monotonic() < deadline:
         await anyio.sleep(0.2)
         st = await status_settled()
     check(
-        f"session_status: {runs} runs counted, the cancelled one among them, dns_blocked counted, budgets null",
-        st.get("runs") == runs
-        and st.get("cancelled_runs") == 1
-        and st.get("running") == 0
-        and st.get("failed_runs", 0) >= 3
-        and st.get("state") == "active"
-        and st.get("violations_by_kind", {}).get("dns_blocked", 0) >= 1
-        and st.get("budgets") is None
-        and bool(st.get("session_id")),
+        f"session_status: {runs} runs started and accounted, the cancelled one among them, dns_blocked counted",
+        st.get("id") == SESSION
+        and st.get("recorded") is True
+        and st.get("state") == "open"
+        and st.get("runs", {}).get("started") == runs
+        and st.get("runs", {}).get("finished") == runs
+        and st.get("limits", {}).get("runs_left") == MAX_RUNS - runs
+        and st.get("server", {}).get("runs") == runs
+        and st.get("server", {}).get("cancelled_runs") == 1
+        and st.get("server", {}).get("running") == 0
+        and st.get("server", {}).get("failed_runs", 0) >= 3
+        and st.get("violations", {}).get("dns_blocked", 0) >= 1
+        and st.get("next_run_refused") is None
+        and st.get("kill_reason") is None,
         st,
+    )
+    check(
+        "session_status: the cost budget is reported from the policy, nothing used yet",
+        [(b.get("name"), b.get("limit"), b.get("used"), b.get("left")) for b in st.get("budgets", [])]
+        == [("cost_usd", COST_BUDGET, 0.0, COST_BUDGET)],
+        st.get("budgets"),
+    )
+
+    await session_policy(session, runs)
+
+
+async def session_policy(session: ClientSession, runs: int) -> None:
+    """report_usage, a kill from a second process, refusals, the killed state."""
+    binary = SESSION_ENV["binary"]
+    env = SESSION_ENV["env"]
+    policy = SESSION_ENV["policy"]
+
+    # --- (a) report_usage ------------------------------------------------------
+    res = await session.call_tool("report_usage", {"usd": 6.0})
+    r = res.structured_content or {}
+    check(
+        "report_usage usd 6.0: recorded, total 6.0, budget left 4.0, alert at 50% of the cost budget",
+        not res.is_error
+        and r.get("cost", {}).get("usd") == 6.0
+        and r.get("total_cost_usd") == 6.0
+        and r.get("budget", {}).get("left") == COST_BUDGET - 6.0
+        and [d.get("action") for d in r.get("decisions", [])] == ["alert"]
+        and any("cost_usd" in line for line in r.get("session", [])),
+        res.model_dump(),
+    )
+    res = await session.call_tool("report_usage", {"model": "test-model", "input_tokens": 2})
+    r = res.structured_content or {}
+    check(
+        "report_usage tokens: priced by the policy's table (2 tokens at $500000/Mtok = $1), no new decision",
+        not res.is_error
+        and r.get("cost") == {"model": "test-model", "input_tokens": 2, "output_tokens": 0, "usd": 1.0}
+        and r.get("total_cost_usd") == 7.0
+        and r.get("decisions") == [],
+        res.model_dump(),
+    )
+    res = await session.call_tool("report_usage", {"model": "no-such-model", "output_tokens": 5})
+    check(
+        "report_usage: an unknown model is a tool error naming the known ones",
+        res.is_error and "no-such-model" in text_of(res) and "test-model" in text_of(res),
+        res.model_dump(),
+    )
+    res = await session.call_tool("report_usage", {"model": "test-model", "input_tokens": 1, "usd": 1.0})
+    check(
+        "report_usage: tokens and usd together are refused (exactly one)",
+        res.is_error and "not both" in text_of(res),
+        res.model_dump(),
+    )
+    st = (await session.call_tool("session_status", {})).structured_content or {}
+    check(
+        "session_status: the reported cost is in the usage and the cost budget",
+        st.get("usage", {}).get("cost_usd") == 7.0
+        and [(b.get("name"), b.get("used"), b.get("left")) for b in st.get("budgets", [])]
+        == [("cost_usd", 7.0, COST_BUDGET - 7.0)],
+        st,
+    )
+
+    # --- (b) session kill from a second process stops the running sandbox --------
+    marker = f"skillsandbox-mcp-kill-{uuid.uuid4().hex}"
+    outcome: dict[str, Any] = {}
+
+    async def long_call() -> None:
+        outcome["result"] = await session.call_tool("run_skill", {"skill": "sleeper", "args": [marker]})
+        outcome["at"] = time.monotonic()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(long_call)
+        started = await wait_for(lambda: bool(marker_pids(marker)), 30)
+        check("kill: the sleeper's sandboxed process is visible on the host", started)
+        t0 = time.monotonic()
+        killer = await anyio.run_process(
+            [binary, "session", "kill", SESSION, "--reason", "test", "--policy", str(policy)],
+            env=env,
+            check=False,
+        )
+        check(
+            "kill: `skillsandbox session kill` from a second process succeeds",
+            killer.returncode == 0,
+            {"rc": killer.returncode, "stdout": killer.stdout.decode(), "stderr": killer.stderr.decode()},
+        )
+        returned = await wait_for(lambda: "result" in outcome, 10, interval=0.02)
+        if not returned:
+            tg.cancel_scope.cancel()
+    runs += 1
+    elapsed = outcome.get("at", time.monotonic()) - t0
+    res = outcome.get("result")
+    s = (res.structured_content or {}) if res else {}
+    check(
+        f"kill: the running tool call returned {elapsed:.2f} s after `session kill` started "
+        f"(limit {KILL_DEADLINE_S:.0f} s) "
+        "with termination killed",
+        res is not None
+        and elapsed <= KILL_DEADLINE_S
+        and res.is_error
+        and s.get("termination") == "killed"
+        and any("kill switch" in line and "test" in line for line in s.get("session", [])),
+        res.model_dump() if res else "no result",
+    )
+    survivors = marker_pids(marker)
+    check("kill: no host process with the marker remains", not survivors, {"survivors": survivors})
+
+    # --- (c) later runs are refused ----------------------------------------------
+    res = await session.call_tool("run_skill", {"skill": "hello", "args": ["again"]})
+    check(
+        "after the kill: run_skill is refused (isError) with the reason naming the kill",
+        res.is_error
+        and res.structured_content is None
+        and "refused by the session policy (killed)" in text_of(res)
+        and "test" in text_of(res)
+        and "session reset" in text_of(res),
+        res.model_dump(),
+    )
+    res = await session.call_tool("exec_command", {"command": ["true"]})
+    check(
+        "after the kill: exec_command is refused too",
+        res.is_error and "killed" in text_of(res),
+        res.model_dump(),
+    )
+
+    # --- (d) session_status shows the kill ---------------------------------------
+    st = (await session.call_tool("session_status", {})).structured_content or {}
+    check(
+        "session_status after the kill: state killed, the reason, the refusals, no new run started",
+        st.get("state") == "killed"
+        and st.get("kill_reason") == "test"
+        and bool(st.get("killed_at"))
+        and "killed" in (st.get("next_run_refused") or "")
+        and st.get("runs", {}).get("started") == runs
+        and st.get("runs", {}).get("finished") == runs
+        and st.get("server", {}).get("refused_runs") == 2,
+        st,
+    )
+    audit = [json.loads(line) for line in Path(env["SKILLSANDBOX_AUDIT_LOG"]).read_text().splitlines()]
+    events = [r["body"].get("event") for r in audit if r.get("kind") == "session"]
+    check(
+        "audit log: the session's alert, kill and refusals are recorded",
+        "alert" in events and "kill" in events and events.count("refused") >= 2,
+        events,
     )
 
 
@@ -406,9 +606,53 @@ async def discover_probe(params: StdioServerParameters) -> None:
             )
             res = await session.call_tool("session_status", {})
             check(
-                "2026-07-28: tools/call works without a handshake",
-                not res.is_error and bool((res.structured_content or {}).get("session_id")),
+                "2026-07-28: tools/call works without a handshake; a restarted server finds the session killed",
+                not res.is_error
+                and (res.structured_content or {}).get("id") == SESSION
+                and (res.structured_content or {}).get("state") == "killed",
                 res.model_dump(),
+            )
+            res = await session.call_tool("exec_command", {"command": ["true"]})
+            check(
+                "restart: the killed session still refuses runs",
+                res.is_error and "refused by the session policy (killed)" in text_of(res),
+                res.model_dump(),
+            )
+
+
+async def max_runs_probe(binary: str, base: Path, env: dict[str, str]) -> None:
+    """A server with no --policy: the default location supplies `max_runs: 1`."""
+    config = base / "config-maxruns"
+    (config / "skillsandbox").mkdir(parents=True)
+    default_policy = config / "skillsandbox" / "policy.yaml"
+    default_policy.write_text("session:\n  max_runs: 1\n")
+    params = StdioServerParameters(
+        command=binary,
+        args=["serve", "--session", "mcp-python-max-runs"],
+        env={**env, "XDG_CONFIG_HOME": str(config)},
+        cwd=str(base),
+    )
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            res = await session.call_tool("exec_command", {"command": ["echo", "one"]})
+            check("max_runs 1: the first run is admitted", not res.is_error, res.model_dump())
+            res = await session.call_tool("exec_command", {"command": ["echo", "two"]})
+            check(
+                "max_runs 1 (default policy location): the second run is refused naming max_runs",
+                res.is_error
+                and "refused by the session policy (max_runs)" in text_of(res)
+                and "max_runs reached (1 of 1" in text_of(res),
+                res.model_dump(),
+            )
+            st = (await session.call_tool("session_status", {})).structured_content or {}
+            check(
+                "max_runs 1: session_status shows the default policy file, 0 runs left, the next run refused",
+                st.get("policy_source") == str(default_policy)
+                and st.get("limits", {}).get("runs_left") == 0
+                and "max_runs" in (st.get("next_run_refused") or "")
+                and st.get("state") == "open",
+                st,
             )
 
 
@@ -424,10 +668,18 @@ async def main() -> int:
         shutil.copytree(HERE / "skills", skills)
         (skills / "escape").symlink_to("/etc")
         state = base / "state"
+        config = base / "config"
+        config.mkdir()
+        policy = base / "policy.yaml"
+        policy.write_text(POLICY)
         env = {
             "XDG_STATE_HOME": str(state),
+            # An empty config dir: the host's own policy.yaml must not apply.
+            "XDG_CONFIG_HOME": str(config),
+            "SKILLSANDBOX_SESSION_DB": str(state / "sessions.db"),
             "SKILLSANDBOX_AUDIT_LOG": str(state / "audit.jsonl"),
         }
+        SESSION_ENV.update(binary=binary, env={**os.environ, **env}, policy=policy)
         params = StdioServerParameters(
             command=binary,
             args=[
@@ -435,7 +687,9 @@ async def main() -> int:
                 "--skills-dir",
                 str(skills),
                 "--session",
-                "mcp-python-test",
+                SESSION,
+                "--policy",
+                str(policy),
                 "--ceiling-write",
                 str(base / "out"),
             ],
@@ -448,6 +702,7 @@ async def main() -> int:
                     async with ClientSession(read, write) as session:
                         await scenario(session, skills, version)
                 await discover_probe(params)
+                await max_runs_probe(binary, base, env)
         except Exception:  # noqa: BLE001 - report, then fail
             traceback.print_exc()
             check("the scenario ran to the end", False, traceback.format_exc())

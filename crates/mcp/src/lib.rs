@@ -2,8 +2,10 @@
 //! official Rust SDK (rmcp).
 //!
 //! Owns the tool surface (`run_skill`, `exec_command`, `validate_skill`,
-//! `inspect_skill`, `list_skills`, `session_status`), the skills-directory confinement
-//! of every path an agent passes, and the operator's ceiling on ad-hoc grants.
+//! `inspect_skill`, `list_skills`, `session_status`, `report_usage`), the
+//! skills-directory confinement of every path an agent passes, the operator's
+//! ceiling on ad-hoc grants, and the join to the session policy engine: the server is
+//! one session; every run is admitted, watched for the kill switch and accounted.
 //! Stdout carries only the protocol; everything this crate logs goes to stderr.
 //! Enforcement itself lives in the runtime; this crate never weakens a policy and
 //! never asks for degraded runs (fail closed).
@@ -15,6 +17,7 @@ pub mod ceiling;
 pub mod discover;
 pub mod paths;
 pub mod results;
+mod runner;
 mod server;
 pub mod session;
 
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rmcp::ServiceExt;
+use skillsandbox_runtime::session::{new_session_id, SessionEngine};
 
 pub use ceiling::{Ceiling, CeilingError, DomainGrant};
 pub use paths::{PathError, SkillRoots};
@@ -42,8 +46,11 @@ pub struct ServerConfig {
     pub skills_dirs: Vec<PathBuf>,
     /// Lift the skills-directory restriction (any path the server user can read).
     pub allow_any_path: bool,
-    /// Session id for every run; `None`: a fresh `mcp-<uuid>`.
+    /// Session id for every run; `None`: a fresh one (`new_session_id()`).
     pub session_id: Option<String>,
+    /// Where run and session records go; `None`: the default audit log
+    /// (`$SKILLSANDBOX_AUDIT_LOG`, else the state directory).
+    pub audit_log: Option<PathBuf>,
     /// The most `exec_command` may grant.
     pub ceiling: Ceiling,
     /// Runs in flight at once (at least 1).
@@ -56,6 +63,7 @@ impl Default for ServerConfig {
             skills_dirs: Vec::new(),
             allow_any_path: false,
             session_id: None,
+            audit_log: None,
             ceiling: Ceiling::default(),
             max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
         }
@@ -69,14 +77,21 @@ pub(crate) fn log(msg: &str) {
     let _ = writeln!(std::io::stderr().lock(), "skillsandbox serve: {msg}");
 }
 
-/// Build the server for `config` (checks the skills directories).
-pub fn build_server(config: &ServerConfig) -> anyhow::Result<SkillSandboxServer> {
+/// Build the server for `config` (checks the skills directories and the session
+/// id); `engine` holds the session policy and store every run goes through.
+pub fn build_server(
+    config: &ServerConfig,
+    engine: SessionEngine,
+) -> anyhow::Result<SkillSandboxServer> {
     let roots = SkillRoots::new(&config.skills_dirs, config.allow_any_path)
         .context("checking --skills-dir")?;
+    let id = config.session_id.clone().unwrap_or_else(new_session_id);
+    skillsandbox_policy::check_session_id(&id).context("checking --session")?;
     Ok(SkillSandboxServer::new(server::Shared {
         roots,
         ceiling: config.ceiling.clone(),
-        session: session::SessionLedger::new(config.session_id.clone()),
+        session: session::ServerSession::new(id, engine),
+        audit_log: config.audit_log.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_runs.max(1),
         )),
@@ -86,9 +101,14 @@ pub fn build_server(config: &ServerConfig) -> anyhow::Result<SkillSandboxServer>
 
 /// Serve MCP over stdin/stdout until the client disconnects. On the way out every
 /// run still in flight is killed and recorded before this returns.
-pub async fn serve_stdio(config: ServerConfig) -> anyhow::Result<()> {
-    let server = build_server(&config)?;
+pub async fn serve_stdio(config: ServerConfig, engine: SessionEngine) -> anyhow::Result<()> {
+    let server = build_server(&config, engine)?;
     let shared = Arc::clone(&server.shared);
+    let startup = Arc::clone(&shared);
+    let note = tokio::task::spawn_blocking(move || startup.session.startup_note())
+        .await
+        .context("reading the session store")?;
+    log(&note);
     log(&format!(
         "{} {} ready on stdio; session {}; skills dirs: {}{}",
         "skillsandbox",
@@ -118,7 +138,7 @@ pub async fn serve_stdio(config: ServerConfig) -> anyhow::Result<()> {
     let quit = running.waiting().await;
     shared.shutdown.store(true, Ordering::Relaxed);
     let deadline = Instant::now() + SHUTDOWN_GRACE;
-    while shared.session.status().running > 0 && Instant::now() < deadline {
+    while shared.session.running() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     match quit {
@@ -132,11 +152,11 @@ pub async fn serve_stdio(config: ServerConfig) -> anyhow::Result<()> {
 
 /// [`serve_stdio`] on a multi-threaded tokio runtime of its own, for callers that
 /// are not async (the CLI).
-pub fn serve_stdio_blocking(config: ServerConfig) -> anyhow::Result<()> {
+pub fn serve_stdio_blocking(config: ServerConfig, engine: SessionEngine) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("skillsandbox-mcp")
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(serve_stdio(config))
+    rt.block_on(serve_stdio(config, engine))
 }

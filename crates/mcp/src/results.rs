@@ -4,8 +4,6 @@
 //! [`RunResult`] is the machine-readable result of one confined run, the same shape
 //! as `skillsandbox run --json`.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::Serialize;
 use skillsandbox_audit::{LayerReport, NetworkTrace, ResourceUsage, Termination, Violation};
@@ -41,8 +39,14 @@ pub struct RunResult {
     pub trace_id: String,
     /// Where the full trace was written (null if it could not be written).
     pub trace_path: Option<String>,
-    /// Problems recording the run (trace or audit log not written).
+    /// Problems recording the run (trace or audit log not written, session not
+    /// accounted).
     pub warnings: Vec<String>,
+    /// What the session policy decided because of this run, one line each: an
+    /// alert (a budget nearly used, a violation threshold reached), later runs
+    /// blocked, the kill switch tripped — or that the session's kill switch stopped
+    /// this run. Empty: nothing to act on.
+    pub session: Vec<String>,
 }
 
 impl RunResult {
@@ -63,6 +67,7 @@ impl RunResult {
             trace_id: o.trace.trace_id.clone(),
             trace_path: o.trace_path.as_ref().map(|p| p.display().to_string()),
             warnings: o.warnings.clone(),
+            session: Vec::new(),
         }
     }
 
@@ -113,6 +118,9 @@ impl RunResult {
                     s.push_str("\n[truncated at max_output_bytes]");
                 }
             }
+        }
+        for line in &self.session {
+            s.push_str(&format!("\nSESSION {line}"));
         }
         s.push_str(&format!(
             "\ntrace: {}",
@@ -275,73 +283,6 @@ impl ListResult {
     }
 }
 
-/// Whether the session may keep running skills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    Active,
-}
-
-/// One session budget (filled in by the session policy engine).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct BudgetStatus {
-    pub name: String,
-    pub used: u64,
-    pub limit: u64,
-    pub left: u64,
-}
-
-/// The result of `session_status`.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct SessionStatus {
-    pub session_id: String,
-    pub state: SessionState,
-    pub started_at: String,
-    /// Confined runs started in this session (`run_skill` + `exec_command`).
-    pub runs: u64,
-    /// Runs that did not exit 0 on their own.
-    pub failed_runs: u64,
-    /// Runs killed because their request was cancelled.
-    pub cancelled_runs: u64,
-    /// Runs in progress right now.
-    pub running: u64,
-    pub violations_total: u64,
-    /// Violation counts by kind (`dns_blocked`, `filesystem_denied`, ...).
-    pub violations_by_kind: BTreeMap<String, u64>,
-    /// Budgets used and left. `null`: this build enforces no session budgets yet.
-    pub budgets: Option<Vec<BudgetStatus>>,
-}
-
-impl SessionStatus {
-    pub fn text(&self) -> String {
-        let mut s = format!(
-            "session {} ({}): {} run(s), {} failed, {} cancelled, {} running; {} violation(s)",
-            self.session_id,
-            serde_name(&self.state),
-            self.runs,
-            self.failed_runs,
-            self.cancelled_runs,
-            self.running,
-            self.violations_total
-        );
-        for (k, n) in &self.violations_by_kind {
-            s.push_str(&format!("\n- {k}: {n}"));
-        }
-        match &self.budgets {
-            None => s.push_str("\nbudgets: none enforced"),
-            Some(b) => {
-                for x in b {
-                    s.push_str(&format!(
-                        "\n- budget {}: {} of {} used, {} left",
-                        x.name, x.used, x.limit, x.left
-                    ));
-                }
-            }
-        }
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +311,7 @@ mod tests {
             trace_id: "t1".into(),
             trace_path: Some("/tmp/t1.json".into()),
             warnings: Vec::new(),
+            session: Vec::new(),
         }
     }
 
@@ -383,6 +325,11 @@ mod tests {
              BLOCKED dns_blocked (high): DNS query for evil.example refused\n\
              --- stdout ---\nout\ntrace: /tmp/t1.json"
         );
+        let mut r = result();
+        r.session = vec!["session s: alert: budget cpu_seconds at 80%".into()];
+        assert!(r.text("x", 1).ends_with(
+            "\nSESSION session s: alert: budget cpu_seconds at 80%\ntrace: /tmp/t1.json"
+        ));
     }
 
     #[test]
@@ -403,6 +350,7 @@ mod tests {
             "network",
             "trace_id",
             "trace_path",
+            "session",
         ] {
             assert!(v.get(key).is_some(), "{key}");
         }

@@ -17,32 +17,40 @@ use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, RoleServer, ServerHandler};
 use serde::Serialize;
 use skillsandbox_manifest::{load, Policy, ResolveEnv, SkillInfo, MANIFEST_FILE};
+use skillsandbox_runtime::session::Refusal;
 use skillsandbox_runtime::{adhoc_policy, Grants, RunRequest, Sink};
 
-use crate::args::{ExecCommandArgs, ListSkillsArgs, NoArgs, RunSkillArgs, SkillPathArgs};
+use crate::args::{
+    ExecCommandArgs, ListSkillsArgs, NoArgs, ReportUsageArgs, RunSkillArgs, SkillPathArgs,
+};
 use crate::ceiling::{Ceiling, Requested};
 use crate::discover::{self, SKILL_MD};
 use crate::log;
 use crate::paths::SkillRoots;
 use crate::results::{
-    diagnostic_line, DiagnosticOut, InspectResult, ListResult, RunResult, SessionStatus, SkillRef,
-    ValidateResult,
+    diagnostic_line, DiagnosticOut, InspectResult, ListResult, RunResult, SkillRef, ValidateResult,
 };
-use crate::session::SessionLedger;
+use crate::runner::{run_in_session, Ran};
+use crate::session::{ReportUsageResult, ServerSession, SessionStatusResult};
 
 const INSTRUCTIONS: &str = "SkillSandbox runs skills and shell commands confined by the \
 Linux kernel (namespaces, seccomp, Landlock, cgroups, per-domain egress filtering). Use \
 list_skills to see what is installed, run_skill to run one exactly as its skillsandbox.yaml \
 declares, exec_command to run a command in a deny-all sandbox with only the grants you ask \
 for (capped by the operator), validate_skill / inspect_skill to check a manifest, and \
-session_status for the session's runs and violations. A result's `violations` lists what \
-the skill tried that was blocked.";
+session_status for the session's state, runs, violations and budgets. Report the model \
+usage you spend with report_usage. A result's `violations` lists what the skill tried that \
+was blocked; its `session` lists what the session policy decided (alerts, blocks, the kill \
+switch). A run refused by the session policy (session killed, out of runs, time or budget) \
+is a tool error saying why; do not retry it.";
 
 /// State shared by every tool call.
 pub(crate) struct Shared {
     pub roots: SkillRoots,
     pub ceiling: Ceiling,
-    pub session: SessionLedger,
+    pub session: ServerSession,
+    /// Where run and session records go (`None`: the default audit log).
+    pub audit_log: Option<PathBuf>,
     pub slots: Arc<tokio::sync::Semaphore>,
     pub shutdown: Arc<AtomicBool>,
 }
@@ -316,19 +324,66 @@ impl SkillSandboxServer {
         structured(&result, text, false)
     }
 
-    /// The server's session: id, state, runs (started, failed, cancelled, running),
-    /// violations by kind, and budgets (null while no session budgets are enforced).
+    /// This server's session as the session policy engine records it (shared with
+    /// every process using the same session id): id, state (open | killed) and
+    /// kill reason, runs started/finished, usage (CPU, wall time, egress bytes,
+    /// reported cost), violations by kind, each budget's limit/used/left, violation
+    /// thresholds, max_runs/max_duration left, and why the next run would be
+    /// refused (null: it would be admitted); plus this server process's own counts.
     #[tool(
-        output_schema = schema_for_output::<SessionStatus>(),
+        output_schema = schema_for_output::<SessionStatusResult>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn session_status(
         &self,
         Parameters(_args): Parameters<NoArgs>,
     ) -> Result<CallToolResult, McpError> {
-        let status = self.shared.session.status();
-        let text = status.text();
-        structured(&status, text, false)
+        let shared = Arc::clone(&self.shared);
+        let status = tokio::task::spawn_blocking(move || shared.session.status())
+            .await
+            .map_err(|e| {
+                McpError::internal_error(format!("the status thread failed: {e}"), None)
+            })?;
+        match status {
+            Ok(st) => {
+                let text = st.text();
+                structured(&st, text, false)
+            }
+            Err(e) => Ok(refused(format!("cannot read the session store: {e}"))),
+        }
+    }
+
+    /// Report model usage this agent session spent, charged to the session's
+    /// cost_usd budget: either `model` with `input_tokens`/`output_tokens` (priced
+    /// by the operator's price table) or `usd` (dollars, as is) — exactly one of the
+    /// two. Returns the cost added, the session's total, the cost budget left, and
+    /// what the report triggered (an alert, later runs blocked, or the kill switch
+    /// tripped: running sandboxes stopped and later runs refused).
+    #[tool(
+        output_schema = schema_for_output::<ReportUsageResult>(),
+        annotations(read_only_hint = false, destructive_hint = false, open_world_hint = false)
+    )]
+    async fn report_usage(
+        &self,
+        Parameters(args): Parameters<ReportUsageArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let report = match args.to_report() {
+            Ok(r) => r,
+            Err(msg) => return Ok(refused(msg)),
+        };
+        let shared = Arc::clone(&self.shared);
+        let recorded = tokio::task::spawn_blocking(move || shared.session.report_usage(&report))
+            .await
+            .map_err(|e| {
+                McpError::internal_error(format!("the report thread failed: {e}"), None)
+            })?;
+        match recorded {
+            Ok(r) => {
+                let text = r.text();
+                structured(&r, text, false)
+            }
+            Err(e) => Ok(refused(format!("usage not recorded: {e}"))),
+        }
     }
 }
 
@@ -373,8 +428,9 @@ impl SkillSandboxServer {
         ))
     }
 
-    /// Run on a dedicated blocking thread; the request's cancellation (or shutdown)
-    /// kills the sandbox.
+    /// Run on a dedicated blocking thread inside the session: admitted first (a
+    /// refusal is a tool error), stopped by the request's cancellation, server
+    /// shutdown or the session's kill switch, accounted after.
     async fn confined_run(
         &self,
         policy: Policy,
@@ -390,16 +446,14 @@ impl SkillSandboxServer {
                 return Ok(refused("cancelled before the run started"));
             }
         };
-        let session = &self.shared.session;
-        let _running = session.start_run();
         let mut req = RunRequest::new(policy);
         req.extra_args = extra_args;
         req.stdout = Sink::Capture;
         req.stderr = Sink::Capture;
-        req.session_id = Some(session.id().to_string());
+        req.audit_log = self.shared.audit_log.clone();
         let stop_ct = ct.clone();
         let shutdown = Arc::clone(&self.shared.shutdown);
-        req.should_stop = Box::new(move || {
+        let stop = move || {
             if stop_ct.is_cancelled() {
                 Some("the MCP request was cancelled (notifications/cancelled)".to_string())
             } else if shutdown.load(Ordering::Relaxed) {
@@ -407,26 +461,49 @@ impl SkillSandboxServer {
             } else {
                 None
             }
-        });
+        };
+        let cancel_ct = ct.clone();
+        let shared = Arc::clone(&self.shared);
         log(&format!("{what}: starting"));
-        let outcome = tokio::task::spawn_blocking(move || {
+        let ran = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            skillsandbox_runtime::run(req)
+            run_in_session(&shared.session, req, stop, move || cancel_ct.is_cancelled())
         })
         .await
         .map_err(|e| McpError::internal_error(format!("the run thread failed: {e}"), None))?;
-        let cancelled = ct.is_cancelled();
-        session.finish_run(&outcome, cancelled);
-        let result = RunResult::from_outcome(&outcome);
+        let done = match ran {
+            Ran::Refused(r) => {
+                return Ok(refused(format!(
+                    "refused by the session policy ({}): {r}\nnothing ran",
+                    refusal_kind(&r)
+                )))
+            }
+            Ran::Finished(done) => done,
+        };
+        let mut result = RunResult::from_outcome(&done.outcome);
+        result.session = done.accounted.session;
+        result.warnings.extend(done.accounted.warnings);
         log(&format!(
             "{what}: exit {} ({:?}), {} violation(s){}",
             result.exit_code,
             result.termination,
             result.violations.len(),
-            if cancelled { ", request cancelled" } else { "" }
+            if done.cancelled {
+                ", request cancelled"
+            } else {
+                ""
+            }
         ));
-        let text = result.text(&what, outcome.trace.duration_ms);
+        let text = result.text(&what, done.outcome.trace.duration_ms);
         structured(&result, text, result.failed())
+    }
+}
+
+/// The snake_case name of a refusal's kind (`killed`, `max_runs`, ...).
+fn refusal_kind(r: &Refusal) -> String {
+    match serde_json::to_value(r.kind) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "refused".to_string(),
     }
 }
 

@@ -1,53 +1,241 @@
-//! The server's session: one id for every run this server starts, and the counts an
-//! agent (or operator) reads with `session_status`.
+//! The server's session: one id for every run this server starts, joined to the
+//! session policy engine (`SessionEngine`: admission, kill watch, accounting,
+//! reported cost), plus what only this server process knows (runs in flight,
+//! cancelled requests, refusals).
 //!
-//! Counts only what runs reported; the session policy engine (budgets, violation
-//! thresholds, kill switch) plugs in at [`SessionLedger::budgets`] and
-//! [`SessionLedger::state`].
+//! The engine's store is the source of truth for the session's state, runs, usage,
+//! violations and budgets; it is shared with every other process using the same
+//! session id (`skillsandbox session kill ID` from anywhere stops this server's
+//! runs). Nothing here is estimated: numbers come from the store or from counts this
+//! process made.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use skillsandbox_audit::{self as audit, Termination};
+use schemars::JsonSchema;
+use serde::Serialize;
+use skillsandbox_audit::Termination;
+use skillsandbox_policy::status::{rfc3339_ms, session_status, BudgetStatus};
+use skillsandbox_policy::{Action, SessionRow, Totals};
+use skillsandbox_runtime::session::{
+    describe_decision, Admission, Decision, Refusal, SessionEngine, SessionError, SessionState,
+    SessionStatus, UsageReport,
+};
 use skillsandbox_runtime::RunOutcome;
 
-use crate::results::{BudgetStatus, SessionState, SessionStatus};
+use crate::log;
+
+/// What this server process counted (the store counts the whole session).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ServerCounts {
+    /// When this server process started (RFC 3339 UTC).
+    pub started_at: String,
+    /// Runs this server started (admitted by the session policy).
+    pub runs: u64,
+    /// Of those, runs that did not exit 0 on their own.
+    pub failed_runs: u64,
+    /// Of those, runs killed because their request was cancelled.
+    pub cancelled_runs: u64,
+    /// Runs the session policy refused before they started.
+    pub refused_runs: u64,
+    /// Runs in progress right now in this server.
+    pub running: u64,
+}
+
+/// The result of `session_status`: the session engine's status of this server's
+/// session, plus this server process's own counts.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SessionStatusResult {
+    #[serde(flatten)]
+    pub status: SessionStatus,
+    /// False when the session store has no record of the session yet (nothing ran
+    /// and no usage was reported): the counts are zero and `created_at` /
+    /// `opened_at` are this server's start.
+    pub recorded: bool,
+    /// Where the session policy came from; null: no policy file, no limits (runs
+    /// are still counted and the session can still be killed).
+    pub policy_source: Option<String>,
+    pub server: ServerCounts,
+}
+
+impl SessionStatusResult {
+    pub fn text(&self) -> String {
+        let s = &self.status;
+        let mut t = format!(
+            "session {} ({}): {} run(s) started, {} finished; {} violation(s)",
+            s.id,
+            state_name(s.state),
+            s.runs.started,
+            s.runs.finished,
+            s.violations_total
+        );
+        if let Some(why) = &s.kill_reason {
+            t.push_str(&format!("\nkilled: {why}"));
+        }
+        for (k, n) in &s.violations {
+            t.push_str(&format!("\n- {k}: {n}"));
+        }
+        t.push_str(&format!(
+            "\nusage: cpu {:.2} s, wall {:.2} s, egress {} bytes, cost ${:.4}",
+            s.usage.cpu_seconds, s.usage.wall_seconds, s.usage.egress_bytes, s.usage.cost_usd
+        ));
+        if let (Some(max), Some(left)) = (s.limits.max_runs, s.limits.runs_left) {
+            t.push_str(&format!("\nmax_runs {max}: {left} left"));
+        }
+        for b in &s.budgets {
+            t.push_str(&format!(
+                "\nbudget {}: {} used of {}, {} left (on_exceed: {})",
+                b.name,
+                short(b.used),
+                short(b.limit),
+                short(b.left),
+                b.on_exceed
+            ));
+        }
+        if s.budgets.is_empty() {
+            t.push_str("\nbudgets: none set by the session policy");
+        }
+        match &s.next_run_refused {
+            Some(why) => t.push_str(&format!("\nnext run: refused: {why}")),
+            None => t.push_str("\nnext run: admitted"),
+        }
+        let c = &self.server;
+        t.push_str(&format!(
+            "\nthis server: {} run(s), {} failed, {} cancelled, {} refused, {} running",
+            c.runs, c.failed_runs, c.cancelled_runs, c.refused_runs, c.running
+        ));
+        t
+    }
+}
+
+/// A recorded model cost.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct CostOut {
+    /// The model the tokens were priced for; null for a cost reported in dollars.
+    pub model: Option<String>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    /// The cost added to the session, in US dollars.
+    pub usd: f64,
+}
+
+/// The result of `report_usage`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ReportUsageResult {
+    pub session_id: String,
+    /// What was added to the session's cost.
+    pub cost: CostOut,
+    /// The session's reported cost since it was opened or last reset, after this
+    /// report; null if the store could not be read back (see `warnings`).
+    pub total_cost_usd: Option<f64>,
+    /// The `cost_usd` budget after this report; null when the policy sets none.
+    pub budget: Option<BudgetStatus>,
+    /// What this report triggered (alerts, blocks, the kill switch); empty: nothing.
+    pub decisions: Vec<Decision>,
+    /// The decisions the agent should act on, one readable line each.
+    pub session: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl ReportUsageResult {
+    pub fn text(&self) -> String {
+        let mut t = format!(
+            "recorded ${:.6} for session {}",
+            self.cost.usd, self.session_id
+        );
+        if let Some(m) = &self.cost.model {
+            t.push_str(&format!(
+                " ({m}: {} input, {} output tokens)",
+                self.cost.input_tokens.unwrap_or(0),
+                self.cost.output_tokens.unwrap_or(0)
+            ));
+        }
+        if let Some(total) = self.total_cost_usd {
+            t.push_str(&format!("; session total ${total:.6}"));
+        }
+        if let Some(b) = &self.budget {
+            t.push_str(&format!(" of a ${} budget (${:.6} left)", b.limit, b.left));
+        }
+        for line in self.session.iter().chain(&self.warnings) {
+            t.push('\n');
+            t.push_str(line);
+        }
+        t
+    }
+}
+
+/// What accounting a finished run produced for its tool result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAccounted {
+    /// Decisions with an action the agent is told about, one line each.
+    pub session: Vec<String>,
+    /// Accounting problems (the store could not be written).
+    pub warnings: Vec<String>,
+}
 
 #[derive(Debug, Default)]
 struct Counts {
     runs: u64,
     failed_runs: u64,
     cancelled_runs: u64,
+    refused_runs: u64,
     running: u64,
-    violations_by_kind: BTreeMap<String, u64>,
 }
 
-/// Per-server session accounting. Shared by every tool call.
+/// This server's session. Shared by every tool call; `Sync`.
 #[derive(Debug)]
-pub struct SessionLedger {
+pub struct ServerSession {
     id: String,
-    started_at: String,
+    engine: SessionEngine,
+    started_at_ms: i64,
     counts: Mutex<Counts>,
 }
 
 /// Marks one run in progress for as long as it lives.
 pub struct RunningGuard<'a> {
-    ledger: &'a SessionLedger,
+    session: &'a ServerSession,
 }
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
-        let mut c = self.ledger.lock();
+        let mut c = self.session.lock();
         c.running = c.running.saturating_sub(1);
     }
 }
 
-impl SessionLedger {
-    /// A session with the operator's id, or a fresh `mcp-<uuid>`.
-    pub fn new(id: Option<String>) -> SessionLedger {
-        SessionLedger {
-            id: id.unwrap_or_else(|| format!("mcp-{}", audit::new_trace_id())),
-            started_at: audit::now(),
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+/// A measurement for people: at most 4 decimals, no trailing zeros.
+fn short(x: f64) -> String {
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn state_name(s: SessionState) -> &'static str {
+    match s {
+        SessionState::Open => "open",
+        SessionState::Killed => "killed",
+    }
+}
+
+impl ServerSession {
+    /// Session `id` under `engine`'s policy and store.
+    pub fn new(id: String, engine: SessionEngine) -> ServerSession {
+        ServerSession {
+            id,
+            engine,
+            started_at_ms: now_ms(),
             counts: Mutex::new(Counts::default()),
         }
     }
@@ -56,150 +244,212 @@ impl SessionLedger {
         &self.id
     }
 
+    pub fn engine(&self) -> &SessionEngine {
+        &self.engine
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         // Counters stay meaningful even if a holder panicked mid-update.
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Count a run as started; it stays "running" until the guard drops.
+    /// Runs in progress in this server.
+    pub fn running(&self) -> u64 {
+        self.lock().running
+    }
+
+    /// Asks the session policy to let a run in (counting it in the store at once);
+    /// a refusal is counted, logged and returned. Blocking (SQLite).
+    pub fn admit(&self) -> Result<Admission, Refusal> {
+        let r = self.engine.admit(&self.id);
+        if let Err(refusal) = &r {
+            self.lock().refused_runs += 1;
+            log(&format!(
+                "refused by the session policy: {}",
+                refusal.to_string().replace('\n', " ")
+            ));
+        }
+        r
+    }
+
+    /// Count an admitted run as running here until the guard drops.
     pub fn start_run(&self) -> RunningGuard<'_> {
         let mut c = self.lock();
         c.runs += 1;
         c.running += 1;
-        RunningGuard { ledger: self }
+        RunningGuard { session: self }
     }
 
-    /// Record how a run ended.
-    pub fn finish_run(&self, outcome: &RunOutcome, cancelled: bool) {
-        let mut c = self.lock();
-        if outcome.exit_code != 0 || outcome.termination != Termination::Exited {
-            c.failed_runs += 1;
+    /// The engine's stop check for this session: `Some(reason)` once the session is
+    /// killed by any process.
+    pub fn stop_check(&self) -> impl FnMut() -> Option<String> + Send + 'static {
+        self.engine.stop_check(&self.id)
+    }
+
+    /// Accounts a finished run in the store (CPU, wall time, egress, violations from
+    /// its trace) and carries out what that triggers. Returns what the agent is
+    /// told; alerts, blocks and kills are logged on stderr too. Blocking (SQLite).
+    pub fn finish_run(
+        &self,
+        admission: &Admission,
+        outcome: &RunOutcome,
+        cancelled: bool,
+    ) -> RunAccounted {
+        {
+            let mut c = self.lock();
+            if outcome.exit_code != 0 || outcome.termination != Termination::Exited {
+                c.failed_runs += 1;
+            }
+            if cancelled {
+                c.cancelled_runs += 1;
+            }
         }
-        if cancelled {
-            c.cancelled_runs += 1;
+        match self.engine.account(admission, &outcome.trace) {
+            Ok(decisions) => RunAccounted {
+                session: self.tell(&decisions),
+                warnings: Vec::new(),
+            },
+            Err(e) => {
+                let w = format!("could not account the run to session {}: {e}", self.id);
+                log(&w);
+                RunAccounted {
+                    session: Vec::new(),
+                    warnings: vec![w],
+                }
+            }
         }
-        for (kind, n) in outcome.trace.violation_counts() {
-            *c.violations_by_kind
-                .entry(kind.as_str().to_string())
-                .or_insert(0) += n;
-        }
     }
 
-    /// Extension point for the session policy engine: whether the session may keep
-    /// running. Always active until the engine (kill switch) is wired.
-    pub fn state(&self) -> SessionState {
-        SessionState::Active
-    }
-
-    /// Extension point for the session policy engine: budgets used and left. `None`
-    /// until budgets are enforced — never invented numbers.
-    pub fn budgets(&self) -> Option<Vec<BudgetStatus>> {
-        None
-    }
-
-    pub fn status(&self) -> SessionStatus {
-        let c = self.lock();
-        SessionStatus {
+    /// Records model usage (priced by the policy's table, or in dollars) and
+    /// carries out what it triggers. Blocking (SQLite).
+    pub fn report_usage(&self, report: &UsageReport) -> Result<ReportUsageResult, SessionError> {
+        let acc = self.engine.report_usage(&self.id, report)?;
+        let session = self.tell(&acc.decisions);
+        let mut warnings = Vec::new();
+        let (total, budget) = match self.engine.status(&self.id) {
+            Ok(Some(st)) => (
+                Some(st.usage.cost_usd),
+                st.budgets.into_iter().find(|b| b.name == "cost_usd"),
+            ),
+            Ok(None) => (None, None),
+            Err(e) => {
+                warnings.push(format!(
+                    "the cost was recorded, but the session could not be read back: {e}"
+                ));
+                (None, None)
+            }
+        };
+        let c = acc.cost;
+        log(&format!(
+            "report_usage: ${:.6} added to session {}",
+            c.usd, self.id
+        ));
+        Ok(ReportUsageResult {
             session_id: self.id.clone(),
-            state: self.state(),
-            started_at: self.started_at.clone(),
-            runs: c.runs,
-            failed_runs: c.failed_runs,
-            cancelled_runs: c.cancelled_runs,
-            running: c.running,
-            violations_total: c.violations_by_kind.values().sum(),
-            violations_by_kind: c.violations_by_kind.clone(),
-            budgets: self.budgets(),
-        }
+            cost: CostOut {
+                model: c.model,
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                usd: c.usd,
+            },
+            total_cost_usd: total,
+            budget,
+            decisions: acc.decisions,
+            session,
+            warnings,
+        })
+    }
+
+    /// Decisions the caller is told about (alert and above), as lines; logged.
+    fn tell(&self, decisions: &[Decision]) -> Vec<String> {
+        decisions
+            .iter()
+            .filter(|d| d.action >= Action::Alert)
+            .map(|d| {
+                let line = describe_decision(&self.id, d);
+                log(&line);
+                line
+            })
+            .collect()
+    }
+
+    /// The session as the store has it, plus this server's counts. Blocking.
+    pub fn status(&self) -> Result<SessionStatusResult, SessionError> {
+        let (status, recorded) = match self.engine.status(&self.id)? {
+            Some(st) => (st, true),
+            None => (self.unrecorded_status(), false),
+        };
+        let c = self.lock();
+        Ok(SessionStatusResult {
+            status,
+            recorded,
+            policy_source: self
+                .engine
+                .policy()
+                .source
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            server: ServerCounts {
+                started_at: rfc3339_ms(self.started_at_ms),
+                runs: c.runs,
+                failed_runs: c.failed_runs,
+                cancelled_runs: c.cancelled_runs,
+                refused_runs: c.refused_runs,
+                running: c.running,
+            },
+        })
+    }
+
+    /// A session the store has never seen: open (a kill would have created it),
+    /// nothing used; evaluated against the policy like any other.
+    fn unrecorded_status(&self) -> SessionStatus {
+        let row = SessionRow {
+            id: self.id.clone(),
+            state: SessionState::Open,
+            created_at_ms: self.started_at_ms,
+            opened_at_ms: self.started_at_ms,
+            epoch: 0,
+            kill_count: 0,
+            killed_at_ms: None,
+            kill_reason: None,
+        };
+        session_status(
+            &row,
+            &Totals::default(),
+            &self.engine.policy().policy,
+            now_ms(),
+        )
+    }
+
+    /// One line for the start-up log: the policy in force and, when the session is
+    /// already killed or refusing, why.
+    pub fn startup_note(&self) -> String {
+        let policy = match &self.engine.policy().source {
+            Some(p) => format!("policy {}", p.display()),
+            None => "no session policy file (no limits)".to_string(),
+        };
+        let standing = match self.engine.status(&self.id) {
+            Ok(Some(st)) => match (&st.state, &st.next_run_refused) {
+                (SessionState::Killed, _) => format!(
+                    "; the session is KILLED ({}): every run is refused until `skillsandbox session reset {}`",
+                    st.kill_reason.as_deref().unwrap_or("no reason given"),
+                    self.id
+                ),
+                (_, Some(why)) => format!("; runs are refused: {why}"),
+                _ => format!("; resuming: {} run(s) so far", st.runs.started),
+            },
+            Ok(None) => String::new(),
+            Err(e) => format!("; the session store cannot be read ({e}): runs will be refused"),
+        };
+        format!(
+            "session {} ({policy}; store {}){standing}; stop it from anywhere with `skillsandbox session kill {}`",
+            self.id,
+            self.engine.store_path().display(),
+            self.id
+        )
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use skillsandbox_audit::{Severity, Trace, TraceSkill, Violation, ViolationKind};
-    use skillsandbox_runtime::Captured;
-
-    fn outcome(exit_code: i32, termination: Termination, kinds: &[ViolationKind]) -> RunOutcome {
-        let trace = Trace {
-            schema_version: audit::TRACE_SCHEMA_VERSION,
-            trace_id: "t".into(),
-            run_id: "t".into(),
-            session_id: None,
-            skill: TraceSkill {
-                name: "s".into(),
-                version: "1.0.0".into(),
-                manifest_path: None,
-                manifest_sha256: None,
-            },
-            command: vec!["true".into()],
-            tier: "container".into(),
-            started_at: audit::now(),
-            finished_at: audit::now(),
-            duration_ms: 1,
-            exit_code,
-            termination,
-            enforcement: Vec::new(),
-            usage: Default::default(),
-            network: Default::default(),
-            events: Vec::new(),
-            policy_violations: kinds
-                .iter()
-                .map(|k| Violation {
-                    kind: *k,
-                    severity: Severity::Medium,
-                    detail: "x".into(),
-                    time: audit::now(),
-                    mitre: None,
-                })
-                .collect(),
-            setup_error: None,
-        };
-        RunOutcome {
-            exit_code,
-            termination,
-            stdout: Captured::default(),
-            stderr: Captured::default(),
-            trace,
-            trace_path: None,
-            error: None,
-            hint: None,
-            warnings: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn counts_runs_failures_cancellations_and_violations() {
-        let ledger = SessionLedger::new(Some("s1".into()));
-        {
-            let _g = ledger.start_run();
-            assert_eq!(ledger.status().running, 1);
-            ledger.finish_run(&outcome(0, Termination::Exited, &[]), false);
-        }
-        {
-            let _g = ledger.start_run();
-            let kinds = [
-                ViolationKind::DnsBlocked,
-                ViolationKind::DnsBlocked,
-                ViolationKind::Timeout,
-            ];
-            ledger.finish_run(&outcome(124, Termination::Timeout, &kinds), false);
-        }
-        {
-            let _g = ledger.start_run();
-            ledger.finish_run(&outcome(137, Termination::Killed, &[]), true);
-        }
-        let st = ledger.status();
-        assert_eq!(st.session_id, "s1");
-        assert_eq!(
-            (st.runs, st.failed_runs, st.cancelled_runs, st.running),
-            (3, 2, 1, 0)
-        );
-        assert_eq!(st.violations_total, 3);
-        assert_eq!(st.violations_by_kind.get("dns_blocked"), Some(&2));
-        assert_eq!(st.violations_by_kind.get("timeout"), Some(&1));
-        assert_eq!(st.state, SessionState::Active);
-        assert!(st.budgets.is_none());
-        assert!(SessionLedger::new(None).id().starts_with("mcp-"));
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

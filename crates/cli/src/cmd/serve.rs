@@ -6,12 +6,18 @@ use anyhow::Context;
 use skillsandbox_mcp::{
     serve_stdio_blocking, Ceiling, ServerConfig, SkillRoots, DEFAULT_MAX_CONCURRENT_RUNS,
 };
+use skillsandbox_runtime::session::{new_session_id, SessionEngine, SessionError};
 
 /// Serve the Model Context Protocol over stdin/stdout so agents (Claude Code, Claude
 /// Desktop, any MCP client) can run skills and commands confined.
 ///
 /// Tools: run_skill, exec_command, validate_skill, inspect_skill, list_skills,
-/// session_status. Stdout carries only the protocol; logs go to stderr.
+/// session_status, report_usage. Stdout carries only the protocol; logs go to stderr.
+///
+/// The server is one session of the session policy (docs/policy.md): every run is
+/// admitted by it (a refusal is a tool error), stopped within a second when the
+/// session is killed from any process (`skillsandbox session kill ID`), and accounted
+/// after. The session id is printed on stderr at start.
 ///
 /// The agent may only point the server at skills inside the --skills-dir directories
 /// (symlink and `..` escapes are refused) unless --allow-any-path is given. What
@@ -21,6 +27,8 @@ use skillsandbox_mcp::{
 /// Examples:
 ///
 ///   skillsandbox serve --skills-dir ~/.skillsandbox/skills
+///
+///   skillsandbox serve --skills-dir ~/skills --session agent-42 --policy policy.yaml
 ///
 ///   claude mcp add skillsandbox -- skillsandbox serve --skills-dir ~/skills
 ///
@@ -35,9 +43,19 @@ pub struct Args {
     /// Let the agent point the server at any path, not only inside --skills-dir.
     #[arg(long)]
     pub allow_any_path: bool,
-    /// Charge every run to this session id (default: a fresh mcp-<uuid>).
+    /// Charge every run to this session id (default: a fresh s-<12 hex>, printed on
+    /// stderr at start). Reusing an id resumes that session: its usage, limits and
+    /// kill state carry over.
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
+    /// Session policy file (default: $XDG_CONFIG_HOME/skillsandbox/policy.yaml when
+    /// it exists; otherwise no limits, runs are still counted and can be killed).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Append run and session records here (default: $SKILLSANDBOX_AUDIT_LOG, else
+    /// $XDG_STATE_HOME/skillsandbox/audit.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     /// Most exec_command may grant: read access below this path. Repeatable.
     #[arg(long, value_name = "PATH")]
     pub ceiling_read: Vec<PathBuf>,
@@ -82,12 +100,35 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
         code: 2,
         message: e.to_string(),
     })?;
-    serve_stdio_blocking(ServerConfig {
-        skills_dirs: args.skills_dir,
-        allow_any_path: args.allow_any_path,
-        session_id: args.session,
-        ceiling,
-        max_concurrent_runs: args.max_concurrent_runs,
+    let session = args.session.unwrap_or_else(new_session_id);
+    skillsandbox_policy::check_session_id(&session).map_err(|e| super::Exit {
+        code: 2,
+        message: format!("invalid --session: {e}"),
     })?;
+    // An invalid policy file is a usage error, reported before the protocol starts
+    // (as for run/exec); a store that cannot be opened means no run could be
+    // admitted, so the server does not start at all.
+    let engine = match SessionEngine::open(args.policy.as_deref(), args.audit_log.clone()) {
+        Ok(e) => e,
+        Err(SessionError::LoadPolicy(e)) => {
+            return Err(super::Exit {
+                code: 2,
+                message: e.to_string(),
+            }
+            .into())
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("opening the session store")),
+    };
+    serve_stdio_blocking(
+        ServerConfig {
+            skills_dirs: args.skills_dir,
+            allow_any_path: args.allow_any_path,
+            session_id: Some(session),
+            audit_log: args.audit_log,
+            ceiling,
+            max_concurrent_runs: args.max_concurrent_runs,
+        },
+        engine,
+    )?;
     Ok(0)
 }
