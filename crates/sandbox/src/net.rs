@@ -16,7 +16,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
@@ -289,6 +289,13 @@ fn dns_udp6_socket() -> Result<OwnedFd, NetError> {
         what: WHAT,
         option: "IPV6_RECVPKTINFO",
         source,
+    })?;
+    // Replies go out from the resolver address the skill asked (IPV6_PKTINFO); IPv6
+    // accepts that source only with freebind, even though `local ::/0` routes it here.
+    crate::sys::set_ipv6_freebind(fd.as_fd()).map_err(|e| NetError::SetSockOpt {
+        what: WHAT,
+        option: "IPV6_FREEBIND",
+        source: e.source.raw_os_error().map_or(nix::Error::UnknownErrno, nix::Error::from_raw),
     })?;
     let addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, DNS_PORT, 0, 0);
     bind(fd.as_raw_fd(), &SockaddrIn6::from(addr)).map_err(|source| NetError::Bind {

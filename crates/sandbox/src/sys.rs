@@ -491,3 +491,25 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> SysResult<bool> {
     }
     check(ret.into(), || format!("poll({}, {timeout_ms})", p.fd)).map(|n| n > 0)
 }
+
+/// `setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, 1)`: let a socket send from an IPv6
+/// address no interface holds. The sandbox's DNS socket answers queries sent to any
+/// resolver address; with `local ::/0` routes IPv4 needs nothing, IPv6 source
+/// selection still checks interface addresses.
+pub fn set_ipv6_freebind(fd: BorrowedFd<'_>) -> SysResult<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid int option value of the size passed, on an fd we borrow.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_FREEBIND,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(ret.into(), || {
+        format!("setsockopt({}, IPPROTO_IPV6, IPV6_FREEBIND, 1)", fd.as_raw_fd())
+    })
+    .map(drop)
+}
