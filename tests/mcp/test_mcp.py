@@ -543,11 +543,12 @@ async def session_policy(session: ClientSession, runs: int) -> None:
     check(
         f"kill: the running tool call returned {elapsed:.2f} s after `session kill` started "
         f"(limit {KILL_DEADLINE_S:.0f} s) "
-        "with termination killed",
+        "with termination killed (137)",
         res is not None
         and elapsed <= KILL_DEADLINE_S
         and res.is_error
         and s.get("termination") == "killed"
+        and s.get("exit_code") == 137
         and any("kill switch" in line and "test" in line for line in s.get("session", [])),
         res.model_dump() if res else "no result",
     )
