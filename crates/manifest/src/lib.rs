@@ -44,3 +44,70 @@ pub fn json_schema() -> serde_json::Value {
     );
     schema.to_value()
 }
+
+/// A domain grant as the command line and the MCP server take it: `NAME` or
+/// `NAME:PORT[,PORT...]` (default port 443), validated exactly like a manifest's
+/// `domain` rule. The error is one line with the hint appended.
+pub fn parse_domain_grant(text: &str) -> Result<(DomainPattern, Vec<u16>), String> {
+    let (host, ports) = match text.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (text, None),
+    };
+    let ports = match ports {
+        None => policy::defaults::EGRESS_PORTS.to_vec(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for p in list.split(',') {
+                match p.trim().parse::<u16>() {
+                    Ok(n) if n > 0 => out.push(n),
+                    _ => {
+                        return Err(format!(
+                            "invalid ports in `{text}`: numbers 1-65535, comma-separated (e.g. `{host}:443,8443`)"
+                        ))
+                    }
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
+            out
+        }
+    };
+    // A fully qualified name's trailing dot is fine on a command line.
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let pattern = check::domain(host).map_err(|p| match p.hint {
+        Some(h) => format!("{} (hint: {h})", p.message),
+        None => p.message,
+    })?;
+    Ok((pattern, ports))
+}
+
+#[cfg(test)]
+mod grant_tests {
+    use super::*;
+
+    #[test]
+    fn grants_parse_like_manifest_rules() {
+        assert_eq!(
+            parse_domain_grant("*.Example.com:8443,443,443"),
+            Ok((
+                DomainPattern::Wildcard("example.com".into()),
+                vec![443, 8443]
+            ))
+        );
+        assert_eq!(
+            parse_domain_grant("api.example.com"),
+            Ok((DomainPattern::Exact("api.example.com".into()), vec![443]))
+        );
+        for bad in [
+            "",
+            "a..b.com",
+            "a.b.com:0",
+            "a.b.com:x",
+            "ä.example.com",
+            "a.*.com",
+            "1.2.3.4",
+        ] {
+            assert!(parse_domain_grant(bad).is_err(), "{bad}");
+        }
+    }
+}

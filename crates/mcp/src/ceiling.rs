@@ -70,67 +70,12 @@ pub struct DomainGrant {
 impl DomainGrant {
     /// `example.com`, `*.example.com`, `example.com:443,8443` (default port 443).
     pub fn parse(text: &str) -> Result<DomainGrant, CeilingError> {
-        let fail = |reason: &str| CeilingError::DomainSyntax {
-            domain: text.to_string(),
-            reason: reason.to_string(),
-        };
-        let (host, ports) = match text.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        };
-        let ports = match ports {
-            None => defaults::EGRESS_PORTS.to_vec(),
-            Some(list) => {
-                let mut out = Vec::new();
-                for p in list.split(',') {
-                    match p.trim().parse::<u16>() {
-                        Ok(n) if n > 0 => out.push(n),
-                        _ => return Err(fail("ports must be numbers 1-65535, comma-separated")),
-                    }
-                }
-                out.sort_unstable();
-                out.dedup();
-                out
-            }
-        };
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let (wildcard, name) = match host.strip_prefix("*.") {
-            Some(rest) => (true, rest),
-            None => (false, host.as_str()),
-        };
-        if !name.is_ascii() {
-            return Err(fail("use the ASCII (punycode, xn--) form of the name"));
-        }
-        if name.len() > 253 {
-            return Err(fail("longer than 253 characters"));
-        }
-        let labels: Vec<&str> = name.split('.').collect();
-        if labels.len() < 2 {
-            return Err(fail(if wildcard {
-                "a wildcard needs a suffix of at least two labels (`*.example.com`)"
-            } else {
-                "give a fully qualified name such as api.example.com"
-            }));
-        }
-        for l in &labels {
-            let ok = !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            if !ok {
-                return Err(fail(
-                    "each label is 1-63 letters, digits or `-` (not at either end); \
-                     `*` is allowed only as the whole first label",
-                ));
-            }
-        }
-        let pattern = if wildcard {
-            DomainPattern::Wildcard(name.to_string())
-        } else {
-            DomainPattern::Exact(name.to_string())
-        };
-        Ok(DomainGrant { pattern, ports })
+        skillsandbox_manifest::parse_domain_grant(text)
+            .map(|(pattern, ports)| DomainGrant { pattern, ports })
+            .map_err(|reason| CeilingError::DomainSyntax {
+                domain: text.to_string(),
+                reason,
+            })
     }
 
     /// Whether this grant allows everything `other` asks for.

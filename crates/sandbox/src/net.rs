@@ -295,7 +295,10 @@ fn dns_udp6_socket() -> Result<OwnedFd, NetError> {
     crate::sys::set_ipv6_freebind(fd.as_fd()).map_err(|e| NetError::SetSockOpt {
         what: WHAT,
         option: "IPV6_FREEBIND",
-        source: e.source.raw_os_error().map_or(nix::Error::UnknownErrno, nix::Error::from_raw),
+        source: e
+            .source
+            .raw_os_error()
+            .map_or(nix::Error::UnknownErrno, nix::Error::from_raw),
     })?;
     let addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, DNS_PORT, 0, 0);
     bind(fd.as_raw_fd(), &SockaddrIn6::from(addr)).map_err(|source| NetError::Bind {

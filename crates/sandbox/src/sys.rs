@@ -509,7 +509,10 @@ pub fn set_ipv6_freebind(fd: BorrowedFd<'_>) -> SysResult<()> {
         )
     };
     check(ret.into(), || {
-        format!("setsockopt({}, IPPROTO_IPV6, IPV6_FREEBIND, 1)", fd.as_raw_fd())
+        format!(
+            "setsockopt({}, IPPROTO_IPV6, IPV6_FREEBIND, 1)",
+            fd.as_raw_fd()
+        )
     })
     .map(drop)
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use skillsandbox_manifest::Tier;
+use skillsandbox_manifest::{DomainPattern, EgressRule, Tier};
 use skillsandbox_runtime::{adhoc_policy, Grants, RunRequest};
 
 use super::report::{finish_run, RunFlags};
@@ -19,6 +19,7 @@ use super::report::{finish_run, RunFlags};
 ///   skillsandbox exec -- python3 -c 'print(1+1)'
 ///   skillsandbox exec --read . --write ./out -- python3 build.py
 ///   skillsandbox exec --env LANG --memory 128 --timeout 10 -- sh -c 'ulimit -a'
+///   skillsandbox exec --allow-domain pypi.org --allow-domain files.pythonhosted.org -- pip download requests
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Start from this manifest's permissions and limits instead of deny-all.
@@ -30,6 +31,12 @@ pub struct Args {
     /// Grant read-write access to a host path (created if missing). Repeatable.
     #[arg(long, value_name = "PATH")]
     pub write: Vec<PathBuf>,
+    /// Allow egress to a domain (exact, or `*.example.com` for its sub-domains) on
+    /// the given TCP ports (default 443), e.g. `pypi.org` or `api.example.com:443,8443`.
+    /// DNS is answered only for allowed names; TLS SNI / HTTP Host must match.
+    /// Repeatable.
+    #[arg(long, value_name = "DOMAIN[:PORTS]", value_parser = parse_domain)]
+    pub allow_domain: Vec<(DomainPattern, Vec<u16>)>,
     /// Pass a host environment variable through (NAME, or PREFIX*). Repeatable.
     #[arg(long, value_name = "NAME")]
     pub env: Vec<String>,
@@ -56,6 +63,10 @@ pub struct Args {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+fn parse_domain(s: &str) -> Result<(DomainPattern, Vec<u16>), String> {
+    skillsandbox_manifest::parse_domain_grant(s)
 }
 
 pub fn parse_tier(s: &str) -> Result<Tier, String> {
@@ -85,7 +96,12 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
         tier: args.tier,
         workdir: args.workdir,
     };
-    let policy = adhoc_policy(base, &args.command, &grants, &cwd);
+    let mut policy = adhoc_policy(base, &args.command, &grants, &cwd);
+    policy.network.egress.extend(
+        args.allow_domain
+            .into_iter()
+            .map(|(domain, ports)| EgressRule::Domain { domain, ports }),
+    );
     let mut req = RunRequest::new(policy);
     if args.stdin {
         use std::os::fd::AsFd;

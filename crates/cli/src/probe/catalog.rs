@@ -398,7 +398,11 @@ mod tests {
     fn docs_describe_every_item() {
         let docs = include_str!("../../../../docs/check.md");
         for s in ITEMS {
-            assert!(docs.contains(&format!("| `{}` |", s.id)), "docs/check.md lacks {}", s.id);
+            assert!(
+                docs.contains(&format!("| `{}` |", s.id)),
+                "docs/check.md lacks {}",
+                s.id
+            );
         }
     }
 

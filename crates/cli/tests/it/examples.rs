@@ -1,6 +1,8 @@
 //! The shipped examples, run confined exactly as the README's main command does: the
 //! credential stealer gets nothing out, the benign skill runs without violations.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use crate::escape::{Lab, Outcome};

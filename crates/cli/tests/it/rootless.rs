@@ -2,6 +2,8 @@
 //! still gets every namespace, the fresh root, seccomp and Landlock; only the cgroup
 //! limits need a writable cgroup, so they fail closed unless `--allow-degraded`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
