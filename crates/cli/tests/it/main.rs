@@ -4,6 +4,7 @@
 mod audit;
 mod check;
 mod common;
+mod egress;
 mod escape;
 mod escape_fs;
 mod escape_life;

