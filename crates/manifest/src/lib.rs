@@ -15,7 +15,7 @@ pub mod policy;
 mod reader;
 mod resolve;
 pub mod types;
-mod yaml;
+pub mod yaml;
 
 pub use diag::{Diagnostic, ManifestError, Pos, Severity};
 pub use lint::{lint, lint_with_home};

@@ -16,13 +16,13 @@ use crate::diag::{Diagnostic, Pos};
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
+pub struct Node {
     pub value: Value,
     pub pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
     Null,
     Bool(bool),
     Int(i128),
@@ -46,17 +46,26 @@ impl Value {
     }
 }
 
-/// Parse one YAML document. Syntax errors come back as one positioned diagnostic.
+/// Parse one manifest document. Syntax errors come back as one positioned diagnostic.
 pub(crate) fn parse(src: &str, file: &str) -> Result<Node, Box<Diagnostic>> {
-    if src.len() > MAX_MANIFEST_BYTES {
+    parse_document(src, file, MAX_MANIFEST_BYTES, "manifest")
+}
+
+/// Parse one YAML document of at most `limit` bytes into a position-keeping tree;
+/// `what` names the document in messages ("manifest", "policy file"). Shared by
+/// every skillsandbox file format so all of them report errors the same way.
+pub fn parse_document(
+    src: &str,
+    file: &str,
+    limit: usize,
+    what: &str,
+) -> Result<Node, Box<Diagnostic>> {
+    if src.len() > limit {
         return Err(Box::new(Diagnostic::error(
             file,
             Some(Pos::new(1, 1)),
             "",
-            format!(
-                "the manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
-                src.len()
-            ),
+            format!("the {what} is {} bytes; the limit is {limit}", src.len()),
         )));
     }
     let options = serde_saphyr::options! {
@@ -81,17 +90,17 @@ pub(crate) fn parse(src: &str, file: &str) -> Result<Node, Box<Diagnostic>> {
                 .collect::<String>();
             Err(Box::new(
                 Diagnostic::error(file, Some(pos), "", format!("invalid YAML: {message}"))
-                    .with_hint(syntax_hint(&message)),
+                    .with_hint(syntax_hint(&message, what)),
             ))
         }
     }
 }
 
-fn syntax_hint(message: &str) -> String {
+fn syntax_hint(message: &str, what: &str) -> String {
     if message.contains("tab") {
         "YAML indentation must use spaces, not tabs".to_owned()
     } else if message.contains("multiple") {
-        "a manifest is a single YAML document: remove the `---` separators".to_owned()
+        format!("a {what} is a single YAML document: remove the `---` separators")
     } else {
         "check the indentation and the quotes/brackets around this point".to_owned()
     }
