@@ -224,7 +224,13 @@ fn init_main(plan: &LaunchPlan, idmapped: Vec<OwnedFd>) -> Result<i32, StageErro
 /// The skill process: step 5 (process) and 6 (Landlock, seccomp), then `execve`.
 /// Returns only on failure.
 fn skill_main(plan: &LaunchPlan) -> StageError {
-    match prepare_skill(plan) {
+    exec_prepared(plan, prepare_skill(plan))
+}
+
+/// `execve` what `prepared` describes; returns only on failure, as the error with
+/// the exit code the caller should see (127 not found, 126 not executable).
+pub(crate) fn exec_prepared(plan: &LaunchPlan, prepared: Result<Exec, StageError>) -> StageError {
+    match prepared {
         Ok((path, argv, envp)) => {
             let err = sys::execve(&path, &argv, &envp);
             let code = match err.source.raw_os_error() {
@@ -246,17 +252,44 @@ fn cstring(s: &str, what: &'static str) -> Result<CString, StageError> {
     CString::new(s).map_err(|_| StageError::new(what, format!("{s:?} contains a NUL byte")))
 }
 
-type Exec = (CString, Vec<CString>, Vec<CString>);
+pub(crate) type Exec = (CString, Vec<CString>, Vec<CString>);
 
 fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
     // 5. Process: own session (no TIOCSTI into the caller's terminal), workdir,
     // rlimits, fds, environment, capabilities, no_new_privs.
     sys::setsid().map_err(|e| StageError::new("setsid", e))?;
+    enter_workdir_with_limits(plan, None)?;
+    let (path_c, argv, envp) = exec_args(plan)?;
+
+    let mut layers = confine::drop_capabilities()?;
+    sys::set_no_new_privs().map_err(|e| StageError::new("no_new_privs", e))?;
+
+    // 6. Landlock, then seccomp as the very last step before execve.
+    layers.extend(confine::apply_landlock(plan)?);
+    let (seccomp_layer, notify_fd) = confine::apply_seccomp(plan)?;
+    layers.push(seccomp_layer);
+    if let Some(fd) = notify_fd {
+        send_fd(FromChild::SeccompNotify, fd.as_fd())?;
+    }
+    proto::send(control(), &FromChild::Ready { layers }, &[])
+        .map_err(|e| StageError::new("report ready", e))?;
+    Ok((path_c, argv, envp))
+}
+
+/// Workdir, rlimits (NOFILE, FSIZE, CORE) and every fd but 0–2 closed.
+pub(crate) fn enter_workdir_with_limits(
+    plan: &LaunchPlan,
+    workdir_hint: Option<&str>,
+) -> Result<(), StageError> {
     std::env::set_current_dir(&plan.workdir).map_err(|e| {
-        StageError::new(
+        let err = StageError::new(
             "workdir",
             format!("cannot enter {}: {e}", plan.workdir.display()),
-        )
+        );
+        match workdir_hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
     })?;
     let r = &plan.rlimits;
     sys::setrlimit(libc::RLIMIT_NOFILE, r.nofile, "RLIMIT_NOFILE")
@@ -264,8 +297,11 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
         .and_then(|()| sys::setrlimit(libc::RLIMIT_CORE, r.core, "RLIMIT_CORE"))
         .map_err(|e| StageError::new("rlimits", e))?;
     sys::close_fds_from(CHILD_CONTROL_FD as libc::c_uint + 1)
-        .map_err(|e| StageError::new("close fds", e))?;
+        .map_err(|e| StageError::new("close fds", e))
+}
 
+/// The entrypoint resolved in the sandbox PATH, argv and envp as C strings.
+pub(crate) fn exec_args(plan: &LaunchPlan) -> Result<Exec, StageError> {
     let path = resolve_command(&plan.argv[0], &plan.env).ok_or_else(|| StageError {
         step: "entrypoint",
         message: format!("entrypoint {:?} not found in the sandbox", plan.argv[0]),
@@ -283,19 +319,6 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
         .iter()
         .map(|(k, v)| cstring(&format!("{k}={v}"), "environment"))
         .collect::<Result<Vec<_>, _>>()?;
-
-    let mut layers = confine::drop_capabilities()?;
-    sys::set_no_new_privs().map_err(|e| StageError::new("no_new_privs", e))?;
-
-    // 6. Landlock, then seccomp as the very last step before execve.
-    layers.extend(confine::apply_landlock(plan)?);
-    let (seccomp_layer, notify_fd) = confine::apply_seccomp(plan)?;
-    layers.push(seccomp_layer);
-    if let Some(fd) = notify_fd {
-        send_fd(FromChild::SeccompNotify, fd.as_fd())?;
-    }
-    proto::send(control(), &FromChild::Ready { layers }, &[])
-        .map_err(|e| StageError::new("report ready", e))?;
     Ok((path_c, argv, envp))
 }
 

@@ -9,7 +9,7 @@
 //!   `no_new_privs`, Landlock (+ a TCP-bind ruleset), socket filter, seccomp —
 //!   then `execve` with the scrubbed environment.
 
-use std::ffi::CString;
+use crate::stage::Exec;
 use std::os::fd::{AsFd, AsRawFd};
 
 use caps::CapSet;
@@ -19,7 +19,7 @@ use super::ProcessTierPlan;
 use crate::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use crate::landlock::{apply_landlock_on_current_thread, LandlockEnforcement, LandlockRules};
 use crate::plan::LaunchPlan;
-use crate::proto::{self, FromChild, LayerNote, CHILD_CONTROL_FD};
+use crate::proto::{self, FromChild, LayerNote};
 use crate::stage::{control, StageError};
 use crate::sys;
 
@@ -122,29 +122,8 @@ fn kill_leftovers(stage_pid: libc::pid_t) {
 
 /// The skill process; returns only on failure.
 fn skill_main(plan: &LaunchPlan, p: &ProcessTierPlan, stage_pid: libc::pid_t) -> StageError {
-    match prepare(plan, p, stage_pid) {
-        Ok((path, argv, envp)) => {
-            let err = sys::execve(&path, &argv, &envp);
-            let code = match err.source.raw_os_error() {
-                Some(libc::ENOENT) => 127,
-                _ => 126,
-            };
-            StageError {
-                step: "execve",
-                message: format!("cannot execute {:?}: {}", plan.argv[0], err.source),
-                hint: None,
-                exit_code: code,
-            }
-        }
-        Err(e) => e,
-    }
+    crate::stage::exec_prepared(plan, prepare(plan, p, stage_pid))
 }
-
-fn cstring(s: &str, what: &'static str) -> Result<CString, StageError> {
-    CString::new(s).map_err(|_| StageError::new(what, format!("{s:?} contains a NUL byte")))
-}
-
-type Exec = (CString, Vec<CString>, Vec<CString>);
 
 fn prepare(
     plan: &LaunchPlan,
@@ -159,39 +138,11 @@ fn prepare(
     if sys::getppid() != stage_pid {
         return Err(StageError::new("parent death signal", "stage is gone"));
     }
-    std::env::set_current_dir(&plan.workdir).map_err(|e| {
-        StageError::new(
-            "workdir",
-            format!("cannot enter {}: {e}", plan.workdir.display()),
-        )
-        .hint("the workdir must be the skill directory, the scratch directory or a declared path")
-    })?;
-    let r = &plan.rlimits;
-    sys::setrlimit(libc::RLIMIT_NOFILE, r.nofile, "RLIMIT_NOFILE")
-        .and_then(|()| sys::setrlimit(libc::RLIMIT_FSIZE, r.fsize_bytes, "RLIMIT_FSIZE"))
-        .and_then(|()| sys::setrlimit(libc::RLIMIT_CORE, r.core, "RLIMIT_CORE"))
-        .map_err(|e| StageError::new("rlimits", e))?;
-    sys::close_fds_from(CHILD_CONTROL_FD as libc::c_uint + 1)
-        .map_err(|e| StageError::new("close fds", e))?;
-
-    let path =
-        crate::stage::resolve_command(&plan.argv[0], &plan.env).ok_or_else(|| StageError {
-            step: "entrypoint",
-            message: format!("entrypoint {:?} not found", plan.argv[0]),
-            hint: None,
-            exit_code: 127,
-        })?;
-    let path_c = cstring(&path.to_string_lossy(), "entrypoint")?;
-    let argv = plan
-        .argv
-        .iter()
-        .map(|a| cstring(a, "argv"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let envp = plan
-        .env
-        .iter()
-        .map(|(k, v)| cstring(&format!("{k}={v}"), "environment"))
-        .collect::<Result<Vec<_>, _>>()?;
+    crate::stage::enter_workdir_with_limits(
+        plan,
+        Some("the workdir must be the skill directory, the scratch directory or a declared path"),
+    )?;
+    let (path_c, argv, envp) = crate::stage::exec_args(plan)?;
 
     let mut layers = vec![drop_capabilities()?];
     sys::set_no_new_privs().map_err(|e| StageError::new("no_new_privs", e))?;
