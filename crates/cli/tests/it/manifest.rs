@@ -229,6 +229,16 @@ fn schema_prints_json_schema() {
     assert_eq!(out.status.code(), Some(0));
     let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(written, schema);
+
+    // The copy in the repository (which the examples point their YAML language server
+    // at) is the current one: regenerate with `skillsandbox schema --output ...`.
+    let committed = examples().join("../docs/skillsandbox.schema.json");
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(committed).unwrap()).unwrap();
+    assert_eq!(
+        committed, schema,
+        "docs/skillsandbox.schema.json is stale: run `skillsandbox schema --output docs/skillsandbox.schema.json`"
+    );
 }
 
 #[test]
