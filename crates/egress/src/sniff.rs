@@ -76,9 +76,16 @@ fn sniff_http(buf: &[u8]) -> Sniff {
     let Ok(head) = std::str::from_utf8(&buf[..end]) else {
         return Sniff::Malformed("HTTP request head is not UTF-8");
     };
+    // Servers that accept a bare LF (nginx, Go) end lines, and the head, where we
+    // would not: a request they read could name a host we never saw.
+    if head.split("\r\n").any(|l| l.contains(['\r', '\n'])) {
+        return Sniff::Malformed("HTTP request head with a bare CR or LF line ending");
+    }
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
+    // Runs of whitespace between the parts are skipped by lenient servers (nginx), so
+    // the target is the first word after the method, however it is separated.
+    let mut parts = request_line.split_ascii_whitespace();
     let (_, target) = (parts.next(), parts.next().unwrap_or(""));
     let mut names = Vec::new();
     let mut hosts = 0;

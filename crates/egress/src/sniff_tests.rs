@@ -163,6 +163,18 @@ fn http_edge_cases() {
     assert_eq!(sniff(b"SSH-2.0-OpenSSH_9.2\r\n"), Sniff::Other);
     assert_eq!(sniff(b"\x00\x00\x00\x08\x04\xd2\x16\x2f"), Sniff::Other);
     assert_eq!(sniff(H2_PREFACE), Sniff::Http2Preface);
+    // Lenient servers skip runs of spaces before the target and end lines at a bare
+    // LF: both would read a host the check never saw (second review).
+    assert_eq!(
+        names(b"GET  http://evil.example/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n"),
+        ["api.example.com", "evil.example"]
+    );
+    for head in [
+        &b"GET / HTTP/1.1\nHost: evil.example\n\r\nHost: api.example.com\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: api.example.com\r\nX: y\rHost: evil\r\n\r\n",
+    ] {
+        assert!(matches!(sniff(head), Sniff::Malformed(_)), "{head:?}");
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod escape_proc;
 mod examples;
 mod manifest;
 mod mcp;
+mod review2;
 mod rootless;
 mod session;
 mod tier;
