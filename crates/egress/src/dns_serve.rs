@@ -54,8 +54,15 @@ pub(crate) async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                // DNS over TCP counts against the same cap as every other connection:
+                // idle ones would otherwise pile up as descriptors in the supervisor.
+                let Ok(permit) = shared.conn_limit.clone().try_acquire_owned() else {
+                    reset(stream);
+                    continue;
+                };
                 let s = shared.clone();
                 shared.tasks.spawn(async move {
+                    let _permit = permit;
                     let Some((ip, port)) = original_destination(&stream) else {
                         return;
                     };

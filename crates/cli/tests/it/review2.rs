@@ -120,3 +120,72 @@ fn http_request_heads_a_server_reads_differently_are_refused() {
         );
     }
 }
+
+const DNS_TCP_FLOOD: &str = r#"
+import os, socket, time
+# 8 processes x 200 idle DNS-over-TCP connections to a resolver address: each one
+# is a descriptor in the supervisor (the MCP server runs every sandbox in-process).
+for k in range(8):
+    if os.fork() == 0:
+        held = []
+        for i in range(200):
+            try:
+                s = socket.socket()
+                s.settimeout(2)
+                s.connect(("9.9.9.9", 53))
+                held.append(s)
+            except OSError:
+                break
+        time.sleep(6)
+        os._exit(0)
+for k in range(8):
+    os.wait()
+print("FLOOD_DONE")
+"#;
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+#[test]
+fn dns_over_tcp_connections_are_bounded_like_every_other_connection() {
+    let Some(lab) = Lab::new() else { return };
+    let dir = lab.path("review2-dns-flood");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("flood.py"), DNS_TCP_FLOOD).unwrap();
+    std::fs::write(
+        dir.join("skillsandbox.yaml"),
+        "skill: {name: review2-dns-flood, version: \"0.1.0\"}\n\
+         permissions:\n  network:\n    egress:\n      - domain: good.test\n        ports: [443]\n\
+         resources: {max_runtime_seconds: 60, max_processes: 64, max_open_files: 256}\n\
+         entrypoint: {command: python3, args: [/skill/flood.py]}\n",
+    )
+    .unwrap();
+    let mut child = lab
+        .cmd()
+        .args(["run", "--json"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut most = 0;
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(50) {
+        most = most.max(fd_count(pid));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = Outcome::from(child.wait_with_output().unwrap());
+    o.assert_done("FLOOD_DONE");
+    // At most 1024 connections are handled at once (docs/egress.md); a few dozen
+    // descriptors are the supervisor's own.
+    assert!(
+        most < 1024 + 64,
+        "the supervisor held {most} descriptors for one sandbox's DNS-over-TCP connections:\n{}",
+        o.dump()
+    );
+}
