@@ -106,7 +106,11 @@ fn supervisor_sigkill_takes_the_sandbox_down() {
     // Age them instead of waiting.
     let left = cgroup_dirs_named(&cgroups);
     for dir in &left {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        // The orphaned stage is SIGKILLed with its supervisor but stays listed until
+        // the host's init has reaped it: give that a moment, then insist.
+        let procs_of = || std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        wait_until(Duration::from_secs(5), || procs_of().trim().is_empty());
+        let procs = procs_of();
         assert!(
             procs.trim().is_empty(),
             "{} still has processes: {procs}",
