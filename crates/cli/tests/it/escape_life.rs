@@ -236,7 +236,7 @@ fn many_runs_of_every_kind_leave_nothing_behind() {
     let runs: usize = std::env::var("SKILLSANDBOX_LEAK_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(200);
     let marker = unique("LEAK");
     let link = lab.path("link");
     std::os::unix::fs::symlink(&lab.home, &link).unwrap();
