@@ -45,6 +45,8 @@ fn main() -> ExitCode {
     // The sandbox's own stages re-execute this binary; they must start before anything
     // else (no threads, no argument parsing).
     skillsandbox_sandbox::stage::run_stage_if_requested();
+    // Best effort: a failure leaves the usual limit, which still works for small loads.
+    let _ = skillsandbox_sandbox::sys::raise_nofile_soft_limit();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cmd::run::main(a),

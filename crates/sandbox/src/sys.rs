@@ -516,3 +516,26 @@ pub fn set_ipv6_freebind(fd: BorrowedFd<'_>) -> SysResult<()> {
     })
     .map(drop)
 }
+
+/// Raise this process's soft `RLIMIT_NOFILE` to its hard limit. The supervisor holds
+/// two fds per relayed connection (and the MCP server runs many sandboxes), so the
+/// common 1024 soft default would let one busy skill starve the others. The skill
+/// gets its own, declared limit in the stage.
+pub fn raise_nofile_soft_limit() -> SysResult<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid out-pointer for the call.
+    let ret = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    check(ret.into(), || "getrlimit(RLIMIT_NOFILE)".to_string())?;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: lim is a valid rlimit for the call.
+        let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        check(ret.into(), || {
+            format!("setrlimit(RLIMIT_NOFILE, {})", lim.rlim_max)
+        })?;
+    }
+    Ok(lim.rlim_cur)
+}
