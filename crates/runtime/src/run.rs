@@ -348,6 +348,10 @@ fn confined(
             Some("pass --allow-degraded to run with less isolation".into()),
         ));
     }
+    // Only now may the skill run (it has been waiting, fully confined, for this).
+    running
+        .go()
+        .map_err(|e| Setup::new(format!("starting the skill: {e}"), None))?;
 
     // 7. Serve, stream, enforce the wall clock, wait.
     let refusals = running

@@ -267,6 +267,13 @@ impl Running {
         self.child.id()
     }
 
+    /// Let the skill `execve`: until this is sent it waits, fully confined, so a
+    /// caller that finds a layer unacceptable can kill it before it ran anything.
+    pub fn go(&self) -> Result<(), LaunchError> {
+        proto::send(self.control.as_fd(), &ToChild::Go, &[])?;
+        Ok(())
+    }
+
     /// Kill the stage; its PID 1 follows by parent-death signal and takes the whole
     /// PID namespace with it.
     pub fn kill(&mut self) {

@@ -23,6 +23,8 @@ pub enum ToChild {
     Plan(Box<LaunchPlan>),
     /// uid/gid maps are written; the stage may continue.
     Mapped,
+    /// The supervisor accepts the layers the skill reported: `execve` now.
+    Go,
 }
 
 /// What one confinement layer in the skill process ended up as.

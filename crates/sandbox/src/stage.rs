@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::confine;
 use crate::mounts;
 use crate::plan::LaunchPlan;
-use crate::proto::{self, FromChild, ToChild, CHILD_CONTROL_FD};
+use crate::proto::{self, FromChild, LayerNote, ToChild, CHILD_CONTROL_FD};
 use crate::sys;
 
 /// `argv[1]` that turns our binary into the stage process.
@@ -271,9 +271,22 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
     if let Some(fd) = notify_fd {
         send_fd(FromChild::SeccompNotify, fd.as_fd())?;
     }
+    report_ready_and_wait_for_go(layers)?;
+    Ok((path_c, argv, envp))
+}
+
+/// Tell the supervisor what is in force, then wait for its go-ahead: it checks the
+/// layers against what the caller accepts, and the skill must not run a single
+/// instruction if it refuses (fail closed). The filter is already in place here;
+/// `recvmsg` is allowed by every profile.
+pub(crate) fn report_ready_and_wait_for_go(layers: Vec<LayerNote>) -> Result<(), StageError> {
     proto::send(control(), &FromChild::Ready { layers }, &[])
         .map_err(|e| StageError::new("report ready", e))?;
-    Ok((path_c, argv, envp))
+    match proto::recv::<ToChild>(control()) {
+        Ok((ToChild::Go, _)) => Ok(()),
+        Ok(_) => Err(StageError::new("wait for go", "unexpected message")),
+        Err(e) => Err(StageError::new("wait for go", e)),
+    }
 }
 
 /// Workdir, rlimits (NOFILE, FSIZE, CORE) and every fd but 0–2 closed.

@@ -204,8 +204,7 @@ fn finish(
         )
         .map_err(|e| StageError::new("hand over fd", e))?;
     }
-    proto::send(control(), &FromChild::Ready { layers }, &[])
-        .map_err(|e| StageError::new("report ready", e))?;
+    crate::stage::report_ready_and_wait_for_go(layers)?;
     Ok(exec)
 }
 
