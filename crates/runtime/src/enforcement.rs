@@ -15,7 +15,7 @@ pub fn layer(name: &str, status: LayerStatus, detail: impl Into<String>) -> Laye
     }
 }
 
-fn status_of(s: &str) -> LayerStatus {
+pub(crate) fn status_of(s: &str) -> LayerStatus {
     match s {
         "enforced" => LayerStatus::Enforced,
         "partial" => LayerStatus::Partial,
@@ -113,25 +113,42 @@ pub fn after_launch(
         layer("fds", Enforced, "every fd but 0-2 closed before exec"),
         layer("session", Enforced, "setsid: no controlling terminal"),
     ];
+    append_reported(&mut out, notes, cgroup, cgroup_missing, "");
+    out
+}
+
+/// The layers the skill process reported, then the cgroup's (one line per
+/// controller; `missing_note` is appended to the reason when there is no cgroup).
+pub(crate) fn append_reported(
+    out: &mut Vec<LayerReport>,
+    notes: &[LayerNote],
+    cgroup: Option<&SandboxCgroup>,
+    cgroup_missing: Option<&str>,
+    missing_note: &str,
+) {
     for n in notes {
         out.push(layer(&n.layer, status_of(&n.status), n.detail.clone()));
     }
     match (cgroup, cgroup_missing) {
         (Some(cg), _) => {
             for (name, on, detail) in cg.enforcement() {
-                out.push(layer(
-                    &name,
-                    if on { Enforced } else { Unavailable },
-                    detail,
-                ));
+                let status = if on {
+                    LayerStatus::Enforced
+                } else {
+                    LayerStatus::Unavailable
+                };
+                out.push(layer(&name, status, detail));
             }
         }
         (None, Some(why)) => {
             for name in ["cgroup_memory", "cgroup_pids", "cgroup_cpu"] {
-                out.push(layer(name, Unavailable, why.to_string()));
+                out.push(layer(
+                    name,
+                    LayerStatus::Unavailable,
+                    format!("{why}{missing_note}"),
+                ));
             }
         }
         (None, None) => {}
     }
-    out
 }

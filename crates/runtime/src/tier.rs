@@ -566,35 +566,13 @@ pub fn process_enforcement(
         "setsid: no controlling terminal; SIGKILL when the stage dies (PDEATHSIG); the \
          stage is the subreaper and kills what the skill leaves behind",
     ));
-    for n in notes {
-        let status = match n.status.as_str() {
-            "enforced" => Enforced,
-            "partial" => Partial,
-            _ => Unavailable,
-        };
-        out.push(layer(&n.layer, status, n.detail.clone()));
-    }
-    match (cgroup, cgroup_missing) {
-        (Some(cg), _) => {
-            for (name, on, detail) in cg.enforcement() {
-                out.push(layer(
-                    &name,
-                    if on { Enforced } else { Unavailable },
-                    detail,
-                ));
-            }
-        }
-        (None, Some(why)) => {
-            for name in ["cgroup_memory", "cgroup_pids", "cgroup_cpu"] {
-                out.push(layer(
-                    name,
-                    Unavailable,
-                    format!("{why}; processes that leave the skill's tree can outlive a timeout"),
-                ));
-            }
-        }
-        (None, None) => {}
-    }
+    crate::enforcement::append_reported(
+        &mut out,
+        notes,
+        cgroup,
+        cgroup_missing,
+        "; processes that leave the skill's tree can outlive a timeout",
+    );
     out
 }
 
