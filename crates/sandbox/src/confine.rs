@@ -10,7 +10,7 @@ use crate::proto::LayerNote;
 use crate::stage::StageError;
 use crate::sys;
 
-fn note(layer: &str, status: &str, detail: impl Into<String>) -> LayerNote {
+pub(crate) fn note(layer: &str, status: &str, detail: impl Into<String>) -> LayerNote {
     LayerNote {
         layer: layer.to_string(),
         status: status.to_string(),

@@ -66,7 +66,7 @@ pub(crate) fn control() -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(CHILD_CONTROL_FD) }
 }
 
-fn report_failure(e: &StageError) {
+pub(crate) fn report_failure(e: &StageError) {
     let _ = proto::send(
         control(),
         &FromChild::Failed {

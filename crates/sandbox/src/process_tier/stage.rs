@@ -16,36 +16,16 @@ use caps::CapSet;
 
 use super::sockets::apply_socket_filter;
 use super::ProcessTierPlan;
+use crate::confine::note;
 use crate::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use crate::landlock::{apply_landlock_on_current_thread, LandlockEnforcement, LandlockRules};
 use crate::plan::LaunchPlan;
 use crate::proto::{self, FromChild, LayerNote};
-use crate::stage::{control, StageError};
+use crate::stage::{control, report_failure, StageError};
 use crate::sys;
 
 /// Landlock ABI from which `connect` to pathname unix sockets is policed.
 const ABI_RESOLVE_UNIX: i32 = 9;
-
-fn note(layer: &str, status: &str, detail: impl Into<String>) -> LayerNote {
-    LayerNote {
-        layer: layer.to_string(),
-        status: status.to_string(),
-        detail: detail.into(),
-    }
-}
-
-fn report_failure(e: &StageError) {
-    let _ = proto::send(
-        control(),
-        &FromChild::Failed {
-            step: e.step.to_string(),
-            message: e.message.clone(),
-            hint: e.hint.clone(),
-            exit_code: e.exit_code,
-        },
-        &[],
-    );
-}
 
 /// The stage of a process-tier run; returns the skill's exit status.
 pub(crate) fn run_stage(plan: &LaunchPlan, p: &ProcessTierPlan) -> Result<i32, StageError> {
