@@ -159,7 +159,8 @@ pub enum ManifestError {
     Invalid { diagnostics: Vec<Diagnostic> },
 }
 
-fn render(diagnostics: &[Diagnostic]) -> String {
+/// Diagnostics one per line, as every skillsandbox file format prints them.
+pub fn render(diagnostics: &[Diagnostic]) -> String {
     diagnostics
         .iter()
         .map(ToString::to_string)

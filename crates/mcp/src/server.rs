@@ -309,12 +309,11 @@ impl SkillSandboxServer {
             }
             None => self.shared.roots.roots().to_vec(),
         };
-        let (skills, truncated) = tokio::task::spawn_blocking({
+        let (skills, truncated) = blocking("listing", {
             let dirs = dirs.clone();
             move || discover::scan(&dirs)
         })
-        .await
-        .map_err(|e| McpError::internal_error(format!("listing failed: {e}"), None))?;
+        .await?;
         let result = ListResult {
             directories: dirs.iter().map(|d| d.display().to_string()).collect(),
             skills,
@@ -339,11 +338,7 @@ impl SkillSandboxServer {
         Parameters(_args): Parameters<NoArgs>,
     ) -> Result<CallToolResult, McpError> {
         let shared = Arc::clone(&self.shared);
-        let status = tokio::task::spawn_blocking(move || shared.session.status())
-            .await
-            .map_err(|e| {
-                McpError::internal_error(format!("the status thread failed: {e}"), None)
-            })?;
+        let status = blocking("the status thread", move || shared.session.status()).await?;
         match status {
             Ok(st) => {
                 let text = st.text();
@@ -372,11 +367,10 @@ impl SkillSandboxServer {
             Err(msg) => return Ok(refused(msg)),
         };
         let shared = Arc::clone(&self.shared);
-        let recorded = tokio::task::spawn_blocking(move || shared.session.report_usage(&report))
-            .await
-            .map_err(|e| {
-                McpError::internal_error(format!("the report thread failed: {e}"), None)
-            })?;
+        let recorded = blocking("the report thread", move || {
+            shared.session.report_usage(&report)
+        })
+        .await?;
         match recorded {
             Ok(r) => {
                 let text = r.text();
@@ -465,12 +459,11 @@ impl SkillSandboxServer {
         let cancel_ct = ct.clone();
         let shared = Arc::clone(&self.shared);
         log(&format!("{what}: starting"));
-        let ran = tokio::task::spawn_blocking(move || {
+        let ran = blocking("the run thread", move || {
             let _permit = permit;
             run_in_session(&shared.session, req, stop, move || cancel_ct.is_cancelled())
         })
-        .await
-        .map_err(|e| McpError::internal_error(format!("the run thread failed: {e}"), None))?;
+        .await?;
         let done = match ran {
             Ran::Refused(r) => {
                 return Ok(refused(format!(
@@ -554,4 +547,15 @@ impl ServerHandler for SkillSandboxServer {
             ))
             .with_instructions(INSTRUCTIONS)
     }
+}
+
+/// Run blocking work (file scans, SQLite, a sandbox) on its own thread; a thread that
+/// died is an internal error naming `what`.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, McpError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| McpError::internal_error(format!("{what} failed: {e}"), None))
 }

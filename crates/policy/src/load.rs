@@ -17,16 +17,8 @@ pub enum PolicyFileError {
         source: std::io::Error,
     },
     /// Every error found, one per line in `file:line:column: field: message` form.
-    #[error("{}", render(.diagnostics))]
+    #[error("{}", skillsandbox_manifest::diag::render(.diagnostics))]
     Invalid { diagnostics: Vec<Diagnostic> },
-}
-
-fn render(diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl PolicyFileError {

@@ -62,26 +62,26 @@ fn sandbox_cgroups_of(pid: u32) -> BTreeSet<String> {
         .collect()
 }
 
+/// A supervisor running `python3 -c CODE MARKER` confined, in the background.
+fn spawn_python(lab: &Lab, code: &str, marker: &str) -> std::process::Child {
+    lab.cmd()
+        .args(["exec", "--json", "--", "python3", "-c", code, marker])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn supervisor_sigkill_takes_the_sandbox_down() {
     let Some(lab) = Lab::new() else { return };
     let marker = unique("ORPHAN");
     let mounts_before = host_mounts();
-    let mut sup = lab
-        .cmd()
-        .args([
-            "exec",
-            "--json",
-            "--",
-            "python3",
-            "-c",
-            "import os, time; os.fork(); time.sleep(1000)",
-            &marker,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sup = spawn_python(
+        &lab,
+        "import os, time; os.fork(); time.sleep(1000)",
+        &marker,
+    );
     let sup_pid = sup.id();
     let mut inside = Vec::new();
     assert!(
@@ -274,21 +274,7 @@ fn many_runs_of_every_kind_leave_nothing_behind() {
 
     // Supervisor fds during a run: stdio, the control socket, the output pipes, the
     // cgroup, the seccomp listener, a few for the trace — not dozens.
-    let mut sup = lab
-        .cmd()
-        .args([
-            "exec",
-            "--json",
-            "--",
-            "python3",
-            "-c",
-            "import time; time.sleep(2)",
-            &marker,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sup = spawn_python(&lab, "import time; time.sleep(2)", &marker);
     let sup_pid = sup.id();
     assert!(wait_until(Duration::from_secs(10), || host_pids_with(
         &marker,
