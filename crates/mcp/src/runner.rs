@@ -1,17 +1,15 @@
-//! One confined run inside the server's session, on a blocking thread, in the order
-//! DESIGN.md §2 gives: admission by the session policy (may refuse), the run with a
-//! stop check that combines the caller's (request cancelled, server shutting down)
-//! with the session's kill switch (a kill from any process), then accounting.
+//! One confined run inside the server's session, on a blocking thread. The run entry
+//! (`skillsandbox_runtime::run`) admits it into the session (may refuse), stops it on
+//! the caller's signal (request cancelled, server shutting down) or the session's
+//! kill switch (a kill from any process), and accounts it; this module keeps the
+//! server's own counts and shapes what the agent is told.
 //!
 //! Everything happens on the run's own thread, so a run is accounted even when the
 //! tool call that started it is gone.
 
-use std::sync::{Arc, OnceLock};
-
 use skillsandbox_runtime::session::Refusal;
 use skillsandbox_runtime::{RunOutcome, RunRequest};
 
-use crate::log;
 use crate::session::{RunAccounted, ServerSession};
 
 /// How a run request ended.
@@ -31,39 +29,27 @@ pub(crate) struct Finished {
     pub cancelled: bool,
 }
 
-/// Admit, run `req` with `stop` and the session's kill watch, account. Blocking.
+/// Run `req` in the server's session, stopped by `stop` too. Blocking.
 pub(crate) fn run_in_session(
     session: &ServerSession,
     mut req: RunRequest,
-    mut stop: impl FnMut() -> Option<String> + Send + 'static,
+    stop: impl FnMut() -> Option<String> + Send + 'static,
     cancelled: impl Fn() -> bool,
 ) -> Ran {
-    let admission = match session.admit() {
-        Ok(a) => a,
-        Err(r) => return Ran::Refused(r),
-    };
-    let _running = session.start_run();
-    let mut killed = session.stop_check();
-    let stopped_by_session: Arc<OnceLock<String>> = Arc::default();
-    let noted = Arc::clone(&stopped_by_session);
-    req.session_id = Some(session.id().to_string());
-    req.should_stop = Box::new(move || {
-        if let Some(why) = stop() {
-            return Some(why);
+    req.session = Some(session.run_session());
+    req.should_stop = Box::new(stop);
+    let running = session.start_run();
+    let outcome = match skillsandbox_runtime::run(req) {
+        Ok(o) => o,
+        Err(refusal) => {
+            drop(running);
+            session.note_refused(&refusal);
+            return Ran::Refused(refusal);
         }
-        let why = killed()?;
-        // Only the first reason matters; a second set() is a no-op.
-        let _ = noted.set(why.clone());
-        Some(why)
-    });
-    let outcome = skillsandbox_runtime::run(req);
+    };
+    drop(running);
     let cancelled = cancelled();
-    let mut accounted = session.finish_run(&admission, &outcome, cancelled);
-    if let Some(why) = stopped_by_session.get() {
-        let line = format!("stopped by the session kill switch: {why}");
-        log(&line);
-        accounted.session.insert(0, line);
-    }
+    let accounted = session.finish_run(&outcome, cancelled);
     Ran::Finished(Box::new(Finished {
         outcome,
         accounted,

@@ -9,7 +9,7 @@
 //! runs). Nothing here is estimated: numbers come from the store or from counts this
 //! process made.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -17,10 +17,10 @@ use skillsandbox_audit::Termination;
 use skillsandbox_policy::status::{rfc3339_ms, session_status, BudgetStatus};
 use skillsandbox_policy::{Action, SessionRow, Totals};
 use skillsandbox_runtime::session::{
-    describe_decision, Admission, Decision, Refusal, SessionEngine, SessionError, SessionState,
-    SessionStatus, UsageReport,
+    describe_decision, Decision, Refusal, SessionEngine, SessionError, SessionState, SessionStatus,
+    UsageReport,
 };
-use skillsandbox_runtime::RunOutcome;
+use skillsandbox_runtime::{RunOutcome, RunSession};
 
 use crate::log;
 
@@ -185,7 +185,7 @@ struct Counts {
 #[derive(Debug)]
 pub struct ServerSession {
     id: String,
-    engine: SessionEngine,
+    engine: Arc<SessionEngine>,
     started_at_ms: i64,
     counts: Mutex<Counts>,
 }
@@ -234,7 +234,7 @@ impl ServerSession {
     pub fn new(id: String, engine: SessionEngine) -> ServerSession {
         ServerSession {
             id,
-            engine,
+            engine: Arc::new(engine),
             started_at_ms: now_ms(),
             counts: Mutex::new(Counts::default()),
         }
@@ -258,25 +258,24 @@ impl ServerSession {
         self.lock().running
     }
 
-    /// Asks the session policy to let a run in (counting it in the store at once);
-    /// a refusal is counted, logged and returned. Blocking (SQLite).
-    pub fn admit(&self) -> Result<Admission, Refusal> {
-        let r = self.engine.admit(&self.id);
-        if let Err(refusal) = &r {
-            self.lock().refused_runs += 1;
-            log(&format!(
-                "refused by the session policy: {}",
-                refusal.to_string().replace('\n', " ")
-            ));
-        }
-        r
+    /// What a run of this session carries into the run entry, which admits it,
+    /// stops it on the kill switch and accounts it.
+    pub fn run_session(&self) -> RunSession {
+        RunSession::new(Arc::clone(&self.engine), self.id.clone())
     }
 
-    /// Count an admitted run as running here until the guard drops.
+    /// A run the session policy refused: counted and logged.
+    pub fn note_refused(&self, refusal: &Refusal) {
+        self.lock().refused_runs += 1;
+        log(&format!(
+            "refused by the session policy: {}",
+            refusal.to_string().replace('\n', " ")
+        ));
+    }
+
+    /// Count a run as running here until the guard drops.
     pub fn start_run(&self) -> RunningGuard<'_> {
-        let mut c = self.lock();
-        c.runs += 1;
-        c.running += 1;
+        self.lock().running += 1;
         RunningGuard { session: self }
     }
 
@@ -286,17 +285,13 @@ impl ServerSession {
         self.engine.stop_check(&self.id)
     }
 
-    /// Accounts a finished run in the store (CPU, wall time, egress, violations from
-    /// its trace) and carries out what that triggers. Returns what the agent is
-    /// told; alerts, blocks and kills are logged on stderr too. Blocking (SQLite).
-    pub fn finish_run(
-        &self,
-        admission: &Admission,
-        outcome: &RunOutcome,
-        cancelled: bool,
-    ) -> RunAccounted {
+    /// Counts a finished run and turns what its accounting triggered (in
+    /// `outcome.session`) into what the agent is told; alerts, blocks and kills
+    /// are logged on stderr too.
+    pub fn finish_run(&self, outcome: &RunOutcome, cancelled: bool) -> RunAccounted {
         {
             let mut c = self.lock();
+            c.runs += 1;
             if outcome.exit_code != 0 || outcome.termination != Termination::Exited {
                 c.failed_runs += 1;
             }
@@ -304,20 +299,20 @@ impl ServerSession {
                 c.cancelled_runs += 1;
             }
         }
-        match self.engine.account(admission, &outcome.trace) {
-            Ok(decisions) => RunAccounted {
-                session: self.tell(&decisions),
-                warnings: Vec::new(),
-            },
-            Err(e) => {
-                let w = format!("could not account the run to session {}: {e}", self.id);
-                log(&w);
-                RunAccounted {
-                    session: Vec::new(),
-                    warnings: vec![w],
-                }
-            }
+        let Some(account) = &outcome.session else {
+            return RunAccounted::default();
+        };
+        let mut session = self.tell(&account.decisions);
+        if let Some(why) = &account.stopped_by_session {
+            let line = format!("stopped by the session kill switch: {why}");
+            log(&line);
+            session.insert(0, line);
         }
+        let warnings: Vec<String> = account.error.iter().cloned().collect();
+        for w in &warnings {
+            log(w);
+        }
+        RunAccounted { session, warnings }
     }
 
     /// Records model usage (priced by the policy's table, or in dollars) and

@@ -3,7 +3,7 @@
 use super::*;
 use skillsandbox_audit::{self as audit, Severity, Trace, TraceSkill, Violation, ViolationKind};
 use skillsandbox_policy::{parse_policy, LoadedPolicy, Store};
-use skillsandbox_runtime::session::{RefusalKind, STOP_POLL};
+use skillsandbox_runtime::session::{Admission, RefusalKind, STOP_POLL};
 use skillsandbox_runtime::Captured;
 
 const POLICY: &str = "session: {max_runs: 3}\n\
@@ -65,7 +65,30 @@ fn outcome(exit_code: i32, termination: Termination, kinds: &[ViolationKind]) ->
         error: None,
         hint: None,
         warnings: Vec::new(),
+        session: None,
     }
+}
+
+/// What the run entry does around a run: admission, then accounting of its trace.
+fn admit(s: &ServerSession) -> Result<Admission, Refusal> {
+    let r = s.engine().admit(s.id());
+    if let Err(refusal) = &r {
+        s.note_refused(refusal);
+    }
+    r
+}
+
+fn accounted(
+    s: &ServerSession,
+    a: &Admission,
+    mut o: RunOutcome,
+    stopped: Option<&str>,
+) -> RunOutcome {
+    o.session = Some(
+        s.run_session()
+            .account(a, &o.trace, stopped.map(str::to_owned)),
+    );
+    o
 }
 
 #[test]
@@ -104,12 +127,13 @@ fn runs_are_admitted_accounted_and_refused_after_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let s = ServerSession::new("s1".into(), engine(dir.path()));
 
-    let a = s.admit().unwrap();
+    let a = admit(&s).unwrap();
     {
         let _g = s.start_run();
         assert_eq!(s.running(), 1);
         let kinds = [ViolationKind::DnsBlocked, ViolationKind::DnsBlocked];
-        let acc = s.finish_run(&a, &outcome(3, Termination::Exited, &kinds), false);
+        let o = accounted(&s, &a, outcome(3, Termination::Exited, &kinds), None);
+        let acc = s.finish_run(&o, false);
         assert_eq!(acc.warnings, Vec::<String>::new());
         assert_eq!(acc.session.len(), 1, "{:?}", acc.session);
         assert!(acc.session[0].contains("alert"), "{:?}", acc.session);
@@ -134,7 +158,7 @@ fn runs_are_admitted_accounted_and_refused_after_a_kill() {
     assert!(r.text().contains("session total $0.600000"), "{}", r.text());
 
     // A run in flight sees a kill made through another engine (another process).
-    let a2 = s.admit().unwrap();
+    let a2 = admit(&s).unwrap();
     let g = s.start_run();
     let mut stop = s.stop_check();
     assert_eq!(stop(), None);
@@ -142,11 +166,14 @@ fn runs_are_admitted_accounted_and_refused_after_a_kill() {
     other.kill("s1", "operator test").unwrap();
     std::thread::sleep(STOP_POLL);
     assert!(stop().unwrap().contains("operator test"));
-    let acc = s.finish_run(&a2, &outcome(137, Termination::Killed, &[]), true);
-    assert!(acc.session.is_empty(), "{:?}", acc.session);
+    let why = stop().unwrap();
+    let o = accounted(&s, &a2, outcome(137, Termination::Killed, &[]), Some(&why));
+    let acc = s.finish_run(&o, true);
+    assert_eq!(acc.session.len(), 1, "{:?}", acc.session);
+    assert!(acc.session[0].starts_with("stopped by the session kill switch"));
     drop(g);
 
-    let refusal = s.admit().unwrap_err();
+    let refusal = admit(&s).unwrap_err();
     assert_eq!(refusal.kind, RefusalKind::Killed);
     assert!(refusal.reason.contains("operator test"));
 

@@ -1,21 +1,28 @@
-//! One confined run, start to record (DESIGN.md §3 steps 1 and 7).
+//! The one run entry (DESIGN.md §2, §3 steps 1 and 7): every caller that starts a run
+//! — `run`/`exec`, the MCP server, `check`, the hook — comes through [`run`], which
+//! admits the session, chooses the tier and lowers the policy once ([`crate::lower`]),
+//! launches, supervises, judges ([`crate::verdict`]), records and accounts.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use skillsandbox_audit::{
-    self as audit, LayerStatus, Severity, Termination, Trace, TraceEvent, TraceSkill, ViolationKind,
+    self as audit, LayerReport, LayerStatus, Severity, Termination, Trace, TraceEvent, TraceSkill,
+    ViolationKind,
 };
-use skillsandbox_manifest::{Policy, Tier};
+use skillsandbox_manifest::Policy;
 use skillsandbox_sandbox::cgroup::{CgroupLimits, CgroupRoots, SandboxCgroup};
 use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
-use skillsandbox_sandbox::launch::{self, LaunchError, StartOptions, WaitEnd};
-use skillsandbox_sandbox::plan::LaunchPlan;
+use skillsandbox_sandbox::launch::{self, LaunchError, Running, StartOptions, WaitEnd};
 
 use crate::enforcement;
+use crate::lower::{self, Mode, Prepared};
 use crate::output::{self, Captured, Sink};
-use crate::prepare;
+use crate::session::{Refusal, RunSession, SessionAccount};
+use crate::setup::Setup;
+use crate::verdict::{self, Observed};
 
 /// Everything one run needs.
 pub struct RunRequest {
@@ -30,7 +37,9 @@ pub struct RunRequest {
     pub trace_output: Option<PathBuf>,
     /// The audit log; `None`: the default (`SKILLSANDBOX_AUDIT_LOG` or the state dir).
     pub audit_log: Option<PathBuf>,
-    pub session_id: Option<String>,
+    /// The session the run is charged to: admitted before anything starts, stopped
+    /// by its kill switch, accounted after. `None`: no session.
+    pub session: Option<RunSession>,
     /// Run even when a requested layer (cgroup limits) cannot be applied; the trace
     /// then says exactly what is missing.
     pub allow_degraded: bool,
@@ -53,7 +62,7 @@ impl RunRequest {
             stderr: Sink::Forward(Box::new(std::io::stderr())),
             trace_output: None,
             audit_log: None,
-            session_id: None,
+            session: None,
             allow_degraded: false,
             should_stop: Box::new(|| None),
             extra_ro_binds: Vec::new(),
@@ -77,34 +86,11 @@ pub struct RunOutcome {
     pub hint: Option<String>,
     /// Problems recording the run (trace or audit log could not be written).
     pub warnings: Vec<String>,
+    /// What the session engine did with the run (`None`: no session).
+    pub session: Option<SessionAccount>,
 }
 
-/// The launch plan a run would use (for `--dry-run`).
-pub fn dry_run_plan(policy: &Policy, extra_args: &[String]) -> Result<LaunchPlan, String> {
-    if crate::tier::choose(policy.tier).is_ok_and(|c| c.tier == Tier::Process) {
-        return crate::tier::dry_run_process_plan(policy, extra_args, false)
-            .map_err(|e| e.to_string());
-    }
-    prepare::launch_plan(policy, extra_args, false, &[]).map_err(|e| e.to_string())
-}
-
-struct Setup {
-    message: String,
-    hint: Option<String>,
-    exit_code: i32,
-}
-
-impl Setup {
-    fn new(message: impl Into<String>, hint: Option<String>) -> Self {
-        Setup {
-            message: message.into(),
-            hint,
-            exit_code: 125,
-        }
-    }
-}
-
-fn new_trace(req: &RunRequest, trace_id: &str) -> Trace {
+fn new_trace(req: &RunRequest, session_id: Option<&str>, trace_id: &str) -> Trace {
     let p = &req.policy;
     let mut command = vec![p.entrypoint.command.clone()];
     command.extend(p.entrypoint.args.iter().cloned());
@@ -114,7 +100,7 @@ fn new_trace(req: &RunRequest, trace_id: &str) -> Trace {
         schema_version: audit::TRACE_SCHEMA_VERSION,
         trace_id: trace_id.to_string(),
         run_id: trace_id.to_string(),
-        session_id: req.session_id.clone(),
+        session_id: session_id.map(str::to_owned),
         skill: TraceSkill {
             name: p.skill.name.clone(),
             version: p.skill.version.clone(),
@@ -145,12 +131,42 @@ fn event(kind: &str, detail: impl Into<String>) -> TraceEvent {
     }
 }
 
-/// Run one skill confined. Blocking; call it from a thread that lives until it
-/// returns (the sandbox is tied to the thread that spawned it).
-pub fn run(mut req: RunRequest) -> RunOutcome {
+/// Run one skill confined: admit it into its session (a refusal starts nothing and
+/// writes no trace), prepare, launch, supervise, record, account. Blocking; call it
+/// from a thread that lives until it returns (the sandbox is tied to the thread that
+/// spawned it).
+pub fn run(mut req: RunRequest) -> Result<RunOutcome, Refusal> {
+    let session = req.session.take();
+    let admission = match &session {
+        Some(s) => Some(s.engine.admit(&s.id)?),
+        None => None,
+    };
+    // The session's kill switch joins the caller's stop check; remember which fired.
+    let stopped_by_session: Arc<OnceLock<String>> = Arc::default();
+    if let Some(s) = &session {
+        let mut caller = std::mem::replace(&mut req.should_stop, Box::new(|| None));
+        let mut killed = s.engine.stop_check(&s.id);
+        let noted = Arc::clone(&stopped_by_session);
+        req.should_stop = Box::new(move || {
+            if let Some(why) = caller() {
+                return Some(why);
+            }
+            let why = killed()?;
+            let _ = noted.set(why.clone());
+            Some(why)
+        });
+    }
+    let mut outcome = confine_and_record(req, session.as_ref().map(|s| s.id.as_str()));
+    if let (Some(s), Some(a)) = (&session, &admission) {
+        outcome.session = Some(s.account(a, &outcome.trace, stopped_by_session.get().cloned()));
+    }
+    Ok(outcome)
+}
+
+fn confine_and_record(mut req: RunRequest, session_id: Option<&str>) -> RunOutcome {
     let started = Instant::now();
     let trace_id = audit::new_trace_id();
-    let mut trace = new_trace(&req, &trace_id);
+    let mut trace = new_trace(&req, session_id, &trace_id);
     let mut outcome = RunOutcome {
         exit_code: 125,
         termination: Termination::SetupFailed,
@@ -161,22 +177,19 @@ pub fn run(mut req: RunRequest) -> RunOutcome {
         error: None,
         hint: None,
         warnings: Vec::new(),
+        session: None,
     };
-
-    match confined(&mut req, &mut trace, &mut outcome, started) {
-        Ok(()) => {}
-        Err(setup) => {
-            trace.termination = Termination::SetupFailed;
-            trace.exit_code = setup.exit_code;
-            trace.setup_error = Some(match &setup.hint {
-                Some(h) => format!("{} (hint: {h})", setup.message),
-                None => setup.message.clone(),
-            });
-            outcome.exit_code = setup.exit_code;
-            outcome.termination = Termination::SetupFailed;
-            outcome.error = Some(setup.message);
-            outcome.hint = setup.hint;
-        }
+    if let Err(setup) = confined(&mut req, &mut trace, &mut outcome, started) {
+        trace.termination = Termination::SetupFailed;
+        trace.exit_code = setup.exit_code;
+        trace.setup_error = Some(match &setup.hint {
+            Some(h) => format!("{} (hint: {h})", setup.message),
+            None => setup.message.clone(),
+        });
+        outcome.exit_code = setup.exit_code;
+        outcome.termination = Termination::SetupFailed;
+        outcome.error = Some(setup.message);
+        outcome.hint = setup.hint;
     }
     trace.finished_at = audit::now();
     trace.duration_ms = started.elapsed().as_millis() as u64;
@@ -222,56 +235,21 @@ fn confined(
     started: Instant,
 ) -> Result<(), Setup> {
     let policy = req.policy.clone();
-    // 1. Supervisor: tier, declared paths, plan, cgroup.
-    let choice =
-        crate::tier::choose(policy.tier).map_err(|e| Setup::new(e.to_string(), e.hint()))?;
-    trace.tier = choice.name().to_string();
-    trace.events.push(event("tier", choice.reason.clone()));
-    let fresh_writes = crate::tier::absent_write_dirs(&policy);
-    let notes =
-        prepare::check_declared_paths(&policy).map_err(|e| Setup::new(e.to_string(), None))?;
-    for n in notes {
-        trace.events.push(event("setup", n));
+    // 1. Supervisor: tier, declared paths, the plan (once), cgroup.
+    let prepared = lower::prepare(
+        &policy,
+        &req.extra_args,
+        Mode::Run {
+            trace_id: &trace.trace_id,
+            allow_degraded: req.allow_degraded,
+            extra_ro_binds: &req.extra_ro_binds,
+        },
+    )?;
+    trace.tier = prepared.choice.name().to_string();
+    for (kind, detail) in &prepared.events {
+        trace.events.push(event(kind, detail.clone()));
     }
-    // The process tier: refusal of what it cannot enforce, scratch dir, its own plan.
-    let process = match choice.tier {
-        Tier::Process => Some(
-            crate::tier::prepare_process(
-                &policy,
-                &req.extra_args,
-                &trace.trace_id,
-                req.allow_degraded,
-                &fresh_writes,
-            )
-            .map_err(|e| Setup::new(e.to_string(), e.hint()))?,
-        ),
-        _ => None,
-    };
-    for g in process.iter().flat_map(|p| &p.gaps) {
-        let what = format!("{} not enforced: {}", g.layer, g.detail);
-        trace.events.push(event("degraded", what));
-    }
-    let plan = match &process {
-        Some(p) => p.plan.clone(),
-        None => prepare::launch_plan(&policy, &req.extra_args, true, &req.extra_ro_binds)
-            .map_err(|e| Setup::new(e.to_string(), None))?,
-    };
-    // The test-only switch: never run with a layer off unless the caller opted in.
-    let disabled = plan.dangerously_disabled_layer;
-    if let Some(layer) = disabled {
-        if !req.allow_degraded {
-            return Err(Setup::new(
-                format!("layer {} is {DISABLED_FOR_TESTS}", layer.name()),
-                Some("unset it (it exists for tests), or pass --allow-degraded".into()),
-            ));
-        }
-        trace.events.push(event(
-            "degraded",
-            format!("layer {} {DISABLED_FOR_TESTS}", layer.name()),
-        ));
-    }
-
-    let (cgroup, cgroup_missing) = if disabled == Some(LayerDisabledForTests::Cgroup) {
+    let (cgroup, cgroup_missing) = if prepared.disabled() == Some(LayerDisabledForTests::Cgroup) {
         (None, Some(DISABLED_FOR_TESTS.to_string()))
     } else {
         create_cgroup(&policy, &trace.trace_id, req.allow_degraded)?
@@ -286,7 +264,7 @@ fn confined(
     // 2–6. Spawn the stages; they come back once the skill is about to exec.
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let mut running = launch::start(
-        &plan,
+        &prepared.plan,
         StartOptions {
             exe,
             stdin: req.stdin.take(),
@@ -296,8 +274,7 @@ fn confined(
             None => Ok(()),
         },
     )
-    .map_err(|e| launch_failure(&policy, &e))?;
-
+    .map_err(|e| Setup::launch(&policy, &e))?;
     let egress_service = match running.egress.take() {
         Some((ports, fds)) => Some(
             crate::egress::start(&policy.network, &ports, fds)
@@ -305,84 +282,28 @@ fn confined(
         ),
         None => None,
     };
-    let egress_detail = egress_service
-        .as_ref()
-        .map(|_| crate::egress::describe(&policy.network));
-    trace.enforcement = match &process {
-        Some(p) => crate::tier::process_enforcement(
-            &plan,
-            &running.layers,
-            cgroup.as_ref(),
-            cgroup_missing.as_deref(),
-            &p.gaps,
-        ),
-        None => enforcement::after_launch(
-            &plan,
-            &running.layers,
-            cgroup.as_ref(),
-            cgroup_missing.as_deref(),
-            egress_detail,
-        ),
-    };
-    // Container tier: Landlock is defence in depth behind the mount namespace (best
-    // effort, reported). Process tier: namespaces are absent by design and reported;
-    // Landlock may be partial (scoping needs ABI 6), never absent.
-    let tolerated = |l: &skillsandbox_audit::LayerReport| match &process {
-        None => l.layer == "landlock",
-        Some(_) => {
-            crate::tier::inherent_gap(&l.layer)
-                || (l.layer == "landlock" && l.status == LayerStatus::Partial)
-        }
-    };
-    // Every other layer must be in force unless the caller opted into less.
-    if let Some(degraded) = trace
-        .enforcement
-        .iter()
-        .find(|l| l.status != LayerStatus::Enforced && !tolerated(l) && !req.allow_degraded)
-    {
-        return Err(Setup::new(
-            format!(
-                "layer {} is not enforced: {}",
-                degraded.layer, degraded.detail
-            ),
-            Some("pass --allow-degraded to run with less isolation".into()),
-        ));
-    }
+    trace.enforcement = enforcement_report(
+        &prepared,
+        &running,
+        cgroup.as_ref(),
+        cgroup_missing.as_deref(),
+        egress_service
+            .as_ref()
+            .map(|_| crate::egress::describe(&policy.network)),
+    );
+    refuse_unenforced(&trace.enforcement, &prepared, req.allow_degraded)?;
     // Only now may the skill run (it has been waiting, fully confined, for this).
     running
         .go()
         .map_err(|e| Setup::new(format!("starting the skill: {e}"), None))?;
 
-    // 7. Serve, stream, enforce the wall clock, wait.
+    // 7. Serve, stream, enforce the wall clock, wait; then no survivors.
     let refusals = running
         .seccomp_notify
         .take()
-        .map(|fd| observe_seccomp(fd, plan.seccomp));
-    let cap = policy.limits.max_output_bytes;
-    let stdout_sink = std::mem::replace(&mut req.stdout, Sink::Capture);
-    let stderr_sink = std::mem::replace(&mut req.stderr, Sink::Capture);
-    let out_pump = running
-        .stdout
-        .take()
-        .map(|s| output::pump(s, stdout_sink, cap, "stdout"));
-    let err_pump = running
-        .stderr
-        .take()
-        .map(|s| output::pump(s, stderr_sink, cap, "stderr"));
+        .map(|fd| observe_seccomp(fd, prepared.plan.seccomp));
     let deadline = started + Duration::from_secs(policy.limits.max_runtime_seconds);
-    let end = running.wait(deadline, &mut req.should_stop);
-
-    // On every exit path: no survivors, then usage.
-    if let Some(cg) = &cgroup {
-        if let Err(e) = cg.kill_all() {
-            trace
-                .events
-                .push(event("cleanup", format!("cgroup kill: {e}")));
-        }
-    }
-    running.kill();
-    outcome.stdout = out_pump.and_then(|h| h.join().ok()).unwrap_or_default();
-    outcome.stderr = err_pump.and_then(|h| h.join().ok()).unwrap_or_default();
+    let end = supervise(req, &mut running, cgroup.as_ref(), deadline, outcome, trace);
     if let Some(msg) = running.late_failure.take() {
         trace.events.push(event("exec", msg));
     }
@@ -402,115 +323,120 @@ fn confined(
         }
     }
     let usage = cgroup.as_ref().map(|c| c.usage());
-    let oom = usage.as_ref().is_some_and(|u| u.oom_kills > 0);
-
     let end = end.map_err(|e| Setup::new(format!("waiting for the sandbox: {e}"), None))?;
-    let (code, termination) = match end {
-        WaitEnd::TimedOut => (124, Termination::Timeout),
-        WaitEnd::Stopped(reason) => {
-            trace.events.push(event("killed", reason));
-            (137, Termination::Killed)
-        }
-        WaitEnd::Exited { code: Some(c), .. } if !oom => (c, Termination::Exited),
-        WaitEnd::Exited { .. } if oom => (137, Termination::Oom),
-        WaitEnd::Exited { signal, .. } => (128 + signal.unwrap_or(0), Termination::Signaled),
-    };
-    outcome.exit_code = code;
-    outcome.termination = termination;
-    trace.exit_code = code;
-    trace.termination = termination;
-
-    // Usage and resource violations.
-    let u = &mut trace.usage;
-    u.stdout_bytes = outcome.stdout.total;
-    u.stderr_bytes = outcome.stderr.total;
-    u.stdout_truncated = outcome.stdout.truncated;
-    u.stderr_truncated = outcome.stderr.truncated;
-    if let Some(cu) = &usage {
-        u.cpu_user_ms = cu.cpu_usage_ns.unwrap_or(0) / 1_000_000;
-        u.memory_peak_bytes = cu.memory_peak_bytes;
-        u.pids_peak = cu.pids_peak;
+    if let WaitEnd::Stopped(reason) = &end {
+        trace.events.push(event("killed", reason.clone()));
     }
-    let limits = &policy.limits;
-    let mut violations = Vec::new();
-    if termination == Termination::Timeout {
-        violations.push(audit::violation(
-            ViolationKind::Timeout,
-            Severity::Medium,
-            format!(
-                "wall clock of {} s ran out; the whole tree was killed",
-                limits.max_runtime_seconds
-            ),
-            None,
-        ));
-    }
-    if oom {
-        violations.push(audit::violation(
-            ViolationKind::MemoryLimit,
-            Severity::Medium,
-            format!("memory limit of {} MiB hit; OOM kill", limits.memory_mb),
-            None,
-        ));
-    }
-    if let Some(n) = usage
-        .as_ref()
-        .and_then(|u| u.pids_events_max)
-        .filter(|n| *n > 0)
-    {
-        violations.push(audit::violation(
-            ViolationKind::ProcessLimit,
-            Severity::Medium,
-            format!(
-                "{n} fork(s) refused at the limit of {} processes",
-                limits.max_processes
-            ),
-            None,
-        ));
-    }
-    for (name, c) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
-        if c.truncated {
-            violations.push(audit::violation(
-                ViolationKind::OutputLimit,
-                Severity::Low,
-                format!(
-                    "{name}: {} bytes written, {} kept",
-                    c.total, limits.max_output_bytes
-                ),
-                None,
-            ));
-        }
-    }
-    if matches!(end_signal(termination, code), Some(libc::SIGSYS)) {
-        violations.push(audit::violation(
-            ViolationKind::SyscallBlocked,
-            Severity::High,
-            "killed by SIGSYS: a syscall through a non-native ABI (x32 or i386 int 0x80) was refused",
-            audit::mitre_for_syscall("int 0x80"),
-        ));
-    }
-    if matches!(end_signal(termination, code), Some(libc::SIGXFSZ)) {
-        violations.push(audit::violation(
-            ViolationKind::FileSizeLimit,
-            Severity::Low,
-            format!(
-                "a write beyond {} MiB was refused (SIGXFSZ)",
-                limits.max_file_size_mb
-            ),
-            None,
-        ));
-    }
+    let v = verdict::judge(
+        &Observed {
+            end: &end,
+            cgroup: usage.as_ref(),
+            stdout: &outcome.stdout,
+            stderr: &outcome.stderr,
+        },
+        &policy.limits,
+    );
+    outcome.exit_code = v.exit_code;
+    outcome.termination = v.termination;
+    trace.exit_code = v.exit_code;
+    trace.termination = v.termination;
+    trace.usage = v.usage;
+    trace.policy_violations.extend(v.violations);
     if let Some(seen) = refusals {
-        // The listener hangs up once every filtered process is gone (they are: the
-        // cgroup and the PID namespace were killed above); give it a moment to drain.
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while !seen.1.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let list = seen.0.lock().map(|v| v.clone()).unwrap_or_default();
-        violations.extend(list);
+        trace.policy_violations.extend(drain_refusals(seen));
     }
-    trace.policy_violations.extend(violations);
     Ok(())
+}
+
+/// Pump stdout/stderr into the request's sinks, wait for the end (wall clock, stop
+/// check), kill whatever is left (on every exit path: no survivors), and leave what
+/// was captured in `outcome`.
+fn supervise(
+    req: &mut RunRequest,
+    running: &mut Running,
+    cgroup: Option<&SandboxCgroup>,
+    deadline: Instant,
+    outcome: &mut RunOutcome,
+    trace: &mut Trace,
+) -> Result<WaitEnd, LaunchError> {
+    let cap = req.policy.limits.max_output_bytes;
+    let stdout_sink = std::mem::replace(&mut req.stdout, Sink::Capture);
+    let stderr_sink = std::mem::replace(&mut req.stderr, Sink::Capture);
+    let out_pump = running
+        .stdout
+        .take()
+        .map(|s| output::pump(s, stdout_sink, cap, "stdout"));
+    let err_pump = running
+        .stderr
+        .take()
+        .map(|s| output::pump(s, stderr_sink, cap, "stderr"));
+    let end = running.wait(deadline, &mut req.should_stop);
+    if let Some(cg) = cgroup {
+        if let Err(e) = cg.kill_all() {
+            trace
+                .events
+                .push(event("cleanup", format!("cgroup kill: {e}")));
+        }
+    }
+    running.kill();
+    // Joined only now: a daemon the skill left could hold the pipes open until killed.
+    outcome.stdout = out_pump.and_then(|h| h.join().ok()).unwrap_or_default();
+    outcome.stderr = err_pump.and_then(|h| h.join().ok()).unwrap_or_default();
+    end
+}
+
+/// The enforcement report of the tier in use, from what the launch reported.
+fn enforcement_report(
+    prepared: &Prepared,
+    running: &Running,
+    cgroup: Option<&SandboxCgroup>,
+    cgroup_missing: Option<&str>,
+    egress_detail: Option<String>,
+) -> Vec<LayerReport> {
+    match &prepared.process {
+        Some(p) => crate::tier::process_enforcement(
+            &prepared.plan,
+            &running.layers,
+            cgroup,
+            cgroup_missing,
+            &p.gaps,
+        ),
+        None => enforcement::after_launch(
+            &prepared.plan,
+            &running.layers,
+            cgroup,
+            cgroup_missing,
+            egress_detail,
+        ),
+    }
+}
+
+/// Every layer must be in force unless the caller opted into less. Container tier:
+/// Landlock is defence in depth behind the mount namespace (best effort, reported).
+/// Process tier: namespaces are absent by design and reported; Landlock may be
+/// partial (scoping needs ABI 6), never absent.
+fn refuse_unenforced(
+    report: &[LayerReport],
+    prepared: &Prepared,
+    allow_degraded: bool,
+) -> Result<(), Setup> {
+    let tolerated = |l: &LayerReport| match &prepared.process {
+        None => l.layer == "landlock",
+        Some(_) => {
+            crate::tier::inherent_gap(&l.layer)
+                || (l.layer == "landlock" && l.status == LayerStatus::Partial)
+        }
+    };
+    match report
+        .iter()
+        .find(|l| l.status != LayerStatus::Enforced && !tolerated(l) && !allow_degraded)
+    {
+        Some(l) => Err(Setup::new(
+            format!("layer {} is not enforced: {}", l.layer, l.detail),
+            Some("pass --allow-degraded to run with less isolation".into()),
+        )),
+        None => Ok(()),
+    }
 }
 
 type Seen = (
@@ -520,6 +446,16 @@ type Seen = (
 
 /// Serve the seccomp listener on its own thread: every refused syscall is answered
 /// with the profile's errno and recorded as a violation.
+/// The refused syscalls the listener saw. It hangs up once every filtered process is
+/// gone (they are: the cgroup and the PID namespace were killed); give it a moment.
+fn drain_refusals(seen: Seen) -> Vec<audit::Violation> {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while !seen.1.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    seen.0.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
 fn observe_seccomp(
     fd: std::os::fd::OwnedFd,
     profile: skillsandbox_manifest::SyscallProfile,
@@ -548,10 +484,6 @@ fn observe_seccomp(
     (list, done)
 }
 
-fn end_signal(t: Termination, code: i32) -> Option<i32> {
-    (t == Termination::Signaled).then_some(code - 128)
-}
-
 fn create_cgroup(
     policy: &Policy,
     trace_id: &str,
@@ -574,25 +506,5 @@ fn create_cgroup(
             format!("cannot apply resource limits: {e}"),
             Some("run as root, start from a delegated cgroup, or pass --allow-degraded".into()),
         )),
-    }
-}
-
-fn launch_failure(policy: &Policy, e: &LaunchError) -> Setup {
-    let mut hint = e.hint().map(str::to_string);
-    if e.exit_code() == 127 {
-        let cmd = &policy.entrypoint.command;
-        hint = Some(match prepare::host_which(cmd) {
-            Some(p) => format!(
-                "the host has {cmd} at {}; the sandbox sees /usr, /bin, /lib and /opt only: \
-                 declare its directory under permissions.filesystem.read, or use a command from /usr/bin",
-                p.display()
-            ),
-            None => format!("{cmd} is not installed on the host either"),
-        });
-    }
-    Setup {
-        message: e.to_string(),
-        hint,
-        exit_code: e.exit_code(),
     }
 }

@@ -7,7 +7,7 @@
 //! session per server). Decisions themselves are made in `skillsandbox-policy`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -63,6 +63,59 @@ const _: fn() = || {
     fn shareable<T: Send + Sync>() {}
     shareable::<SessionEngine>();
 };
+
+/// The session a run is charged to (see [`crate::RunRequest::session`]).
+#[derive(Debug, Clone)]
+pub struct RunSession {
+    pub engine: Arc<SessionEngine>,
+    pub id: String,
+}
+
+/// What the session engine did around one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionAccount {
+    pub admission: Admission,
+    /// What accounting triggered (alerts, blocks, the kill switch), in order.
+    pub decisions: Vec<Decision>,
+    /// The session's kill switch stopped this run: its reason.
+    pub stopped_by_session: Option<String>,
+    /// Accounting failed; the run still happened.
+    pub error: Option<String>,
+}
+
+impl RunSession {
+    pub fn new(engine: Arc<SessionEngine>, id: impl Into<String>) -> Self {
+        RunSession {
+            engine,
+            id: id.into(),
+        }
+    }
+
+    /// Account a finished run (its trace) and carry out what that triggers.
+    pub fn account(
+        &self,
+        admission: &Admission,
+        trace: &Trace,
+        stopped_by_session: Option<String>,
+    ) -> SessionAccount {
+        let (decisions, error) = match self.engine.account(admission, trace) {
+            Ok(d) => (d, None),
+            Err(e) => (
+                Vec::new(),
+                Some(format!(
+                    "could not account the run to session {}: {e}",
+                    self.id
+                )),
+            ),
+        };
+        SessionAccount {
+            admission: admission.clone(),
+            decisions,
+            stopped_by_session,
+            error,
+        }
+    }
+}
 
 /// A fresh session id for a caller that has none (e.g. `serve`): `s-` + 12 hex.
 pub fn new_session_id() -> String {

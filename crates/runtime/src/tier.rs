@@ -347,9 +347,8 @@ fn check_reachable(policy: &Policy, id: &Identity) -> Result<(), TierError> {
     Ok(())
 }
 
-/// Everything the supervisor prepares for a process-tier run.
+/// What the supervisor keeps for a process-tier run besides its plan.
 pub struct ProcessRun {
-    pub plan: LaunchPlan,
     pub scratch: Scratch,
     pub gaps: Vec<Gap>,
     pub landlock_abi: i32,
@@ -364,7 +363,7 @@ pub fn prepare_process(
     trace_id: &str,
     degraded: bool,
     fresh_writes: &[PathBuf],
-) -> Result<ProcessRun, TierError> {
+) -> Result<(LaunchPlan, ProcessRun), TierError> {
     let landlock_abi = probe::probe_landlock().abi;
     let gaps = process_gaps(policy, landlock_abi);
     if !gaps.is_empty() && !degraded {
@@ -397,12 +396,14 @@ pub fn prepare_process(
             dangerously_disabled_layer: disabled,
         },
     )?;
-    Ok(ProcessRun {
+    Ok((
         plan,
-        scratch,
-        gaps,
-        landlock_abi,
-    })
+        ProcessRun {
+            scratch,
+            gaps,
+            landlock_abi,
+        },
+    ))
 }
 
 /// The plan `--dry-run` prints for the process tier (scratch path not created).

@@ -5,7 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use serde_json::json;
-use skillsandbox_runtime::{dry_run_plan, run, RunOutcome, RunRequest, Sink};
+use std::sync::Arc;
+
+use skillsandbox_runtime::{dry_run_plan, run, RunOutcome, RunRequest, RunSession, Sink};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunFlags {
@@ -61,23 +63,26 @@ pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {
         req.stdout = Sink::Capture;
         req.stderr = Sink::Capture;
     }
-    let session = match &flags.session {
+    let engine = match &flags.session {
         Some(id) => {
             let audit = flags.audit_log.clone();
-            match super::session::admit_run(id, flags.policy.as_deref(), audit, flags.json)? {
-                Ok(admitted) => Some(admitted),
+            match super::session::open_run_engine(id, flags.policy.as_deref(), audit, flags.json)? {
+                Ok(engine) => {
+                    let engine = Arc::new(engine);
+                    req.session = Some(RunSession::new(Arc::clone(&engine), id.clone()));
+                    Some(engine)
+                }
                 Err(code) => return Ok(code),
             }
         }
         None => None,
     };
-    if let Some((engine, admission)) = &session {
-        req.session_id = Some(admission.session_id.clone());
-        req.should_stop = Box::new(engine.stop_check(&admission.session_id));
-    }
-    let outcome = run(req);
-    if let Some((engine, admission)) = &session {
-        super::session::after_run(engine, admission, &outcome);
+    let outcome = match run(req) {
+        Ok(o) => o,
+        Err(refusal) => return super::session::refused_run(&refusal, flags.json),
+    };
+    if let (Some(engine), Some(account)) = (&engine, &outcome.session) {
+        super::session::after_run(engine, account, &outcome);
     }
     for w in &outcome.warnings {
         eprintln!("skillsandbox: warning: {w}");

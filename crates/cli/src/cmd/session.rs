@@ -9,9 +9,9 @@ use anyhow::Context;
 use skillsandbox_audit::Termination;
 use skillsandbox_policy::{policy_json_schema, Action, PolicyFileError};
 use skillsandbox_runtime::session::{
-    describe_decision, Admission, SessionEngine, SessionError, SessionState, SessionStatus,
+    describe_decision, Refusal, SessionEngine, SessionError, SessionState, SessionStatus,
 };
-use skillsandbox_runtime::RunOutcome;
+use skillsandbox_runtime::{RunOutcome, SessionAccount};
 
 use super::Exit;
 
@@ -307,29 +307,34 @@ fn kill(engine: &SessionEngine, id: &str, reason: &str) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Before a run with `--session ID`: the engine and the admission, or the exit code
-/// of a refusal (printed here: one line on stderr, and a JSON object with `--json`).
-pub fn admit_run(
+/// Before a run with `--session ID`: the session engine, or the exit code of a
+/// refusal when it cannot be opened (printed here: one line on stderr, and a JSON
+/// object with `--json`). Admission itself happens in the run entry.
+pub fn open_run_engine(
     id: &str,
     policy: Option<&Path>,
     audit_log: Option<PathBuf>,
     json: bool,
-) -> anyhow::Result<Result<(SessionEngine, Admission), u8>> {
-    let engine = match SessionEngine::open(policy, audit_log) {
-        Ok(e) => e,
-        Err(SessionError::LoadPolicy(e)) => return Err(policy_error(e)),
+) -> anyhow::Result<Result<SessionEngine, u8>> {
+    match SessionEngine::open(policy, audit_log) {
+        Ok(e) => Ok(Ok(e)),
+        Err(SessionError::LoadPolicy(e)) => Err(policy_error(e)),
         Err(e) => {
             let reason = format!("the session store is unavailable, refusing: {e}");
-            return refused(id, "store", &reason, json).map(Err);
-        }
-    };
-    match engine.admit(id) {
-        Ok(a) => Ok(Ok((engine, a))),
-        Err(r) => {
-            let kind = serde_json::to_value(r.kind).unwrap_or_default();
-            refused(id, kind.as_str().unwrap_or("refused"), &r.reason, json).map(Err)
+            refused(id, "store", &reason, json).map(Err)
         }
     }
+}
+
+/// A run the session engine refused: nothing started. Prints it; the exit code.
+pub fn refused_run(r: &Refusal, json: bool) -> anyhow::Result<u8> {
+    let kind = serde_json::to_value(r.kind).unwrap_or_default();
+    refused(
+        &r.session,
+        kind.as_str().unwrap_or("refused"),
+        &r.reason,
+        json,
+    )
 }
 
 fn refused(id: &str, kind: &str, reason: &str, json: bool) -> anyhow::Result<u8> {
@@ -346,8 +351,8 @@ fn refused(id: &str, kind: &str, reason: &str, json: bool) -> anyhow::Result<u8>
 
 /// After a run with `--session`: account it, print alerts and kills on stderr, and
 /// give kill notices in flight a moment.
-pub fn after_run(engine: &SessionEngine, admission: &Admission, outcome: &RunOutcome) {
-    let id = &admission.session_id;
+pub fn after_run(engine: &SessionEngine, account: &SessionAccount, outcome: &RunOutcome) {
+    let id = &account.admission.session_id;
     if outcome.termination == Termination::Killed {
         let why = outcome
             .trace
@@ -358,15 +363,15 @@ pub fn after_run(engine: &SessionEngine, admission: &Admission, outcome: &RunOut
             .map_or("the session was killed", |e| e.detail.as_str());
         eprintln!("skillsandbox: stopped: {why}");
     }
-    match engine.account(admission, &outcome.trace) {
-        Ok(decisions) => {
-            for d in decisions.iter().filter(|d| d.action >= Action::Alert) {
-                eprintln!("skillsandbox: {}", describe_decision(id, d));
-            }
-        }
-        Err(e) => {
-            eprintln!("skillsandbox: warning: could not account the run to session {id}: {e}")
-        }
+    for d in account
+        .decisions
+        .iter()
+        .filter(|d| d.action >= Action::Alert)
+    {
+        eprintln!("skillsandbox: {}", describe_decision(id, d));
+    }
+    if let Some(e) = &account.error {
+        eprintln!("skillsandbox: warning: {e}");
     }
     engine.wait_notifications(NOTICE_GRACE);
 }

@@ -144,7 +144,13 @@ pub fn run_battery(
         req.audit_log = Some(ws.root.join("audit.jsonl"));
         req.allow_degraded = allow_degraded;
         req.extra_ro_binds = vec![(exe.to_path_buf(), PathBuf::from(PROBE_INSIDE))];
-        let outcome = run(req);
+        // No session is attached, so nothing can refuse; a refusal is still reported.
+        let outcome = run(req).map_err(|refusal| RunnerError::Setup {
+            run: r.name(),
+            message: refusal.to_string(),
+            hint: None,
+            exit_code: 3,
+        })?;
         if let Some(message) = outcome.error.clone() {
             return Err(RunnerError::Setup {
                 run: r.name(),

@@ -1,0 +1,122 @@
+//! Supervisor preparation, once per run (DESIGN.md §3 step 1): choose the tier, check
+//! and create the declared paths, lower the policy into the one launch plan the run
+//! uses. `--dry-run` goes through the same function without touching the host.
+
+use std::path::PathBuf;
+
+use skillsandbox_manifest::{Policy, Tier};
+use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
+use skillsandbox_sandbox::plan::LaunchPlan;
+
+use crate::prepare;
+use crate::setup::Setup;
+use crate::tier::{self, ProcessRun, TierChoice};
+
+/// What the run does to the host while preparing.
+pub(crate) enum Mode<'a> {
+    /// Nothing: no directory created, no scratch, no seccomp listener.
+    DryRun,
+    /// The real thing.
+    Run {
+        trace_id: &'a str,
+        allow_degraded: bool,
+        extra_ro_binds: &'a [(PathBuf, PathBuf)],
+    },
+}
+
+/// The result of preparing a run: the tier, the plan, and (process tier) its
+/// scratch directory and gaps.
+pub(crate) struct Prepared {
+    pub choice: TierChoice,
+    pub plan: LaunchPlan,
+    pub process: Option<ProcessRun>,
+    /// Trace events: (kind, detail).
+    pub events: Vec<(&'static str, String)>,
+}
+
+impl Prepared {
+    /// The test-only switch in force, if any.
+    pub fn disabled(&self) -> Option<LayerDisabledForTests> {
+        self.plan.dangerously_disabled_layer
+    }
+}
+
+/// Choose the tier and lower the policy for it, once.
+pub(crate) fn prepare(
+    policy: &Policy,
+    extra_args: &[String],
+    mode: Mode<'_>,
+) -> Result<Prepared, Setup> {
+    let choice = tier::choose(policy.tier).map_err(|e| Setup::new(e.to_string(), e.hint()))?;
+    let mut events = vec![("tier", choice.reason.clone())];
+    let Mode::Run {
+        trace_id,
+        allow_degraded,
+        extra_ro_binds,
+    } = mode
+    else {
+        let plan = match choice.tier {
+            Tier::Process => tier::dry_run_process_plan(policy, extra_args, false)
+                .map_err(|e| Setup::new(e.to_string(), e.hint()))?,
+            _ => prepare::launch_plan(policy, extra_args, false, &[])
+                .map_err(|e| Setup::new(e.to_string(), None))?,
+        };
+        return Ok(Prepared {
+            choice,
+            plan,
+            process: None,
+            events,
+        });
+    };
+
+    let fresh_writes = tier::absent_write_dirs(policy);
+    let notes =
+        prepare::check_declared_paths(policy).map_err(|e| Setup::new(e.to_string(), None))?;
+    events.extend(notes.into_iter().map(|n| ("setup", n)));
+    let (plan, process) = match choice.tier {
+        Tier::Process => {
+            let (plan, p) =
+                tier::prepare_process(policy, extra_args, trace_id, allow_degraded, &fresh_writes)
+                    .map_err(|e| Setup::new(e.to_string(), e.hint()))?;
+            for g in &p.gaps {
+                events.push((
+                    "degraded",
+                    format!("{} not enforced: {}", g.layer, g.detail),
+                ));
+            }
+            (plan, Some(p))
+        }
+        _ => (
+            prepare::launch_plan(policy, extra_args, true, extra_ro_binds)
+                .map_err(|e| Setup::new(e.to_string(), None))?,
+            None,
+        ),
+    };
+    // The test-only switch: never run with a layer off unless the caller opted in.
+    if let Some(layer) = plan.dangerously_disabled_layer {
+        if !allow_degraded {
+            return Err(Setup::new(
+                format!("layer {} is {DISABLED_FOR_TESTS}", layer.name()),
+                Some("unset it (it exists for tests), or pass --allow-degraded".into()),
+            ));
+        }
+        events.push((
+            "degraded",
+            format!("layer {} {DISABLED_FOR_TESTS}", layer.name()),
+        ));
+    }
+    Ok(Prepared {
+        choice,
+        plan,
+        process,
+        events,
+    })
+}
+
+/// The launch plan a run would use (for `--dry-run`): the same tier choice and
+/// lowering as a run, with no effect on the host.
+pub fn dry_run_plan(policy: &Policy, extra_args: &[String]) -> Result<LaunchPlan, String> {
+    prepare(policy, extra_args, Mode::DryRun)
+        .map(|p| p.plan)
+        .map_err(|s| s.message)
+}
