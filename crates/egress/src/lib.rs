@@ -28,6 +28,8 @@ use tokio::task::AbortHandle;
 mod addr;
 mod dns;
 mod dns_serve;
+#[doc(hidden)]
+pub mod fuzzing;
 mod pktinfo;
 mod record;
 mod relay;
