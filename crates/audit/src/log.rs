@@ -390,6 +390,7 @@ pub fn run_record_body(trace: &Trace, trace_path: &Path) -> serde_json::Value {
         "trace_id": trace.trace_id,
         "run_id": trace.run_id,
         "session_id": trace.session_id,
+        "tool_call_id": trace.tool_call_id,
         "skill": { "name": trace.skill.name, "version": trace.skill.version },
         "tier": trace.tier,
         "exit_code": trace.exit_code,

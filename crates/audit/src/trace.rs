@@ -57,6 +57,10 @@ pub struct Trace {
     /// Why the sandbox could not be set up (`termination == setup_failed`).
     #[serde(default)]
     pub setup_error: Option<String>,
+    /// The agent's tool call this run executes (`skillsandbox hook`: Claude Code's
+    /// `tool_use_id`, Codex's call id); `null` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 /// The skill a run executed.

@@ -36,6 +36,8 @@ enum Command {
     Session(cmd::session::Args),
     Serve(cmd::serve::Args),
     Check(cmd::check::Args),
+    Init(cmd::init::Args),
+    Hook(cmd::hook::Args),
     /// The probe `check` starts inside the sandbox (internal).
     #[command(name = "__probe", hide = true)]
     Probe(cmd::check::ProbeArgs),
@@ -59,6 +61,8 @@ fn main() -> ExitCode {
         Command::Session(a) => cmd::session::main(a),
         Command::Serve(a) => cmd::serve::main(a),
         Command::Check(a) => cmd::check::main(a),
+        Command::Init(a) => cmd::init::main(a),
+        Command::Hook(a) => cmd::hook::main(a),
         Command::Probe(a) => cmd::check::probe(a),
     };
     match result {

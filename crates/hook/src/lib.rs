@@ -10,9 +10,12 @@
 
 mod decide;
 mod event;
+mod explain;
 pub mod install;
+pub mod profile;
 mod quote;
 
 pub use decide::{decide, Decision, HookProfile, SessionView};
 pub use event::{parse_event, Agent, Event, EventError};
+pub use explain::explain;
 pub use quote::sh_single_quote;

@@ -54,6 +54,7 @@ fn outcome(exit_code: i32, termination: Termination, kinds: &[ViolationKind]) ->
             })
             .collect(),
         setup_error: None,
+        tool_call_id: None,
     };
     RunOutcome {
         exit_code,

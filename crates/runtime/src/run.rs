@@ -40,6 +40,8 @@ pub struct RunRequest {
     /// The session the run is charged to: admitted before anything starts, stopped
     /// by its kill switch, accounted after. `None`: no session.
     pub session: Option<RunSession>,
+    /// The agent's tool call this run executes (recorded in the trace and audit log).
+    pub tool_call_id: Option<String>,
     /// Run even when a requested layer (cgroup limits) cannot be applied; the trace
     /// then says exactly what is missing.
     pub allow_degraded: bool,
@@ -63,6 +65,7 @@ impl RunRequest {
             trace_output: None,
             audit_log: None,
             session: None,
+            tool_call_id: None,
             allow_degraded: false,
             should_stop: Box::new(|| None),
             extra_ro_binds: Vec::new(),
@@ -120,6 +123,7 @@ fn new_trace(req: &RunRequest, session_id: Option<&str>, trace_id: &str) -> Trac
         events: Vec::new(),
         policy_violations: Vec::new(),
         setup_error: None,
+        tool_call_id: req.tool_call_id.clone(),
     }
 }
 

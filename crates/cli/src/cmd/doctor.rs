@@ -27,8 +27,63 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
         writeln!(out)?;
     } else {
         out.write_all(render(&report).as_bytes())?;
+        out.write_all(agent_hooks().as_bytes())?;
     }
     Ok(0)
+}
+
+/// Whether the agent-shell hook is installed for this project and would confine
+/// (its profile loads).
+fn agent_hooks() -> String {
+    use skillsandbox_hook::{profile::PROFILE_PATH, Agent};
+    let Ok(cwd) = std::env::current_dir() else {
+        return String::new();
+    };
+    let profile = cwd.join(PROFILE_PATH);
+    let profile_state = if !profile.is_file() {
+        "no profile here (`skillsandbox init`)".to_string()
+    } else {
+        match skillsandbox_manifest::load(
+            &profile,
+            &skillsandbox_manifest::ResolveEnv::from_process_env(),
+        ) {
+            Ok(_) => format!("{} loads", profile.display()),
+            Err(e) => format!(
+                "{} is INVALID: {}",
+                profile.display(),
+                e.to_string().replace('\n', " ")
+            ),
+        }
+    };
+    let mut s = format!("{:<17}{profile_state}\n", "project profile");
+    for agent in [Agent::ClaudeCode, Agent::Codex] {
+        let found = super::hook::installed_in(agent, &cwd);
+        let state = if found.is_empty() {
+            format!(
+                "not installed (`skillsandbox hook install {}`)",
+                agent.name()
+            )
+        } else {
+            let live = if profile.is_file() {
+                "live"
+            } else {
+                "installed, but no profile: commands are denied"
+            };
+            format!(
+                "{live}: {}",
+                found
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        s.push_str(&format!(
+            "{:<17}{state}\n",
+            format!("hook {}", agent.name())
+        ));
+    }
+    s
 }
 
 fn yes(b: bool) -> &'static str {

@@ -23,8 +23,20 @@ use super::report::{finish_run, RunFlags};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Start from this manifest's permissions and limits instead of deny-all.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "profile")]
     pub manifest: Option<PathBuf>,
+    /// Run under a project profile (`.skillsandbox/profile.yaml`, written by
+    /// `skillsandbox init`): its permissions and limits, the working directory the
+    /// current one unless --workdir says otherwise. What the agent-shell hook uses.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// After the run, one stderr line per wall the command hit: what was blocked, by
+    /// which rule, and the profile line that would allow it.
+    #[arg(long)]
+    pub explain: bool,
+    /// The agent tool call this command executes (recorded in the trace and audit log).
+    #[arg(long, value_name = "ID")]
+    pub tool_call_id: Option<String>,
     /// Grant read-only access to a host path (mounted at the same path). Repeatable.
     #[arg(long, value_name = "PATH")]
     pub read: Vec<PathBuf>,
@@ -82,9 +94,14 @@ pub fn parse_tier(s: &str) -> Result<Tier, String> {
 
 pub fn main(args: Args) -> anyhow::Result<u8> {
     let cwd = std::env::current_dir()?;
-    let base = match &args.manifest {
+    let source = args.profile.as_ref().or(args.manifest.as_ref());
+    let base = match source {
         Some(m) => Some(super::load_policy(m)?),
         None => None,
+    };
+    let workdir = match (&args.workdir, &args.profile) {
+        (None, Some(_)) => Some(cwd.clone()),
+        (w, _) => w.clone(),
     };
     let grants = Grants {
         read: args.read,
@@ -94,7 +111,7 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
         timeout_s: args.timeout,
         max_processes: args.max_processes,
         tier: args.tier,
-        workdir: args.workdir,
+        workdir,
     };
     let mut policy = adhoc_policy(base, &args.command, &grants, &cwd);
     policy.network.egress.extend(
@@ -103,9 +120,18 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
             .map(|(domain, ports)| EgressRule::Domain { domain, ports }),
     );
     let mut req = RunRequest::new(policy);
+    req.tool_call_id = args.tool_call_id;
+    let mut flags = args.run;
+    if args.explain {
+        flags.explain = Some(
+            source
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from("the exec flags")),
+        );
+    }
     if args.stdin {
         use std::os::fd::AsFd;
         req.stdin = Some(std::io::stdin().as_fd().try_clone_to_owned()?);
     }
-    finish_run(req, &args.run)
+    finish_run(req, &flags)
 }

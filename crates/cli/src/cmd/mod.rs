@@ -4,6 +4,8 @@ pub mod audit;
 pub mod check;
 pub mod doctor;
 pub mod exec;
+pub mod hook;
+pub mod init;
 pub mod inspect;
 pub mod report;
 pub mod run;

@@ -42,6 +42,9 @@ pub struct RunFlags {
     /// it exists; otherwise no limits). Needs --session.
     #[arg(long, value_name = "FILE", requires = "session")]
     pub policy: Option<PathBuf>,
+    /// Set by `exec --explain`: the profile that blocked lines point at.
+    #[arg(skip)]
+    pub explain: Option<PathBuf>,
 }
 
 pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {
@@ -83,6 +86,11 @@ pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {
     };
     if let (Some(engine), Some(account)) = (&engine, &outcome.session) {
         super::session::after_run(engine, account, &outcome);
+    }
+    if let Some(profile) = &flags.explain {
+        for line in skillsandbox_hook::explain(&outcome.trace, profile) {
+            eprintln!("{line}");
+        }
     }
     for w in &outcome.warnings {
         eprintln!("skillsandbox: warning: {w}");
