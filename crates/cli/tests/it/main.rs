@@ -11,6 +11,7 @@ mod escape_life;
 mod escape_limits;
 mod escape_proc;
 mod examples;
+mod hook;
 mod manifest;
 mod mcp;
 mod review2;
