@@ -1,6 +1,7 @@
 //! End-to-end tests through the real `skillsandbox` binary. All integration tests
 //! compile into this one test binary; each area has its own module.
 
+mod agents;
 mod audit;
 mod check;
 mod common;
