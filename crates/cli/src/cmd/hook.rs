@@ -36,13 +36,20 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum HookCommand {
     /// Answer one Claude Code PreToolUse event (stdin → stdout).
-    ClaudeCode,
+    ClaudeCode(AnswerArgs),
     /// Answer one Codex PreToolUse event (stdin → stdout).
-    Codex,
+    Codex(AnswerArgs),
     /// Add the hook to the agent's settings (keeps every other hook and setting).
     Install(InstallArgs),
     /// Remove the hook from the agent's settings.
     Uninstall(InstallArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AnswerArgs {
+    /// Read the event from this file instead of stdin (benchmarks, debugging).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,18 +75,23 @@ const MAX_EVENT_BYTES: u64 = 4 * 1024 * 1024;
 
 pub fn main(args: Args) -> anyhow::Result<u8> {
     match args.command {
-        HookCommand::ClaudeCode => answer(Agent::ClaudeCode),
-        HookCommand::Codex => answer(Agent::Codex),
+        HookCommand::ClaudeCode(a) => answer(Agent::ClaudeCode, a.input.as_deref()),
+        HookCommand::Codex(a) => answer(Agent::Codex, a.input.as_deref()),
         HookCommand::Install(a) => install(&a, true),
         HookCommand::Uninstall(a) => install(&a, false),
     }
 }
 
-fn answer(agent: Agent) -> anyhow::Result<u8> {
+fn answer(agent: Agent, from: Option<&Path>) -> anyhow::Result<u8> {
     let mut input = Vec::new();
-    let read = std::io::stdin()
-        .take(MAX_EVENT_BYTES + 1)
-        .read_to_end(&mut input);
+    let read = match from {
+        Some(p) => {
+            std::fs::File::open(p).and_then(|f| f.take(MAX_EVENT_BYTES + 1).read_to_end(&mut input))
+        }
+        None => std::io::stdin()
+            .take(MAX_EVENT_BYTES + 1)
+            .read_to_end(&mut input),
+    };
     let decision = match read {
         Err(e) => deny(format!(
             "skillsandbox hook: cannot read the event on stdin: {e}"
