@@ -14,6 +14,9 @@ pub struct HookProfile {
     pub path: PathBuf,
     /// Paths the profile hides (`filesystem.deny`, absolute).
     pub hidden: Vec<PathBuf>,
+    /// Paths the agent's own file tools may read but never write: the profile's
+    /// directory and the agents' project settings (the hook's own configuration).
+    pub protected: Vec<PathBuf>,
     /// The `skillsandbox` binary the rewritten command calls (absolute).
     pub exe: PathBuf,
 }
@@ -89,6 +92,28 @@ const FILE_TOOLS: &[(&str, &[&str])] = &[
     ("view_image", &["path"]),
 ];
 
+/// File tools that write.
+const WRITING_TOOLS: &[&str] = &["Write", "Edit", "MultiEdit", "NotebookEdit"];
+
+/// A write by the agent's own tools into the hook's configuration.
+fn write_check(event: &Event, paths: &[String], profile: &HookProfile) -> Option<Decision> {
+    paths.iter().find_map(|p| {
+        let abs = normalise(&Path::new(&event.cwd).join(p));
+        let real = std::fs::canonicalize(&abs).unwrap_or_else(|_| abs.clone());
+        profile
+            .protected
+            .iter()
+            .find(|g| abs.starts_with(normalise(g)) || real.starts_with(normalise(g)))
+            .map(|g| Decision::Deny {
+                reason: format!(
+                    "skillsandbox: {} on {p} is refused: {} configures the sandbox of this                      agent; only the user changes it (then `skillsandbox hook approve`)",
+                    event.tool_name,
+                    g.display()
+                ),
+            })
+    })
+}
+
 /// Decide one event.
 pub fn decide(event: &Event, profile: &HookProfile, session: &SessionView) -> Decision {
     if event.hook_event_name != "PreToolUse" {
@@ -112,7 +137,8 @@ pub fn decide(event: &Event, profile: &HookProfile, session: &SessionView) -> De
             .and_then(Value::as_str)
             .map(patch_paths)
             .unwrap_or_default();
-        return hidden_path_check(event, &paths, profile);
+        return write_check(event, &paths, profile)
+            .unwrap_or_else(|| hidden_path_check(event, &paths, profile));
     }
     if let Some((_, fields)) = FILE_TOOLS.iter().find(|(t, _)| *t == event.tool_name) {
         let mut paths: Vec<String> = fields
@@ -122,6 +148,11 @@ pub fn decide(event: &Event, profile: &HookProfile, session: &SessionView) -> De
             .collect();
         if paths.is_empty() {
             paths.push(event.cwd.clone());
+        }
+        if WRITING_TOOLS.contains(&event.tool_name.as_str()) {
+            if let Some(deny) = write_check(event, &paths, profile) {
+                return deny;
+            }
         }
         return hidden_path_check(event, &paths, profile);
     }

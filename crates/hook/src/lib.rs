@@ -12,6 +12,7 @@ mod decide;
 mod event;
 mod explain;
 pub mod install;
+pub mod pin;
 pub mod profile;
 mod quote;
 

@@ -13,6 +13,10 @@ fn profile() -> HookProfile {
     HookProfile {
         path: "/work/proj/.skillsandbox/profile.yaml".into(),
         hidden: vec!["/home/u/.ssh".into(), "/home/u/.aws".into()],
+        protected: vec![
+            "/work/proj/.skillsandbox".into(),
+            "/work/proj/.claude".into(),
+        ],
         exe: "/usr/local/bin/skillsandbox".into(),
     }
 }
@@ -130,6 +134,46 @@ fn file_tools_on_hidden_paths_are_denied_elsewhere_passed() {
     );
     assert_eq!(
         decide_fixture("claude-webfetch.json", &SessionView::Open),
+        Decision::PassThrough
+    );
+}
+
+#[test]
+fn the_agents_file_tools_cannot_rewrite_the_hooks_configuration() {
+    for (tool, path) in [
+        ("Write", "/work/proj/.skillsandbox/profile.yaml"),
+        ("Edit", "./.claude/settings.json"),
+        ("MultiEdit", "src/../.claude/settings.local.json"),
+    ] {
+        let ev = parse_event(
+            serde_json::json!({"session_id": "s", "cwd": "/work/proj",
+                "hook_event_name": "PreToolUse", "tool_name": tool,
+                "tool_input": {"file_path": path, "content": "x"}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let d = decide(&ev, &profile(), &SessionView::Open);
+        assert!(
+            matches!(&d, Decision::Deny { reason } if reason.contains("only the user")),
+            "{tool} {path}: {d:?}"
+        );
+    }
+    let patch = serde_json::json!({"session_id": "s", "cwd": "/work/proj",
+        "hook_event_name": "PreToolUse", "tool_name": "apply_patch",
+        "tool_input": {"input": "*** Begin Patch\n*** Update File: .skillsandbox/profile.yaml\n+x\n*** End Patch\n"}});
+    let ev = parse_event(patch.to_string().as_bytes()).unwrap();
+    assert!(matches!(
+        decide(&ev, &profile(), &SessionView::Open),
+        Decision::Deny { .. }
+    ));
+    // Reading them is fine.
+    let read = serde_json::json!({"session_id": "s", "cwd": "/work/proj",
+        "hook_event_name": "PreToolUse", "tool_name": "Read",
+        "tool_input": {"file_path": "/work/proj/.skillsandbox/profile.yaml"}});
+    let ev = parse_event(read.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        decide(&ev, &profile(), &SessionView::Open),
         Decision::PassThrough
     );
 }

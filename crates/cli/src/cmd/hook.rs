@@ -43,6 +43,17 @@ pub enum HookCommand {
     Install(InstallArgs),
     /// Remove the hook from the agent's settings.
     Uninstall(InstallArgs),
+    /// Approve the project profile as it is now (after you reviewed a change to it).
+    /// Until then the hook denies every command: a confined command can write the
+    /// project directory, so a changed profile is never trusted on its own.
+    Approve(ApproveArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The project directory (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,7 +90,37 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
         HookCommand::Codex(a) => answer(Agent::Codex, a.input.as_deref()),
         HookCommand::Install(a) => install(&a, true),
         HookCommand::Uninstall(a) => install(&a, false),
+        HookCommand::Approve(a) => approve(a.dir),
     }
+}
+
+fn approve(dir: Option<PathBuf>) -> anyhow::Result<u8> {
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::current_dir()?,
+    };
+    let path = dir.canonicalize()?.join(PROFILE_PATH);
+    let bytes = std::fs::read(&path).map_err(|e| Exit {
+        code: 2,
+        message: format!("{}: {e}; run `skillsandbox init` first", path.display()),
+    })?;
+    // Approving something the hook would then refuse helps nobody.
+    load(&path, &ResolveEnv::from_process_env()).map_err(|e| Exit {
+        code: 2,
+        message: e.to_string(),
+    })?;
+    approve_profile(&path, &bytes)?;
+    println!("approved {}", path.display());
+    Ok(0)
+}
+
+/// Record `bytes` as the approved profile at `path` (also used by `init`).
+pub fn approve_profile(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let state = skillsandbox_audit::default_state_dir();
+    skillsandbox_hook::pin::approve(&state, path, bytes).map_err(|e| {
+        anyhow::anyhow!("cannot record the approval under {}: {e}", state.display())
+    })?;
+    Ok(())
 }
 
 fn answer(agent: Agent, from: Option<&Path>) -> anyhow::Result<u8> {
@@ -139,14 +180,26 @@ fn hook_profile(cwd: &Path) -> Result<HookProfile, String> {
             cwd.display()
         ));
     };
+    let bytes = std::fs::read(&path)
+        .map_err(|e| format!("skillsandbox: cannot read {}: {e}", path.display()))?;
+    skillsandbox_hook::pin::check(&skillsandbox_audit::default_state_dir(), &path, &bytes)?;
     let loaded = load(&path, &ResolveEnv::from_process_env())
         .map_err(|e| format!("skillsandbox: the project profile is invalid: {e}"))?;
+    let root = path
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let exe = std::env::current_exe()
         .and_then(|e| e.canonicalize())
         .map_err(|e| format!("skillsandbox hook: cannot find its own binary: {e}"))?;
     Ok(HookProfile {
         path,
         hidden: loaded.policy.filesystem.deny,
+        protected: [".skillsandbox", ".claude", ".codex"]
+            .iter()
+            .map(|d| root.join(d))
+            .collect(),
         exe,
     })
 }

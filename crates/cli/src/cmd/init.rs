@@ -54,8 +54,9 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(&path, text)?;
-    println!("wrote {}", path.display());
+    std::fs::write(&path, &text)?;
+    super::hook::approve_profile(&path, text.as_bytes())?;
+    println!("wrote and approved {}", path.display());
     println!("next: `skillsandbox hook install claude-code` (or codex --user)");
     Ok(0)
 }

@@ -7,6 +7,9 @@
 //! point SKILLSANDBOX_CLAUDE_BIN / SKILLSANDBOX_CODEX_BIN at them. Without them the
 //! tests skip, and fail under SKILLSANDBOX_TEST_REQUIRE=full.
 
+// Test helpers outside `#[test]` functions panic on setup failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -4,6 +4,9 @@
 //! exfiltrate, read a secret variable) get nothing; the project write works; every
 //! command is in a trace under the agent's session, with its tool call id.
 
+// Test helpers outside `#[test]` functions panic on setup failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -238,4 +241,53 @@ fn without_a_profile_or_with_garbage_the_hook_denies() {
     let o = child.wait_with_output().unwrap();
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "deny");
+}
+
+#[test]
+fn a_confined_command_cannot_widen_the_profile_for_the_next_one() {
+    let p = Project::new();
+    assert!(p
+        .env(skillsandbox())
+        .arg("init")
+        .status()
+        .unwrap()
+        .success());
+    // The project is writable, so the profile is too: the attack succeeds on disk...
+    let widen = "sed -i 's/max_processes: 1024/max_processes: 65536/' .skillsandbox/profile.yaml";
+    let r = p.hook("claude-code", &bash_event("s-hook-3", "t1", &p.dir, widen));
+    let o = p.run_as_agent(&r);
+    assert!(o.status.success(), "{}", text(&o));
+    let profile = std::fs::read_to_string(p.dir.join(".skillsandbox/profile.yaml")).unwrap();
+    assert!(profile.contains("max_processes: 65536"), "{profile}");
+    // ...and buys nothing: a changed profile is not trusted until the user approves it.
+    let r = p.hook("claude-code", &bash_event("s-hook-3", "t2", &p.dir, "true"));
+    let out = &r["hookSpecificOutput"];
+    assert_eq!(out["permissionDecision"], "deny", "{r}");
+    assert!(
+        out["permissionDecisionReason"]
+            .as_str()
+            .unwrap()
+            .contains("changed since it was approved"),
+        "{r}"
+    );
+    // The agent's own file tools cannot rewrite it (or the agent settings) either.
+    let write = json!({
+        "session_id": "s-hook-3", "cwd": p.dir, "hook_event_name": "PreToolUse",
+        "tool_name": "Write", "tool_input": {"file_path": ".claude/settings.json", "content": "{}"},
+    });
+    assert_eq!(
+        p.hook("claude-code", &write)["hookSpecificOutput"]["permissionDecision"],
+        "deny"
+    );
+    let approve = p
+        .env(skillsandbox())
+        .args(["hook", "approve"])
+        .output()
+        .unwrap();
+    assert!(approve.status.success(), "{approve:?}");
+    let r = p.hook("claude-code", &bash_event("s-hook-3", "t3", &p.dir, "true"));
+    assert_eq!(
+        r["hookSpecificOutput"]["permissionDecision"], "allow",
+        "{r}"
+    );
 }
