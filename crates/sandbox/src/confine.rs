@@ -96,6 +96,8 @@ pub fn apply_landlock(plan: &LaunchPlan) -> Result<Vec<LayerNote>, StageError> {
         read_write: plan.landlock.read_write.clone(),
         tcp_connect_ports: None,
         scope_signals_and_abstract_unix: true,
+        // The mount view is the boundary for reads and execs here (docs/tiers.md).
+        reads_and_execs_bounded_by_mounts: true,
     };
     let report = apply_landlock_on_current_thread(&rules, false)
         .map_err(|e| StageError::new("landlock", e))?;

@@ -31,6 +31,13 @@ pub struct LandlockRules {
     /// Refuse signals to, and abstract unix sockets of, processes outside the
     /// sandbox (ABI >= 6).
     pub scope_signals_and_abstract_unix: bool,
+    /// Leave opening files for reading, executing them, truncating them and device
+    /// ioctls to another layer: the ruleset does not handle `ReadFile`, `Execute`,
+    /// `Truncate` and `IoctlDev`, the rights Landlock checks on every `open`/`execve`
+    /// (a path walk through the ruleset each time: +40% on an open loop). Only where
+    /// the mount view already bounds them: the container tier, whose mounts hold
+    /// only granted trees, read-only unless declared writable, and a minimal /dev.
+    pub reads_and_execs_bounded_by_mounts: bool,
 }
 
 /// How much of the requested ruleset is in force.
@@ -198,9 +205,12 @@ pub fn apply_landlock_on_current_thread(
     } else {
         CompatLevel::BestEffort
     };
-    let all = AccessFs::from_all(abi);
-    let read = AccessFs::from_read(abi);
-    let file_only = AccessFs::from_file(abi);
+    let mut all = AccessFs::from_all(abi);
+    if rules.reads_and_execs_bounded_by_mounts {
+        all &= !(AccessFs::ReadFile | AccessFs::Execute | AccessFs::Truncate | AccessFs::IoctlDev);
+    }
+    let read = AccessFs::from_read(abi) & all;
+    let file_only = AccessFs::from_file(abi) & all;
 
     let mut ruleset = ::landlock::Ruleset::default()
         .set_compatibility(level)
@@ -232,6 +242,11 @@ pub fn apply_landlock_on_current_thread(
                 continue;
             };
             let access = if is_dir { access } else { access & file_only };
+            if access.is_empty() {
+                // Nothing the ruleset handles is granted here (a read-only file when
+                // reads are left to the mounts): no rule needed.
+                continue;
+            }
             created = created
                 .add_rule(PathBeneath::new(fd, access))
                 .map_err(|source| LandlockError::AddPathRule {
@@ -299,6 +314,13 @@ fn describe(
         (Some(ports), true) => parts.push(format!("TCP connect only to ports {ports:?}")),
         _ => {}
     }
+    if rules.reads_and_execs_bounded_by_mounts {
+        parts.push(
+            "reading and executing files left to the mount view (not handled: no path walk \
+             on every open)"
+                .into(),
+        );
+    }
     if scoped {
         parts.push("signals and abstract unix sockets scoped to the sandbox".into());
     }
@@ -352,6 +374,7 @@ mod tests {
             read_write: vec!["/tmp/x".into()],
             tcp_connect_ports: Some(vec![443]),
             scope_signals_and_abstract_unix: true,
+            reads_and_execs_bounded_by_mounts: false,
         };
         let d = describe(&rules, 7, true, true, &[], &["/nope".into()]);
         assert_eq!(
