@@ -1,6 +1,6 @@
 //! The decision (pure): which tool calls run confined, which are denied, which pass.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -274,17 +274,7 @@ fn hides<'a>(profile: &'a HookProfile, cwd: &str, p: &str) -> Option<&'a PathBuf
 
 /// `.` and `..` removed without touching the filesystem.
 fn normalise(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
+    skillsandbox_manifest::normalize_path(p)
 }
 
 /// The files an `apply_patch` input touches.

@@ -25,6 +25,24 @@ pub use resolve::{resolve, ResolveEnv};
 pub use types::{Located, Manifest};
 pub use yaml::MAX_MANIFEST_BYTES;
 
+/// Lexical normalisation of a path: `.` dropped, `..` pops (never above `/`), without
+/// touching the filesystem (symlinks are each caller's business). The one copy used
+/// by the ad-hoc grants, the MCP ceiling and the hook.
+pub fn normalize_path(p: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Parse and validate manifest text. `file_label` names the file in diagnostics.
 /// Reports every error it can find in one pass (unknown keys, types, values).
 pub fn parse_str(src: &str, file_label: &str) -> Result<Manifest, ManifestError> {

@@ -8,7 +8,7 @@
 //!
 //! Never widens anything: the result of a check is at most what the ceiling allows.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use skillsandbox_manifest::{defaults, DomainPattern, EgressRule};
 
@@ -114,17 +114,7 @@ fn join_ports(ports: &[u16]) -> String {
 
 /// Lexical normalisation: `.` dropped, `..` pops (never above `/`).
 pub fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
+    skillsandbox_manifest::normalize_path(p)
 }
 
 /// The most an agent may ask `exec_command` for.

@@ -30,17 +30,7 @@ fn absolute(cwd: &Path, p: &Path) -> PathBuf {
         cwd.join(p)
     };
     // Lexical normalisation: `a/../b` → `b`; the launcher refuses symlinks separately.
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
+    skillsandbox_manifest::normalize_path(&joined)
 }
 
 /// The policy for `command` under `grants`, on top of `base` (a manifest's policy) or
