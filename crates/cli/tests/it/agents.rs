@@ -244,6 +244,17 @@ fn claude_code_shell_is_confined_with_permissions_skipped() {
 
 #[test]
 fn codex_shell_is_confined() {
+    codex("danger-full-access");
+}
+
+/// With Codex's own sandbox on, the nested `skillsandbox exec` cannot create its
+/// namespaces; the command must then not run at all (fail closed), never unconfined.
+#[test]
+fn codex_shell_with_codex_sandbox_on_fails_closed() {
+    codex("workspace-write");
+}
+
+fn codex(sandbox_mode: &str) {
     let Some(bin) = agent_bin(
         "SKILLSANDBOX_CODEX_BIN",
         "@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
@@ -264,9 +275,9 @@ fn codex_shell_is_confined() {
         s.home.join(".codex/config.toml"),
         format!(
             "model = \"stub-model\"\nmodel_provider = \"stub\"\napproval_policy = \"never\"\n\
-             sandbox_mode = \"danger-full-access\"\n[model_providers.stub]\nname = \"stub\"\n\
+             sandbox_mode = \"{sandbox_mode}\"\n[model_providers.stub]\nname = \"stub\"\n\
              base_url = \"http://127.0.0.1:{}/v1\"\nwire_api = \"responses\"\nenv_key = \"STUB_KEY\"\n",
-            stub.port
+            stub.port,
         ),
     )
     .unwrap();
@@ -281,13 +292,23 @@ fn codex_shell_is_confined() {
     .stdin(Stdio::null());
     let out = run_bounded(c, "codex exec");
     assert!(out.status.success(), "{out:?}");
-    check_results(
-        &stub.results(),
-        &s.traces(),
-        &["call_stub_1", "call_stub_2", "call_stub_3", "call_stub_4"],
-    );
-    assert_eq!(
-        std::fs::read_to_string(s.dir.join("built.txt")).unwrap(),
-        "ok\n"
-    );
+    let ids = ["call_stub_1", "call_stub_2", "call_stub_3", "call_stub_4"];
+    if sandbox_mode == "danger-full-access" {
+        check_results(&stub.results(), &s.traces(), &ids);
+        assert_eq!(
+            std::fs::read_to_string(s.dir.join("built.txt")).unwrap(),
+            "ok\n"
+        );
+        return;
+    }
+    let results = stub.results();
+    assert_eq!(results.len(), 4, "{results:#?}");
+    for r in &results {
+        assert!(!r.contains(CANARY) && !r.contains(SECRET), "{r}");
+        assert!(
+            r.contains("skillsandbox:"),
+            "not refused by skillsandbox: {r}"
+        );
+    }
+    assert!(!s.dir.join("built.txt").exists(), "a command ran");
 }
