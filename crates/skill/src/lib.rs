@@ -14,6 +14,7 @@
 pub mod entry;
 pub mod grants;
 mod load;
+pub mod lock;
 pub mod skill_md;
 pub mod tree;
 
