@@ -372,11 +372,11 @@ async def scenario(session: ClientSession, skills: Path, version: str | None) ->
     )
 
     # --- agent skill (SKILL.md, no manifest) -----------------------------------
-    res = await session.call_tool("run_skill", {"skill": "notes", "args": ["sh", "scripts/count.sh"]})
+    res = await session.call_tool("run_skill", {"skill": "notes"})
     runs += 1
     s = res.structured_content or {}
     check(
-        "run_skill notes (SKILL.md only): runs under deny-all defaults",
+        "run_skill notes (SKILL.md only): its one script runs under deny-all defaults",
         not res.is_error and s.get("stdout", "").strip() == "3",
         res.model_dump(),
     )

@@ -114,6 +114,28 @@ fn write_check(event: &Event, paths: &[String], profile: &HookProfile) -> Option
     })
 }
 
+/// The skill an agent's `Skill` tool call loads (Claude Code: `{"skill": "pdf"}`;
+/// a plugin's `plugin:pdf` names the folder `pdf`). Its folder's approval is the
+/// caller's to check: loading a skill changes what the agent will run.
+pub fn skill_of(event: &Event) -> Option<&str> {
+    if event.tool_name != "Skill" {
+        return None;
+    }
+    let name = event
+        .tool_input
+        .get("skill")
+        .or(event.tool_input.get("command"))
+        .and_then(Value::as_str)?;
+    let name = name.rsplit(':').next().unwrap_or(name).trim();
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name != "."
+        && name != "..";
+    plain.then_some(name)
+}
+
 /// Decide one event.
 pub fn decide(event: &Event, profile: &HookProfile, session: &SessionView) -> Decision {
     if event.hook_event_name != "PreToolUse" {

@@ -16,7 +16,7 @@ pub mod pin;
 pub mod profile;
 mod quote;
 
-pub use decide::{decide, Decision, HookProfile, SessionView};
+pub use decide::{decide, skill_of, Decision, HookProfile, SessionView};
 pub use event::{parse_event, Agent, Event, EventError};
 pub use explain::explain;
 pub use quote::sh_single_quote;

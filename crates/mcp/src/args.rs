@@ -12,12 +12,15 @@ pub struct RunSkillArgs {
     /// The skill: its name as `list_skills` shows it, or the path of its directory
     /// (or of its skillsandbox.yaml) inside the server's skills directories.
     pub skill: String,
-    /// Extra arguments appended to the skill's entrypoint. For an agent skill with a
-    /// SKILL.md and no skillsandbox.yaml, the whole command to run (e.g.
-    /// ["python3", "scripts/fill.py", "in.pdf"]) under deny-all defaults, with the
-    /// skill folder read-only at /skill as the working directory.
+    /// Extra arguments appended to the skill's entrypoint. An agent skill with a
+    /// SKILL.md and no skillsandbox.yaml runs its script (the one in scripts/, or
+    /// `script`) under deny-all defaults, with the skill folder read-only at /skill
+    /// as the working directory.
     #[serde(default)]
     pub args: Vec<String>,
+    /// For an agent skill with several scripts and no skillsandbox.yaml: the script
+    /// to run, relative to the skill folder (e.g. "scripts/fill.py").
+    pub script: Option<String>,
 }
 
 /// Arguments of `exec_command`.

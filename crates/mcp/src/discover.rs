@@ -4,20 +4,17 @@
 //! Reads manifests and front matter only; never follows a symlinked directory (a link
 //! could lead out of the skills directories) and never descends into hidden ones.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use skillsandbox_manifest::{load, ResolveEnv, MANIFEST_FILE};
 
-/// Agent-skill instructions file.
-pub const SKILL_MD: &str = "SKILL.md";
+pub use skillsandbox_skill::SKILL_MD;
 /// How deep below a skills directory skills are looked for.
 const MAX_DEPTH: usize = 2;
 /// At most this many skills are listed.
 pub const MAX_LISTED: usize = 500;
-const MAX_SKILL_MD_BYTES: u64 = 256 * 1024;
 
 /// Why a `SKILL.md` could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +45,8 @@ pub enum SkillKind {
 pub enum Runnable {
     /// With exactly what its manifest declares.
     Manifest,
-    /// No manifest: only under deny-all defaults (no network, no host files, no
-    /// host environment), with the skill folder read-only at /skill; `run_skill`
-    /// takes the command to run in `args`.
+    /// No manifest: its script runs under deny-all defaults (no network, no host
+    /// files, no host environment), with the skill folder read-only at /skill.
     DenyAllDefaults,
     /// Its manifest is invalid (see `problem`); fix it first.
     No,
@@ -74,50 +70,17 @@ pub struct SkillEntry {
     pub problem: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct FrontMatter {
-    name: Option<String>,
-    description: Option<String>,
-}
-
-/// The `name` and `description` of a `SKILL.md`'s front matter (both optional; a file
-/// without front matter has neither).
+/// The `name` and `description` of a `SKILL.md`'s front matter, as the agent-skills
+/// format defines them (a file that breaks the format is an error, with its line).
 pub fn read_front_matter(path: &Path) -> Result<(Option<String>, Option<String>), DiscoverError> {
-    let read_err = |source| DiscoverError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut text = String::new();
-    file.take(MAX_SKILL_MD_BYTES)
-        .read_to_string(&mut text)
-        .map_err(read_err)?;
-    let Some(yaml) = front_matter(&text) else {
-        return Ok((None, None));
-    };
-    let fm: FrontMatter = serde_saphyr::from_str(yaml).map_err(|e| DiscoverError::FrontMatter {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let clean = |s: Option<String>| s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    Ok((clean(fm.name), clean(fm.description)))
-}
-
-/// The text between a leading `---` line and the next `---` (or `...`) line.
-fn front_matter(text: &str) -> Option<&str> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let rest = text
-        .strip_prefix("---\n")
-        .or_else(|| text.strip_prefix("---\r\n"))?;
-    let mut offset = 0;
-    for line in rest.split_inclusive('\n') {
-        let bare = line.trim_end_matches(['\r', '\n']);
-        if bare == "---" || bare == "..." {
-            return Some(&rest[..offset]);
-        }
-        offset += line.len();
-    }
-    None
+    let md =
+        skillsandbox_skill::skill_md::read(path, &path.display().to_string()).map_err(|d| {
+            DiscoverError::FrontMatter {
+                path: path.to_path_buf(),
+                message: skillsandbox_manifest::diag::render(&d),
+            }
+        })?;
+    Ok((Some(md.name), Some(md.description)))
 }
 
 fn dir_name(dir: &Path) -> String {
@@ -182,8 +145,8 @@ pub fn describe_dir(dir: &Path) -> Option<SkillEntry> {
         runnable: Runnable::DenyAllDefaults,
         problem: problem.or_else(|| {
             Some(format!(
-                "no {MANIFEST_FILE}: runs only under deny-all defaults; pass the command \
-                 in run_skill args, or add a manifest declaring what it needs"
+                "no {MANIFEST_FILE}: its script runs under deny-all defaults; add a \
+                 manifest declaring what it needs"
             ))
         }),
     })
@@ -251,17 +214,6 @@ mod tests {
     }
 
     #[test]
-    fn front_matter_extraction() {
-        assert_eq!(front_matter("---\nname: a\n---\nbody"), Some("name: a\n"));
-        assert_eq!(
-            front_matter("---\r\nname: a\r\n...\r\n"),
-            Some("name: a\r\n")
-        );
-        assert_eq!(front_matter("# no front matter\n---\n"), None);
-        assert_eq!(front_matter("---\nname: a\n"), None);
-    }
-
-    #[test]
     fn scan_finds_manifests_agent_skills_and_invalid_ones() {
         let tmp = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(tmp.path()).unwrap();
@@ -272,7 +224,7 @@ mod tests {
         );
         write(
             &root.join("group/pdf/SKILL.md"),
-            "---\nname: pdf-tools\ndescription: Work with PDFs\nallowed-tools: [Bash]\n---\n# PDF\n",
+            "---\nname: pdf-tools\ndescription: Work with PDFs\nallowed-tools: Bash\n---\n# PDF\n",
         );
         write(
             &root.join("broken/skillsandbox.yaml"),

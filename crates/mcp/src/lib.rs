@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub ceiling: Ceiling,
     /// Runs in flight at once (at least 1).
     pub max_concurrent_runs: usize,
+    /// `run_skill` refuses skills not approved as they are, even where no
+    /// skillsandbox.lock covers them (where one does, approval is always required).
+    pub require_approval: bool,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             audit_log: None,
             ceiling: Ceiling::default(),
             max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
+            require_approval: false,
         }
     }
 }
@@ -96,6 +100,8 @@ pub fn build_server(
             config.max_concurrent_runs.max(1),
         )),
         shutdown: Arc::new(AtomicBool::new(false)),
+        require_approval: config.require_approval,
+        approvals: skillsandbox_skill::lock::Store::for_invoker(),
     }))
 }
 

@@ -16,7 +16,7 @@ use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabiliti
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, RoleServer, ServerHandler};
 use serde::Serialize;
-use skillsandbox_manifest::{load, Policy, ResolveEnv, SkillInfo, MANIFEST_FILE};
+use skillsandbox_manifest::{Policy, ResolveEnv, MANIFEST_FILE};
 use skillsandbox_runtime::session::Refusal;
 use skillsandbox_runtime::{adhoc_policy, Grants, RunRequest, Sink};
 
@@ -53,6 +53,10 @@ pub(crate) struct Shared {
     pub audit_log: Option<PathBuf>,
     pub slots: Arc<tokio::sync::Semaphore>,
     pub shutdown: Arc<AtomicBool>,
+    /// Refuse unapproved skills even where no lockfile covers them.
+    pub require_approval: bool,
+    /// Where approvals are checked (never written: no tool approves).
+    pub approvals: skillsandbox_skill::lock::Store,
 }
 
 /// The `skillsandbox` MCP server.
@@ -81,12 +85,6 @@ fn structured<T: Serialize>(
     Ok(r)
 }
 
-/// What `run_skill` was pointed at.
-enum SkillTarget {
-    Manifest(PathBuf),
-    AgentSkill(PathBuf),
-}
-
 #[tool_router]
 impl SkillSandboxServer {
     pub(crate) fn new(shared: Shared) -> Self {
@@ -113,30 +111,34 @@ impl SkillSandboxServer {
         Parameters(args): Parameters<RunSkillArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let target = match self.locate_skill(&args.skill) {
+        let path = match self.locate_skill(&args.skill) {
             Ok(t) => t,
             Err(msg) => return Ok(refused(msg)),
         };
-        let policy = match target {
-            SkillTarget::Manifest(path) => match load(&path, &ResolveEnv::from_process_env()) {
-                Ok(loaded) => loaded.policy,
-                Err(e) => {
+        let script = args.script.as_deref().map(Path::new);
+        let skill = match skillsandbox_skill::load(&path, &ResolveEnv::from_process_env(), script) {
+            Ok(s) => s,
+            Err(e) => return Ok(refused(format!("the skill cannot run; nothing ran:\n{e}"))),
+        };
+        let approvals = &self.shared.approvals;
+        match skillsandbox_skill::lock::check(&skill, approvals, self.shared.require_approval) {
+            Ok(checked) => {
+                if let Some(why) = checked.refusal(&skill) {
                     return Ok(refused(format!(
-                        "the skill's manifest is invalid; nothing ran:\n{e}"
-                    )))
+                        "{why}\nOnly the user can approve a skill (outside any sandbox); do not retry."
+                    )));
                 }
-            },
-            SkillTarget::AgentSkill(dir) => match agent_skill_policy(&dir, &args.args) {
-                Ok(p) => p,
-                Err(msg) => return Ok(refused(msg)),
-            },
-        };
+            }
+            Err(e) => {
+                return Ok(refused(format!(
+                    "the approval of {} cannot be checked, so it does not run: {e}",
+                    skill.dir.display()
+                )))
+            }
+        }
+        let policy = skill.policy;
         let what = format!("skill {} {}", policy.skill.name, policy.skill.version);
-        let extra = if policy.manifest.is_some() {
-            args.args
-        } else {
-            Vec::new()
-        };
+        let extra = args.args;
         self.confined_run(policy, extra, what, &context).await
     }
 
@@ -211,10 +213,10 @@ impl SkillSandboxServer {
             Ok(p) => p,
             Err(e) => return Ok(refused(e.to_string())),
         };
-        let result = match load(&path, &ResolveEnv::from_process_env()) {
+        let result = match skillsandbox_skill::load(&path, &ResolveEnv::from_process_env(), None) {
             Ok(loaded) => ValidateResult {
                 ok: true,
-                manifest: loaded.manifest_path.display().to_string(),
+                manifest: loaded.declared_by().display().to_string(),
                 skill: Some(SkillRef {
                     name: loaded.policy.skill.name.clone(),
                     version: loaded.policy.skill.version.clone(),
@@ -248,7 +250,7 @@ impl SkillSandboxServer {
             Ok(p) => p,
             Err(e) => return Ok(refused(e.to_string())),
         };
-        let loaded = match load(&path, &ResolveEnv::from_process_env()) {
+        let loaded = match skillsandbox_skill::load(&path, &ResolveEnv::from_process_env(), None) {
             Ok(l) => l,
             Err(e) => {
                 let lines: Vec<String> = e
@@ -263,7 +265,7 @@ impl SkillSandboxServer {
             McpError::internal_error(format!("cannot serialise the policy: {e}"), None)
         })?;
         let result = InspectResult {
-            manifest: loaded.manifest_path.display().to_string(),
+            manifest: loaded.declared_by().display().to_string(),
             skill: SkillRef {
                 name: loaded.policy.skill.name.clone(),
                 version: loaded.policy.skill.version.clone(),
@@ -383,7 +385,7 @@ impl SkillSandboxServer {
 
 impl SkillSandboxServer {
     /// Name (from the listing) or path (inside the skills directories) to a target.
-    fn locate_skill(&self, skill: &str) -> Result<SkillTarget, String> {
+    fn locate_skill(&self, skill: &str) -> Result<PathBuf, String> {
         let roots = &self.shared.roots;
         let is_name = !skill.is_empty() && !skill.contains('/') && skill != "." && skill != "..";
         let path = if is_name {
@@ -407,14 +409,8 @@ impl SkillSandboxServer {
         } else {
             roots.resolve(skill).map_err(|e| e.to_string())?
         };
-        if path.is_file() {
-            return Ok(SkillTarget::Manifest(path));
-        }
-        if path.join(MANIFEST_FILE).is_file() {
-            return Ok(SkillTarget::Manifest(path));
-        }
-        if path.join(SKILL_MD).is_file() {
-            return Ok(SkillTarget::AgentSkill(path));
+        if path.is_file() || path.join(MANIFEST_FILE).is_file() || path.join(SKILL_MD).is_file() {
+            return Ok(path);
         }
         Err(format!(
             "{} holds neither {MANIFEST_FILE} nor {SKILL_MD}; list_skills shows the skills",
@@ -502,33 +498,6 @@ fn refusal_kind(r: &Refusal) -> String {
 
 /// The deny-all policy for a SKILL.md folder without a manifest: `command` runs with
 /// the folder read-only at /skill as its working directory and nothing else granted.
-fn agent_skill_policy(dir: &Path, command: &[String]) -> Result<Policy, String> {
-    let (name, description) =
-        discover::read_front_matter(&dir.join(SKILL_MD)).map_err(|e| e.to_string())?;
-    if command.first().is_none_or(String::is_empty) {
-        return Err(format!(
-            "{} has a {SKILL_MD} but no {MANIFEST_FILE}: it runs only under deny-all \
-             defaults, and `args` must hold the command to run, e.g. [\"python3\", \
-             \"scripts/main.py\"] (the folder is read-only at /skill)",
-            dir.display()
-        ));
-    }
-    let mut policy = adhoc_policy(None, command, &Grants::default(), Path::new("/"));
-    policy.skill = SkillInfo {
-        name: name.unwrap_or_else(|| {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "agent-skill".to_string())
-        }),
-        version: "0.0.0".to_string(),
-        description,
-        author: None,
-    };
-    policy.skill_dir = Some(dir.to_path_buf());
-    policy.entrypoint.workdir = PathBuf::from("/skill");
-    Ok(policy)
-}
-
 fn manifest_label(path: &Path) -> String {
     if path.is_dir() {
         path.join(MANIFEST_FILE).display().to_string()

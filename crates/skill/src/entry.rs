@@ -23,7 +23,7 @@ pub struct Entry {
 pub enum EntryError {
     #[error("{dir}: no script to run: SKILL.md skills run a script from scripts/ (Python, shell, Node, Ruby or Perl)")]
     None { dir: String },
-    #[error("{dir}: several scripts could be the entrypoint: {}; pass the one to run with --script (or declare `entrypoint` in a skillsandbox.yaml; `skillsandbox learn --script S` writes one)", candidates.join(", "))]
+    #[error("{dir}: several scripts could be the entrypoint: {}; pass the one to run with --script", candidates.join(", "))]
     Ambiguous {
         dir: String,
         candidates: Vec<String>,

@@ -17,7 +17,13 @@ pub fn lines(policy: &Policy) -> Vec<String> {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         out.push(format!("network: {target}:{}", ports.join(",")));
     }
+    if policy.network.egress.is_empty() {
+        out.push("network: none".to_owned());
+    }
     let fs = &policy.filesystem;
+    if fs.read.is_empty() && fs.write.is_empty() {
+        out.push("files: none beyond the skill folder (read-only)".to_owned());
+    }
     for (key, paths) in [
         ("files.read", &fs.read),
         ("files.write", &fs.write),
@@ -32,6 +38,9 @@ pub fn lines(policy: &Policy) -> Vec<String> {
             EnvPattern::Exact(n) => format!("env: {n}"),
             EnvPattern::Prefix(pre) => format!("env: {pre}*"),
         });
+    }
+    if policy.env.allow.is_empty() {
+        out.push("env: none".to_owned());
     }
     let l = &policy.limits;
     out.push(format!("syscalls: {}", enum_name(&policy.syscalls)));
@@ -48,6 +57,10 @@ pub fn lines(policy: &Policy) -> Vec<String> {
     out.push(format!("limits.max_file_size_mb: {}", l.max_file_size_mb));
     out.push(format!("limits.tmp_size_mb: {}", l.tmp_size_mb));
     let e = &policy.entrypoint;
+    if e.command.is_empty() {
+        out.push("entrypoint: none chosen (instructions only, or several scripts)".to_owned());
+        return out;
+    }
     let mut cmd = vec![e.command.clone()];
     cmd.extend(e.args.iter().cloned());
     out.push(format!(

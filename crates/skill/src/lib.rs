@@ -18,5 +18,5 @@ pub mod lock;
 pub mod skill_md;
 pub mod tree;
 
-pub use load::{load, synthesized_manifest, LoadedSkill};
+pub use load::{load, load_for_approval, synthesized_manifest, LoadedSkill};
 pub use skill_md::{SkillMd, SKILL_MD};

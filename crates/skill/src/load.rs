@@ -56,6 +56,26 @@ pub fn load(
     env: &ResolveEnv,
     script: Option<&Path>,
 ) -> Result<LoadedSkill, ManifestError> {
+    load_with(path, env, script, true)
+}
+
+/// [`load`], for approving and checking approvals: a `SKILL.md` skill whose
+/// entrypoint cannot be chosen (instructions only, or several scripts and no
+/// `script`) loads with an empty entrypoint, which nothing runs.
+pub fn load_for_approval(
+    path: &Path,
+    env: &ResolveEnv,
+    script: Option<&Path>,
+) -> Result<LoadedSkill, ManifestError> {
+    load_with(path, env, script, false)
+}
+
+fn load_with(
+    path: &Path,
+    env: &ResolveEnv,
+    script: Option<&Path>,
+    runnable: bool,
+) -> Result<LoadedSkill, ManifestError> {
     let is_skill_md = path.file_name().is_some_and(|n| n == SKILL_MD) && path.is_file();
     let dir_given = if is_skill_md {
         path.parent().map(Path::to_path_buf).unwrap_or_default()
@@ -81,7 +101,7 @@ pub fn load(
         };
         return Err(locate_err(path, message, HINT));
     }
-    skill_md_only(&dir_given, env, script)
+    skill_md_only(&dir_given, env, script, runnable)
 }
 
 fn with_manifest(path: &Path, env: &ResolveEnv) -> Result<LoadedSkill, ManifestError> {
@@ -150,6 +170,7 @@ fn skill_md_only(
     dir_given: &Path,
     env: &ResolveEnv,
     script: Option<&Path>,
+    runnable: bool,
 ) -> Result<LoadedSkill, ManifestError> {
     let dir = std::fs::canonicalize(dir_given)
         .map_err(|e| locate_err(dir_given, format!("cannot resolve the path: {e}"), HINT))?;
@@ -157,13 +178,24 @@ fn skill_md_only(
     let label = dir_given.join(SKILL_MD).display().to_string();
     let md = skill_md::read(&md_path, &label)
         .map_err(|diagnostics| ManifestError::Invalid { diagnostics })?;
-    let entry = entry::discover(&dir, &md.name, script).map_err(|e| {
-        locate_err(
-            dir_given,
-            e.to_string(),
-            "`skillsandbox learn` proposes a skillsandbox.yaml that declares the entrypoint and what the skill needs",
-        )
-    })?;
+    let (entry, chosen) = match entry::discover(&dir, &md.name, script) {
+        Ok(e) => (e, true),
+        Err(entry::EntryError::None { .. } | entry::EntryError::Ambiguous { .. }) if !runnable => {
+            let placeholder = entry::Entry {
+                command: "none".into(),
+                args: Vec::new(),
+                script: String::new(),
+            };
+            (placeholder, false)
+        }
+        Err(e) => {
+            return Err(locate_err(
+                dir_given,
+                e.to_string(),
+                "or add a skillsandbox.yaml beside SKILL.md that declares `entrypoint` and what the skill needs",
+            ))
+        }
+    };
     let version = md
         .metadata
         .get("version")
@@ -174,6 +206,9 @@ fn skill_md_only(
     let label = format!("{label} (as a manifest)");
     let manifest = parse_str(&text, &label)?;
     let mut policy = resolve(&manifest, &dir, env)?;
+    if !chosen {
+        policy.entrypoint.command.clear();
+    }
     let bytes = std::fs::read(&md_path).map_err(|error| ManifestError::Read {
         path: md_path.clone(),
         error,
@@ -190,7 +225,7 @@ fn skill_md_only(
         warnings,
         manifest_path: None,
         skill_md: Some(md),
-        script: Some(entry.script),
+        script: chosen.then_some(entry.script),
     })
 }
 

@@ -151,7 +151,7 @@ impl Checked {
             return None;
         };
         let mut out = format!(
-            "skillsandbox: skill {} is refused: {reason} ({})",
+            "skill {} is refused: {reason} ({})",
             skill.policy.skill.name,
             self.lockfile.display()
         );

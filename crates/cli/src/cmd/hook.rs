@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use skillsandbox_hook::install::{add_hook, has_hook, remove_hook};
 use skillsandbox_hook::profile::PROFILE_PATH;
-use skillsandbox_hook::{decide, parse_event, Agent, Decision, Event, HookProfile, SessionView};
+use skillsandbox_hook::{
+    decide, parse_event, skill_of, Agent, Decision, Event, HookProfile, SessionView,
+};
 use skillsandbox_manifest::{load, ResolveEnv};
 use skillsandbox_runtime::session::SessionEngine;
 
@@ -163,7 +165,41 @@ fn decide_event(event: &Event) -> Decision {
         Ok(p) => p,
         Err(reason) => return deny(reason),
     };
+    if let Some(name) = skill_of(event) {
+        if let Some(reason) = skill_refusal(&profile, name) {
+            return deny(reason);
+        }
+    }
     decide(event, &profile, &session_view(&event.session_id))
+}
+
+/// Where agents keep skills, below the project root and the home directory.
+const SKILL_DIRS: &[&str] = &[".claude/skills", ".codex/skills", ".agents/skills"];
+
+/// Why the agent may not load the skill `name`, if it may not: its folder is not
+/// approved as it is where approval is required (a skillsandbox.lock covers it).
+fn skill_refusal(profile: &HookProfile, name: &str) -> Option<String> {
+    let root = profile.path.parent().and_then(Path::parent)?;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let dir = [Some(root.to_path_buf()), home]
+        .into_iter()
+        .flatten()
+        .flat_map(|base| SKILL_DIRS.iter().map(move |d| base.join(d).join(name)))
+        .find(|d| d.is_dir())?;
+    let skill =
+        match skillsandbox_skill::load_for_approval(&dir, &ResolveEnv::from_process_env(), None) {
+            Ok(s) => s,
+            Err(e) => return Some(format!("skillsandbox: the skill {name} is invalid: {e}")),
+        };
+    let store = skillsandbox_skill::lock::Store::for_invoker();
+    match skillsandbox_skill::lock::check(&skill, &store, false) {
+        Ok(checked) => checked
+            .refusal(&skill)
+            .map(|r| format!("skillsandbox: {r}")),
+        Err(e) => Some(format!(
+            "skillsandbox: the approval of the skill {name} cannot be checked: {e}"
+        )),
+    }
 }
 
 /// The profile of the project `cwd` lies in: the nearest `.skillsandbox/profile.yaml`
@@ -196,10 +232,15 @@ fn hook_profile(cwd: &Path) -> Result<HookProfile, String> {
     Ok(HookProfile {
         path,
         hidden: loaded.policy.filesystem.deny,
-        protected: [".skillsandbox", ".claude", ".codex"]
-            .iter()
-            .map(|d| root.join(d))
-            .collect(),
+        protected: [
+            ".skillsandbox",
+            ".claude",
+            ".codex",
+            skillsandbox_skill::lock::LOCKFILE,
+        ]
+        .iter()
+        .map(|d| root.join(d))
+        .collect(),
         exe,
     })
 }

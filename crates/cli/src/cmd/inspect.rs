@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use skillsandbox_manifest::{load, ResolveEnv};
+use skillsandbox_manifest::ResolveEnv;
 
 use super::validate::print_diagnostics;
 use super::Exit;
@@ -27,12 +27,12 @@ use super::Exit;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Skill directory (containing skillsandbox.yaml) or the manifest file itself.
+    /// Skill folder (with a skillsandbox.yaml or a SKILL.md) or the manifest file.
     pub path: PathBuf,
 }
 
 pub fn main(args: Args) -> anyhow::Result<u8> {
-    let loaded = match load(&args.path, &ResolveEnv::from_process_env()) {
+    let loaded = match skillsandbox_skill::load(&args.path, &ResolveEnv::from_process_env(), None) {
         Ok(l) => l,
         Err(e) => {
             let errors = e.diagnostics();

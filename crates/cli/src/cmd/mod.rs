@@ -1,5 +1,6 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `main(Args) -> Result<u8>`.
 
+pub mod approve;
 pub mod audit;
 pub mod check;
 pub mod doctor;
@@ -16,7 +17,8 @@ pub mod validate;
 
 use std::path::Path;
 
-use skillsandbox_manifest::{load, Policy, ResolveEnv};
+use skillsandbox_manifest::{Policy, ResolveEnv};
+use skillsandbox_skill::LoadedSkill;
 
 /// An error that carries the process exit code it should produce.
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +35,37 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         .map_or(1, |e| e.code)
 }
 
-/// Load and resolve a manifest; an invalid one is exit 2 with file:line:column.
-pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
-    match load(path, &ResolveEnv::from_process_env()) {
-        Ok(loaded) => Ok(loaded.policy),
-        Err(e) => Err(Exit {
+/// Load and resolve a skill (manifest or `SKILL.md`); an invalid one is exit 2 with
+/// file:line:column.
+pub fn load_skill(path: &Path, script: Option<&Path>) -> anyhow::Result<LoadedSkill> {
+    skillsandbox_skill::load(path, &ResolveEnv::from_process_env(), script).map_err(|e| {
+        Exit {
             code: 2,
             message: e.to_string(),
         }
-        .into()),
+        .into()
+    })
+}
+
+/// [`load_skill`], for the policy only.
+pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
+    load_skill(path, None).map(|s| s.policy)
+}
+
+/// Refuse (exit 125, with the diff and the command that approves) a skill that is
+/// not approved as it is, where approval is required.
+pub fn require_approved(skill: &LoadedSkill, require: bool) -> anyhow::Result<()> {
+    let store = skillsandbox_skill::lock::Store::for_invoker();
+    let checked = skillsandbox_skill::lock::check(skill, &store, require).map_err(|e| Exit {
+        code: 125,
+        message: format!(
+            "skillsandbox: cannot check the approval of {}: {e}\n  hint: fix or remove the lockfile, then `skillsandbox approve {}`",
+            skill.dir.display(),
+            skill.dir.display()
+        ),
+    })?;
+    match checked.refusal(skill) {
+        Some(message) => Err(Exit { code: 125, message }.into()),
+        None => Ok(()),
     }
 }

@@ -78,6 +78,10 @@ pub struct Args {
     /// Runs in flight at once; further calls wait for a free slot.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONCURRENT_RUNS)]
     pub max_concurrent_runs: usize,
+    /// run_skill refuses any skill not approved as it is (`skillsandbox approve`),
+    /// even where no skillsandbox.lock covers it.
+    #[arg(long)]
+    pub require_approval: bool,
 }
 
 pub fn main(args: Args) -> anyhow::Result<u8> {
@@ -127,6 +131,7 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
             audit_log: args.audit_log,
             ceiling,
             max_concurrent_runs: args.max_concurrent_runs,
+            require_approval: args.require_approval,
         },
         engine,
     )?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use serde_json::json;
-use skillsandbox_manifest::{load, Diagnostic, ResolveEnv};
+use skillsandbox_manifest::{Diagnostic, ResolveEnv};
 
 use super::Exit;
 
@@ -29,7 +29,7 @@ use super::Exit;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Skill directory (containing skillsandbox.yaml) or the manifest file itself.
+    /// Skill folder (with a skillsandbox.yaml or a SKILL.md) or the manifest file.
     pub path: PathBuf,
     /// Treat warnings as errors: exit 2 if any lint fires.
     #[arg(long)]
@@ -41,7 +41,7 @@ pub struct Args {
 
 pub fn main(args: Args) -> anyhow::Result<u8> {
     let env = ResolveEnv::from_process_env();
-    let (skill, errors, warnings) = match load(&args.path, &env) {
+    let (skill, errors, warnings) = match skillsandbox_skill::load(&args.path, &env, None) {
         Ok(loaded) => {
             let s = &loaded.policy.skill;
             (
