@@ -18,4 +18,5 @@ mod mcp;
 mod review2;
 mod rootless;
 mod session;
+mod skills;
 mod tier;
