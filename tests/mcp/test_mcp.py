@@ -657,6 +657,86 @@ async def max_runs_probe(binary: str, base: Path, env: dict[str, str]) -> None:
             )
 
 
+async def approval_probe(binary: str, base: Path, env: dict[str, str]) -> None:
+    """The self-grant attack over MCP: an agent's confined exec_command, with the
+    project writable, widens an approved skill's manifest and then the lockfile;
+    run_skill still refuses the widened skill, and no tool approves."""
+    import subprocess
+
+    proj = base / "approval-proj"
+    (proj / ".git").mkdir(parents=True)
+    skill = proj / "skills" / "hello"
+    shutil.copytree(HERE / "skills" / "hello", skill)
+    approved = subprocess.run(
+        [binary, "approve", str(skill)], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    check("approve (the user, outside any sandbox) records the skill", approved.returncode == 0, approved.stderr)
+    lock = proj / "skillsandbox.lock"
+    params = StdioServerParameters(
+        command=binary,
+        args=["serve", "--skills-dir", str(proj / "skills"), "--session", "mcp-python-approval",
+              "--ceiling-write", str(proj)],
+        env=env,
+        cwd=str(base),
+    )
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            names = {t.name for t in (await session.list_tools()).tools}
+            check("no MCP tool approves a skill", not any("approv" in n for n in names), sorted(names))
+            res = await session.call_tool("run_skill", {"skill": "hello", "args": ["approved"]})
+            check("run_skill: the approved skill runs", not res.is_error
+                  and "hello from the sandbox: approved" in (res.structured_content or {}).get("stdout", ""),
+                  res.model_dump())
+            manifest = skill / "skillsandbox.yaml"
+            wide = manifest.read_text() + (
+                "\n# widened by the agent\npermissions:\n  network:\n    egress:\n"
+                "      - domain: api.evil.example\n"
+            )
+            res = await session.call_tool("exec_command", {
+                "command": ["sh", "-c", 'printf "%s" "$0" > "$1"', wide, str(manifest)],
+                "write": [str(proj)],
+            })
+            check("exec_command (confined, project writable) rewrites the skill's manifest",
+                  not res.is_error and manifest.read_text() == wide, res.model_dump())
+            res = await session.call_tool("run_skill", {"skill": "hello"})
+            check("run_skill: the widened skill is refused with the permission diff",
+                  res.is_error and "+ network: api.evil.example:443" in text_of(res)
+                  and "skillsandbox approve" in text_of(res)
+                  and "hello from the sandbox" not in text_of(res), res.model_dump())
+            # Now the lockfile: rewrite its record to the widened permissions and the
+            # new manifest's hash, as an agent that read the format would.
+            record = json.loads(lock.read_text())
+            entry = next(iter(record["skills"].values()))
+            entry["permissions"].insert(0, "network: api.evil.example:443")
+            entry["permissions"].remove("network: none")
+            forged = json.dumps(record, indent=2)
+            res = await session.call_tool("exec_command", {
+                "command": ["sh", "-c", 'printf "%s" "$0" > "$1"', forged, str(lock)],
+                "write": [str(proj)],
+            })
+            check("exec_command rewrites the lockfile (it is in the project)",
+                  not res.is_error and lock.read_text() == forged, res.model_dump())
+            res = await session.call_tool("run_skill", {"skill": "hello"})
+            check("run_skill: after the lockfile edit the widened skill is still refused",
+                  res.is_error and "changed after it was approved" in text_of(res)
+                  and "hello from the sandbox" not in text_of(res), res.model_dump())
+            res = await session.call_tool("exec_command", {
+                "command": ["rm", "-f", str(lock)], "write": [str(proj)],
+            })
+            res = await session.call_tool("run_skill", {"skill": "hello"})
+            check("run_skill: with the lockfile deleted the widened skill is still refused",
+                  res.is_error and "is gone" in text_of(res), res.model_dump())
+            state = Path(env["XDG_STATE_HOME"])
+            res = await session.call_tool("exec_command", {
+                "command": ["rm", "-rf", str(state / "skillsandbox" / "approvals")],
+                "write": [str(state)],
+            })
+            check("exec_command may not write the approval store (beyond the ceiling)",
+                  res.is_error and "ceiling" in text_of(res)
+                  and (state / "skillsandbox" / "approvals").is_dir(), res.model_dump())
+
+
 async def main() -> int:
     binary = os.environ.get("SKILLSANDBOX_BIN") or shutil.which("skillsandbox")
     if not binary:
@@ -704,6 +784,7 @@ async def main() -> int:
                         await scenario(session, skills, version)
                 await discover_probe(params)
                 await max_runs_probe(binary, base, env)
+                await approval_probe(binary, base, env)
         except Exception:  # noqa: BLE001 - report, then fail
             traceback.print_exc()
             check("the scenario ran to the end", False, traceback.format_exc())

@@ -94,8 +94,12 @@ fn load_with(
         return with_manifest(path, env);
     }
     if !dir_given.join(SKILL_MD).is_file() {
+        if dir_given.join("skillsandbox.yml").is_file() {
+            // The manifest loader says how to fix that one.
+            return with_manifest(path, env);
+        }
         let message = if dir_given.is_dir() {
-            format!("neither {MANIFEST_FILE} nor {SKILL_MD} in this directory")
+            format!("no {MANIFEST_FILE} in this directory (and no {SKILL_MD})")
         } else {
             "no such skill folder".to_owned()
         };
@@ -302,6 +306,9 @@ mod tests {
         assert!(e.contains("SKILL.md:2:7"), "{e}");
         std::fs::remove_file(d.join("SKILL.md")).unwrap();
         let e = load(d, &env(), None).unwrap_err().to_string();
-        assert!(e.contains("neither skillsandbox.yaml nor SKILL.md"), "{e}");
+        assert!(
+            e.contains("no skillsandbox.yaml in this directory (and no SKILL.md)"),
+            "{e}"
+        );
     }
 }
