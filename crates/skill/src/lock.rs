@@ -514,7 +514,13 @@ mod tests {
         let mut widened = s.clone();
         widened.policy.filesystem.read.push("/".into());
         let (_, diff) = refused(&check(&widened, &f.store, false).unwrap());
-        assert_eq!(diff, vec!["+ files.read: /"]);
+        assert_eq!(
+            diff,
+            vec![
+                "+ files.read: /",
+                "- files: none beyond the skill folder (read-only)"
+            ]
+        );
         let mut l = read(&lock).unwrap().unwrap();
         for a in l.skills.values_mut() {
             a.permissions = grants::lines(&widened.policy);
