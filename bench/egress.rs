@@ -87,6 +87,7 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
                 ports: vec![port],
             },
         ],
+        record: false,
     });
     config.synthetic_v4 = "127.77.0.0/24".parse()?;
     config.hosts_override = HashMap::from([(NAME.to_owned(), vec![IpAddr::from([127, 0, 0, 1])])]);

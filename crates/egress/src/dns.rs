@@ -75,7 +75,7 @@ pub(crate) fn answer(packet: &[u8], ctx: &DnsContext<'_>) -> Option<Vec<u8>> {
         answers,
     };
 
-    if !valid || !ctx.network.domain_declared(&name) {
+    if !valid || !(ctx.network.record || ctx.network.domain_declared(&name)) {
         ctx.recorder.dns(record(DnsDecision::Blocked, Vec::new()));
         ctx.recorder.dns_blocked(
             &name,

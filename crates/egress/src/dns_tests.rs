@@ -20,6 +20,7 @@ fn network() -> NetworkPolicy {
                 ports: vec![443],
             },
         ],
+        record: false,
     }
 }
 

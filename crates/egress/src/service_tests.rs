@@ -64,7 +64,10 @@ fn start_service(
         bound.push(a);
         listeners.push((a.port(), l));
     }
-    let mut config = EgressConfig::new(NetworkPolicy { egress: rules });
+    let mut config = EgressConfig::new(NetworkPolicy {
+        egress: rules,
+        record: false,
+    });
     config.synthetic_v4 = "127.77.0.0/24".parse().unwrap();
     for (name, ip) in hosts {
         config

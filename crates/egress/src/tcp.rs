@@ -130,6 +130,10 @@ async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Shared
         reset(stream);
         return;
     };
+    if shared.network.record {
+        record_only(stream, &name, ip, port, shared).await;
+        return;
+    }
     let Some(rule) = domain_rule(shared, &name, port) else {
         blocked(
             Some(&name),
@@ -233,6 +237,28 @@ async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Shared
         reason.push_str(&format!("; skipped non-public {}", skipped.join(", ")));
     }
     connect_and_relay(stream, bytes, Some(&name), ip, port, ok, reason, shared).await;
+}
+
+/// Record mode (`learn`): note the name the connection carries, relay nothing.
+async fn record_only(mut stream: TcpStream, name: &str, ip: IpAddr, port: u16, shared: &Shared) {
+    let carried = match read_head(&mut stream, port).await {
+        None => "nothing sent".to_string(),
+        Some((_, Sniff::Tls { sni: Some(sni) }, _)) => format!("TLS SNI {sni}"),
+        Some((_, Sniff::Tls { sni: None }, _)) => "TLS without SNI".to_string(),
+        Some((_, Sniff::Http { method, names }, _)) => {
+            format!("HTTP {method} Host {}", names.join(","))
+        }
+        Some((_, other, _)) => format!("{other:?}"),
+    };
+    shared.recorder.connection(connection_record(
+        Some(name),
+        ip,
+        port,
+        None,
+        ConnectionDecision::Blocked,
+        format!("recorded by learn, never relayed; {carried}"),
+    ));
+    reset(stream);
 }
 
 /// Reads the first bytes until they name something, the limits run out, or the

@@ -59,6 +59,11 @@ pub struct ManifestSource {
 pub struct NetworkPolicy {
     /// Empty: no network at all (loopback inside the sandbox only).
     pub egress: Vec<EgressRule>,
+    /// `skillsandbox learn` only, never from a manifest: every name resolves (to a
+    /// synthetic address) and every connection is recorded with the name it carries,
+    /// then reset. Nothing is relayed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +121,11 @@ impl NetworkPolicy {
     }
 
     /// Whether any domain rule covers `name`, on whatever port.
+    /// Whether the sandbox gets the egress service at all (rules, or record mode).
+    pub fn active(&self) -> bool {
+        !self.egress.is_empty() || self.record
+    }
+
     pub fn domain_declared(&self, name: &str) -> bool {
         self.egress.iter().any(|r| match r {
             EgressRule::Domain { domain, .. } => domain.matches(name),

@@ -127,7 +127,10 @@ fn lower(m: &Manifest, skill_dir: &Path, home: &Path, errors: &mut Vec<Diagnosti
         },
         skill_dir: Some(skill_dir.to_path_buf()),
         manifest: None,
-        network: policy::NetworkPolicy { egress },
+        network: policy::NetworkPolicy {
+            egress,
+            record: false,
+        },
         filesystem,
         env: policy::EnvPolicy { allow },
         syscalls: perms

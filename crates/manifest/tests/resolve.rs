@@ -89,6 +89,7 @@ entrypoint:
                     ports: vec![443],
                 },
             ],
+            record: false,
         },
         filesystem: FilesystemPolicy {
             read: vec![
@@ -144,7 +145,10 @@ fn minimal_manifest_gets_every_default() {
             },
             skill_dir: Some("/skills/demo".into()),
             manifest: None,
-            network: NetworkPolicy { egress: vec![] },
+            network: NetworkPolicy {
+                egress: vec![],
+                record: false,
+            },
             filesystem: FilesystemPolicy::default(),
             env: EnvPolicy { allow: vec![] },
             syscalls: SyscallProfile::Default,

@@ -67,6 +67,7 @@ fn outcome(exit_code: i32, termination: Termination, kinds: &[ViolationKind]) ->
         hint: None,
         warnings: Vec::new(),
         session: None,
+        observed: Vec::new(),
     }
 }
 

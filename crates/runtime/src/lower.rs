@@ -21,6 +21,8 @@ pub(crate) enum Mode<'a> {
         trace_id: &'a str,
         allow_degraded: bool,
         extra_ro_binds: &'a [(PathBuf, PathBuf)],
+        /// `learn`: the supervisor observes every path and destination named.
+        observe: bool,
     },
 }
 
@@ -53,6 +55,7 @@ pub(crate) fn prepare(
         trace_id,
         allow_degraded,
         extra_ro_binds,
+        observe,
     } = mode
     else {
         let plan = match choice.tier {
@@ -73,7 +76,7 @@ pub(crate) fn prepare(
     let notes =
         prepare::check_declared_paths(policy).map_err(|e| Setup::new(e.to_string(), None))?;
     events.extend(notes.into_iter().map(|n| ("setup", n)));
-    let (plan, process) = match choice.tier {
+    let (mut plan, process) = match choice.tier {
         Tier::Process => {
             let (plan, p) =
                 tier::prepare_process(policy, extra_args, trace_id, allow_degraded, &fresh_writes)
@@ -92,6 +95,7 @@ pub(crate) fn prepare(
             None,
         ),
     };
+    plan.seccomp_observe = observe;
     // The test-only switch: never run with a layer off unless the caller opted in.
     if let Some(layer) = plan.dangerously_disabled_layer {
         if !allow_degraded {

@@ -16,6 +16,7 @@ use skillsandbox_manifest::Policy;
 use skillsandbox_sandbox::cgroup::{CgroupLimits, CgroupRoots, SandboxCgroup};
 use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use skillsandbox_sandbox::launch::{self, LaunchError, Running, StartOptions, WaitEnd};
+use skillsandbox_sandbox::seccomp::Access;
 
 use crate::enforcement;
 use crate::lower::{self, Mode, Prepared};
@@ -50,6 +51,10 @@ pub struct RunRequest {
     /// (host path, absolute path inside): bound read-only and readable/executable
     /// under Landlock. Only `check` sets this (its probe binary); empty otherwise.
     pub extra_ro_binds: Vec<(PathBuf, PathBuf)>,
+    /// `skillsandbox learn`: record every path and destination the skill names into
+    /// [`RunOutcome::observed`] (seccomp user notification; the other layers still
+    /// decide). Nothing else sets it.
+    pub observe: bool,
 }
 
 impl RunRequest {
@@ -69,6 +74,7 @@ impl RunRequest {
             allow_degraded: false,
             should_stop: Box::new(|| None),
             extra_ro_binds: Vec::new(),
+            observe: false,
         }
     }
 }
@@ -91,7 +97,13 @@ pub struct RunOutcome {
     pub warnings: Vec<String>,
     /// What the session engine did with the run (`None`: no session).
     pub session: Option<SessionAccount>,
+    /// With [`RunRequest::observe`]: every path and destination named, in order
+    /// (bounded at [`MAX_OBSERVED`]).
+    pub observed: Vec<Access>,
 }
+
+/// Observed calls kept per run; more are counted in a trace event, not kept.
+pub const MAX_OBSERVED: usize = 100_000;
 
 fn new_trace(req: &RunRequest, session_id: Option<&str>, trace_id: &str) -> Trace {
     let p = &req.policy;
@@ -182,6 +194,7 @@ fn confine_and_record(mut req: RunRequest, session_id: Option<&str>) -> RunOutco
         hint: None,
         warnings: Vec::new(),
         session: None,
+        observed: Vec::new(),
     };
     if let Err(setup) = confined(&mut req, &mut trace, &mut outcome, started) {
         trace.termination = Termination::SetupFailed;
@@ -247,6 +260,7 @@ fn confined(
             trace_id: &trace.trace_id,
             allow_degraded: req.allow_degraded,
             extra_ro_binds: &req.extra_ro_binds,
+            observe: req.observe,
         },
     )?;
     trace.tier = prepared.choice.name().to_string();
@@ -305,7 +319,7 @@ fn confined(
     let refusals = running
         .seccomp_notify
         .take()
-        .map(|fd| observe_seccomp(fd, prepared.plan.seccomp));
+        .map(|fd| observe_seccomp(fd, prepared.plan.seccomp, prepared.plan.seccomp_observe));
     let deadline = started + Duration::from_secs(policy.limits.max_runtime_seconds);
     let end = supervise(req, &mut running, cgroup.as_ref(), deadline, outcome, trace);
     if let Some(msg) = running.late_failure.take() {
@@ -347,7 +361,15 @@ fn confined(
     trace.usage = v.usage;
     trace.policy_violations.extend(v.violations);
     if let Some(seen) = refusals {
-        trace.policy_violations.extend(drain_refusals(seen));
+        let (violations, accesses, dropped) = drain_refusals(seen);
+        trace.policy_violations.extend(violations);
+        outcome.observed = accesses;
+        if dropped > 0 {
+            trace.events.push(event(
+                "observe",
+                format!("{dropped} observed calls not kept (bound {MAX_OBSERVED})"),
+            ));
+        }
     }
     Ok(())
 }
@@ -443,33 +465,53 @@ fn refuse_unenforced(
     }
 }
 
+/// What the seccomp listener saw: refusals (as violations), observed calls, how many
+/// observed calls were past the bound; and whether the listener has finished.
+#[derive(Default)]
+struct SeenCalls {
+    violations: Vec<audit::Violation>,
+    accesses: Vec<Access>,
+    dropped: u64,
+}
+
 type Seen = (
-    std::sync::Arc<std::sync::Mutex<Vec<audit::Violation>>>,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::Mutex<SeenCalls>>,
+    Arc<std::sync::atomic::AtomicBool>,
 );
 
-/// Serve the seccomp listener on its own thread: every refused syscall is answered
-/// with the profile's errno and recorded as a violation.
-/// The refused syscalls the listener saw. It hangs up once every filtered process is
-/// gone (they are: the cgroup and the PID namespace were killed); give it a moment.
-fn drain_refusals(seen: Seen) -> Vec<audit::Violation> {
+/// The refused syscalls (and observed calls) the listener saw. It hangs up once every
+/// filtered process is gone (they are: the cgroup and the PID namespace were killed);
+/// give it a moment.
+fn drain_refusals(seen: Seen) -> (Vec<audit::Violation>, Vec<Access>, u64) {
     let deadline = Instant::now() + Duration::from_millis(500);
     while !seen.1.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    seen.0.lock().map(|v| v.clone()).unwrap_or_default()
+    match seen.0.lock() {
+        Ok(mut g) => (
+            std::mem::take(&mut g.violations),
+            std::mem::take(&mut g.accesses),
+            g.dropped,
+        ),
+        Err(_) => Default::default(),
+    }
 }
 
+/// Serve the seccomp listener on its own thread: every refused syscall is answered
+/// with the profile's errno and recorded as a violation; with `observe`, every call
+/// naming a path or destination is recorded and let through.
 fn observe_seccomp(
     fd: std::os::fd::OwnedFd,
     profile: skillsandbox_manifest::SyscallProfile,
+    observe: bool,
 ) -> Seen {
-    use std::sync::{atomic::AtomicBool, Arc, Mutex};
-    let list = Arc::new(Mutex::new(Vec::new()));
+    use skillsandbox_sandbox::seccomp::{serve_notifications, serve_observing, SyscallRefusal};
+    use std::sync::{atomic::AtomicBool, Mutex};
+    let seen = Arc::new(Mutex::new(SeenCalls::default()));
     let done = Arc::new(AtomicBool::new(false));
-    let (l, d) = (list.clone(), done.clone());
+    let (l, d) = (seen.clone(), done.clone());
     std::thread::spawn(move || {
-        let _ = skillsandbox_sandbox::seccomp::serve_notifications(fd, profile, |r| {
+        let refused = |r: SyscallRefusal| {
             let v = audit::violation(
                 ViolationKind::SyscallBlocked,
                 Severity::High,
@@ -478,14 +520,27 @@ fn observe_seccomp(
             );
             if let Ok(mut g) = l.lock() {
                 // Bounded: a skill looping on a refused call must not grow our memory.
-                if g.len() < 1000 {
-                    g.push(v);
+                if g.violations.len() < 1000 {
+                    g.violations.push(v);
                 }
             }
-        });
+        };
+        if observe {
+            let _ = serve_observing(fd, profile, refused, |a| {
+                if let Ok(mut g) = l.lock() {
+                    if g.accesses.len() < MAX_OBSERVED {
+                        g.accesses.push(a);
+                    } else {
+                        g.dropped += 1;
+                    }
+                }
+            });
+        } else {
+            let _ = serve_notifications(fd, profile, refused);
+        }
         d.store(true, std::sync::atomic::Ordering::Release);
     });
-    (list, done)
+    (seen, done)
 }
 
 fn create_cgroup(

@@ -123,6 +123,7 @@ pub fn apply_seccomp(
         plan.seccomp,
         &SeccompOptions {
             notify_denied: plan.seccomp_notify,
+            observe: plan.seccomp_observe,
         },
     )
     .map_err(|e| StageError::new("seccomp", e))?;

@@ -191,6 +191,11 @@ pub struct LaunchPlan {
     pub seccomp: SyscallProfile,
     /// Observe seccomp refusals through user notification (the supervisor answers).
     pub seccomp_notify: bool,
+    /// `skillsandbox learn`: the supervisor also observes every path and destination
+    /// the skill names (see [`crate::seccomp::serve_observing`]). Set by the runtime
+    /// after lowering, never by a manifest.
+    #[serde(default)]
+    pub seccomp_observe: bool,
     /// Test-only: the layer the stages skip (see [`crate::disable`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dangerously_disabled_layer: Option<LayerDisabledForTests>,
@@ -500,7 +505,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         hostname: SANDBOX_HOSTNAME.to_string(),
         mounts,
         egress_ports: egress_ports(policy),
-        egress: !policy.network.egress.is_empty(),
+        egress: policy.network.active(),
         env,
         argv,
         workdir: policy.entrypoint.workdir.clone(),
@@ -515,20 +520,31 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         },
         seccomp: policy.syscalls,
         seccomp_notify: input.seccomp_notify,
+        seccomp_observe: false,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: None,
     })
 }
 
+/// Record mode (`learn`) also listens on the other ports web clients, package
+/// managers and databases commonly use, to read the name a connection carries.
+/// Connections elsewhere are still seen by the seccomp observer (address and port).
+const RECORD_PORTS: [u16; 12] = [
+    21, 22, 25, 465, 587, 993, 3000, 5000, 8000, 8080, 8443, 9418,
+];
+
 /// Ports the sandbox listens on when egress is declared: the declared ones, plus 80
 /// and 443 so that attempts on the common web ports are seen and reported even when
 /// no rule allows them (elsewhere the kernel refuses silently).
 fn egress_ports(policy: &Policy) -> Vec<u16> {
-    if policy.network.egress.is_empty() {
+    if !policy.network.active() {
         return Vec::new();
     }
     let mut ports = policy.network.ports();
     ports.extend([80, 443]);
+    if policy.network.record {
+        ports.extend(RECORD_PORTS);
+    }
     ports.sort_unstable();
     ports.dedup();
     ports

@@ -187,6 +187,7 @@ pub fn lower_process(
         },
         seccomp: policy.syscalls,
         seccomp_notify: input.seccomp_notify,
+        seccomp_observe: false,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: Some(ProcessTierPlan {
             scratch: scratch.to_path_buf(),
@@ -221,6 +222,7 @@ mod tests {
                     domain: DomainPattern::Exact("api.example.com".into()),
                     ports: vec![443, 8443],
                 }],
+                record: false,
             },
             filesystem: FilesystemPolicy {
                 read: vec!["/data/in".into(), "/data/out".into()],

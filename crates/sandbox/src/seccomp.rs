@@ -17,6 +17,7 @@
 mod apply;
 mod lower;
 mod notify;
+mod observe;
 mod sys;
 mod tables;
 #[cfg(test)]
@@ -29,6 +30,7 @@ use skillsandbox_manifest::SyscallProfile;
 
 pub use apply::{apply_seccomp_on_current_thread, SeccompOptions, SeccompReport};
 pub use notify::{serve_notifications, SyscallRefusal};
+pub use observe::{observed_syscalls, serve_observing, Access, AccessKind, OBSERVED_SYSCALLS};
 pub use tables::{
     DEFAULT_ARG_RULES, DEFAULT_DENIED, STRICT_ARG_RULES, STRICT_DENIED, STRICT_SOCKET_FAMILIES,
 };

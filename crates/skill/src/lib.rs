@@ -7,10 +7,12 @@
 //! - [`tree`]: the canonical content hash of a skill folder;
 //! - [`grants`]: a policy as approvable lines, and their diff;
 //! - [`lock`]: the approval lockfile and this machine's approval store.
+//! - [`danger`]: credential paths and exfiltration-shaped hosts (never granted, flagged).
 //!
 //! Reads skill folders and the lockfile; writes only the lockfile and the approval
 //! store, and only from [`lock::approve`], which no sandboxed process can reach.
 
+pub mod danger;
 pub mod entry;
 pub mod grants;
 mod load;

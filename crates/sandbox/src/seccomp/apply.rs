@@ -16,6 +16,11 @@ pub struct SeccompOptions {
     /// with the plan's errno (see [`super::serve_notifications`]). If nobody holds the
     /// fd any more, the kernel fails the call with `ENOSYS`: still refused.
     pub notify_denied: bool,
+    /// Also send every call that names a path or a destination
+    /// ([`super::OBSERVED_SYSCALLS`]) to the supervisor, which records it and lets it
+    /// continue (see [`super::serve_observing`]); implies `notify_denied`. For
+    /// `skillsandbox learn` only: the supervisor's answer is on the path of every open.
+    pub observe: bool,
 }
 
 /// What was installed.
@@ -68,14 +73,32 @@ fn build_filter(
     // ENOSYS entries (clone3, openat2) are compatibility fallbacks, not refusals: libc
     // retries with the older call, so the kernel answers them directly and they are
     // neither slowed down by a round trip nor reported as violations.
+    let notify = opts.notify_denied || opts.observe;
     let action = |errno: i32| {
-        if opts.notify_denied && errno != libc::ENOSYS {
+        if notify && errno != libc::ENOSYS {
             ScmpAction::Notify
         } else {
             ScmpAction::Errno(errno)
         }
     };
     let mut rules = 0usize;
+    // Observe mode: an observed call always goes to the supervisor, which applies the
+    // plan's argument rules itself (`SeccompPlan::refusal_for`); so those rules are
+    // not in the filter for these calls (libseccomp takes one action per call shape).
+    let observed = if opts.observe {
+        super::observed_syscalls(plan)
+    } else {
+        Vec::new()
+    };
+    for name in &observed {
+        ctx.add_rule(ScmpAction::Notify, resolve(name)?)
+            .map_err(|source| SeccompError::AddRule {
+                syscall: name,
+                rule: "observe".into(),
+                source,
+            })?;
+        rules += 1;
+    }
     for d in &plan.denied {
         ctx.add_rule(action(d.errno), resolve(d.name)?)
             .map_err(|source| SeccompError::AddRule {
@@ -85,7 +108,11 @@ fn build_filter(
             })?;
         rules += 1;
     }
-    for r in &plan.arg_rules {
+    for r in plan
+        .arg_rules
+        .iter()
+        .filter(|r| !observed.contains(&r.name))
+    {
         let sc = resolve(r.name)?;
         for conj in lower_conditions(r.when) {
             let cmps: Vec<ScmpArgCompare> = conj
@@ -130,7 +157,7 @@ pub fn apply_seccomp_on_current_thread(
         source,
     })?;
 
-    let notify_fd = if opts.notify_denied && filter_rules > 0 {
+    let notify_fd = if (opts.notify_denied || opts.observe) && filter_rules > 0 {
         let raw = ctx
             .get_notify_fd()
             .map_err(|source| SeccompError::NotifyFd { source })?;
@@ -144,7 +171,9 @@ pub fn apply_seccomp_on_current_thread(
         None
     };
 
-    let mode = if notify_fd.is_some() {
+    let mode = if notify_fd.is_some() && opts.observe {
+        "refusals answered and paths observed by the supervisor (user notification)"
+    } else if notify_fd.is_some() {
         "refusals answered by the supervisor (user notification)"
     } else {
         "refusals answered by the filter"

@@ -43,7 +43,7 @@ impl SyscallRefusal {
     }
 }
 
-fn syscall_name(req: &ScmpNotifReq) -> String {
+pub(super) fn syscall_name(req: &ScmpNotifReq) -> String {
     let nr = req.data.syscall.as_raw_syscall();
     if let Ok(name) = req.data.syscall.get_name_by_arch(req.data.arch) {
         return name;
@@ -74,52 +74,93 @@ pub fn serve_notifications(
     let plan = seccomp_plan(profile);
     let mut served = 0u64;
     loop {
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(source) => return Err(SeccompError::PollNotifyFd { source }),
-        }
-        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-        if !revents.contains(PollFlags::POLLIN) {
-            if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
-                return Ok(served);
-            }
-            continue;
-        }
-        let req = match ScmpNotifReq::receive(fd.as_raw_fd()) {
-            Ok(req) => req,
-            Err(_) => {
-                let err = std::io::Error::last_os_error();
-                // ENOENT: the caller died or was interrupted before we read it.
-                if err.raw_os_error() == Some(libc::ENOENT) {
-                    continue;
-                }
-                return Err(SeccompError::ReceiveNotification { source: err });
-            }
+        let req = match next_request(&fd)? {
+            Next::Request(req) => req,
+            Next::Again => continue,
+            Next::HungUp => return Ok(served),
         };
         let name = syscall_name(&req);
-        let refusal = plan.refusal_for(&name, &req.data.args).unwrap_or(MISMATCH);
-        let resp = ScmpNotifResp::new_error(req.id, -refusal.errno, ScmpNotifRespFlags::empty());
-        if resp.respond(fd.as_raw_fd()).is_err() {
+        let refusal = refusal_of(&req, &name, plan.refusal_for(&name, &req.data.args));
+        respond(&fd, &req, &name, refusal.errno)?;
+        served += 1;
+        on_event(refusal);
+    }
+}
+
+/// The record of a call the plan refuses (`refused`), or of one the filter sent but
+/// the plan does not know ([`MISMATCH`]: refused too, fail closed).
+pub(super) fn refusal_of(
+    req: &ScmpNotifReq,
+    name: &str,
+    refused: Option<Refusal>,
+) -> SyscallRefusal {
+    let refusal = refused.unwrap_or(MISMATCH);
+    SyscallRefusal {
+        pid: req.pid,
+        syscall: name.to_string(),
+        nr: req.data.syscall.as_raw_syscall(),
+        args: req.data.args,
+        errno: refusal.errno,
+        reason: refusal.reason,
+    }
+}
+
+/// Answers a notification with `-errno`. A caller that died or was interrupted
+/// (`ENOENT`) did not run the call: not an error.
+pub(super) fn respond(
+    fd: &OwnedFd,
+    req: &ScmpNotifReq,
+    name: &str,
+    errno: i32,
+) -> Result<(), SeccompError> {
+    let resp = ScmpNotifResp::new_error(req.id, -errno, ScmpNotifRespFlags::empty());
+    if resp.respond(fd.as_raw_fd()).is_err() {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ENOENT) {
+            return Err(SeccompError::RespondNotification {
+                syscall: name.to_string(),
+                pid: req.pid,
+                source: err,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What waiting on the listener gave.
+pub(super) enum Next {
+    Request(ScmpNotifReq),
+    /// Nothing to serve (a signal, or the caller died before we read it).
+    Again,
+    /// Every process using the filter is gone.
+    HungUp,
+}
+
+/// Waits for the next notification on the listener.
+pub(super) fn next_request(fd: &OwnedFd) -> Result<Next, SeccompError> {
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok(Next::Again),
+        Err(source) => return Err(SeccompError::PollNotifyFd { source }),
+    }
+    let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+    if !revents.contains(PollFlags::POLLIN) {
+        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+            return Ok(Next::HungUp);
+        }
+        return Ok(Next::Again);
+    }
+    match ScmpNotifReq::receive(fd.as_raw_fd()) {
+        Ok(req) => Ok(Next::Request(req)),
+        Err(_) => {
             let err = std::io::Error::last_os_error();
-            // ENOENT: the caller died or a signal interrupted the call; it did not run.
-            if err.raw_os_error() != Some(libc::ENOENT) {
-                return Err(SeccompError::RespondNotification {
-                    syscall: name,
-                    pid: req.pid,
-                    source: err,
-                });
+            // ENOENT: the caller died or was interrupted before we read it.
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                Ok(Next::Again)
+            } else {
+                Err(SeccompError::ReceiveNotification { source: err })
             }
         }
-        served += 1;
-        on_event(SyscallRefusal {
-            pid: req.pid,
-            syscall: name,
-            nr: req.data.syscall.as_raw_syscall(),
-            args: req.data.args,
-            errno: refusal.errno,
-            reason: refusal.reason,
-        });
     }
 }

@@ -23,6 +23,7 @@ fn notify_available() -> bool {
 
 const NOTIFY: SeccompOptions = SeccompOptions {
     notify_denied: true,
+    observe: false,
 };
 
 #[test]
