@@ -37,6 +37,7 @@ enum Command {
     Serve(cmd::serve::Args),
     Check(cmd::check::Args),
     Init(cmd::init::Args),
+    Learn(cmd::learn::Args),
     Approve(cmd::approve::Args),
     Hook(cmd::hook::Args),
     /// The probe `check` starts inside the sandbox (internal).
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::main(a),
         Command::Check(a) => cmd::check::main(a),
         Command::Init(a) => cmd::init::main(a),
+        Command::Learn(a) => cmd::learn::main(a),
         Command::Approve(a) => cmd::approve::main(a),
         Command::Hook(a) => cmd::hook::main(a),
         Command::Probe(a) => cmd::check::probe(a),

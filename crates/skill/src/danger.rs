@@ -124,6 +124,26 @@ const EXFIL_HOSTS: &[(&str, &str)] = &[
     ("discord.com", "chat webhook"),
     ("discordapp.com", "chat webhook"),
     ("api.telegram.org", "chat bot API"),
+    (
+        "dns.google",
+        "DNS-over-HTTPS resolver (bypasses the sandbox's DNS)",
+    ),
+    (
+        "cloudflare-dns.com",
+        "DNS-over-HTTPS resolver (bypasses the sandbox's DNS)",
+    ),
+    (
+        "dns.quad9.net",
+        "DNS-over-HTTPS resolver (bypasses the sandbox's DNS)",
+    ),
+    (
+        "doh.opendns.com",
+        "DNS-over-HTTPS resolver (bypasses the sandbox's DNS)",
+    ),
+    (
+        "dns.nextdns.io",
+        "DNS-over-HTTPS resolver (bypasses the sandbox's DNS)",
+    ),
 ];
 
 /// Label words that mark a name as built for exfiltration.

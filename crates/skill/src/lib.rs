@@ -8,6 +8,7 @@
 //! - [`grants`]: a policy as approvable lines, and their diff;
 //! - [`lock`]: the approval lockfile and this machine's approval store.
 //! - [`danger`]: credential paths and exfiltration-shaped hosts (never granted, flagged).
+//! - [`learn`]: a least-privilege manifest from what an observed run did.
 //!
 //! Reads skill folders and the lockfile; writes only the lockfile and the approval
 //! store, and only from [`lock::approve`], which no sandboxed process can reach.
@@ -15,6 +16,7 @@
 pub mod danger;
 pub mod entry;
 pub mod grants;
+pub mod learn;
 mod load;
 pub mod lock;
 pub mod skill_md;

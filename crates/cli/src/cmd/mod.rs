@@ -8,6 +8,7 @@ pub mod exec;
 pub mod hook;
 pub mod init;
 pub mod inspect;
+pub mod learn;
 pub mod report;
 pub mod run;
 pub mod schema;

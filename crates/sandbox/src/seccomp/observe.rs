@@ -72,6 +72,46 @@ pub struct Access {
     pub target: String,
     /// The program making the call (`/proc/PID/exe`), when readable.
     pub program: Option<String>,
+    /// For an interpreter (python, node, a shell, ...), the script it runs: its first
+    /// argument that is not an option, as given (`scripts/fetch.py`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+}
+
+/// Interpreters whose first non-option argument names the program that really runs.
+const INTERPRETERS: &[&str] = &[
+    "python", "node", "nodejs", "bash", "sh", "dash", "zsh", "perl", "ruby", "deno", "bun", "php",
+];
+
+/// The program of `pid`, and for an interpreter the script it runs.
+fn program_of(pid: u32) -> (Option<String>, Option<String>) {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|p| p.display().to_string());
+    let base = exe
+        .as_deref()
+        .and_then(|e| e.rsplit('/').next())
+        .unwrap_or("");
+    let interpreted = INTERPRETERS.iter().any(|i| {
+        base == *i
+            || base
+                .strip_prefix(i)
+                .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    });
+    let script = if interpreted {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .and_then(|raw| {
+                raw.split(|b| *b == 0)
+                    .skip(1)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .take_while(|a| a != "-c")
+                    .find(|a| !a.is_empty() && !a.starts_with('-'))
+            })
+    } else {
+        None
+    };
+    (exe, script)
 }
 
 const AT_FDCWD: i64 = -100;
@@ -88,6 +128,8 @@ pub fn serve_observing(
 ) -> Result<u64, SeccompError> {
     let plan = seccomp_plan(profile);
     let observed = observed_syscalls(&plan);
+    let mut programs: std::collections::HashMap<u32, (Option<String>, Option<String>)> =
+        std::collections::HashMap::new();
     let mut served = 0u64;
     loop {
         let req = match next_request(&fd)? {
@@ -104,7 +146,15 @@ pub fn serve_observing(
             on_refusal(refusal);
             continue;
         }
-        let access = decode(&req, &name);
+        let program = programs
+            .entry(req.pid)
+            .or_insert_with(|| program_of(req.pid))
+            .clone();
+        if name.starts_with("execve") {
+            // The next call of this pid comes from the new program.
+            programs.remove(&req.pid);
+        }
+        let access = decode(&req, &name, program);
         // Read before the answer, while the caller is still blocked in the call; then
         // make sure the id (and so the pid) still belongs to that same blocked call.
         let valid = libseccomp::notify_id_valid(fd.as_raw_fd(), req.id).is_ok();
@@ -133,7 +183,11 @@ fn on_access_all(access: Vec<Access>, on_access: &mut impl FnMut(Access)) {
 
 /// The path(s) or destination a call names. Unreadable arguments give nothing (the
 /// call still goes ahead: observing never refuses).
-fn decode(req: &ScmpNotifReq, name: &str) -> Vec<Access> {
+fn decode(
+    req: &ScmpNotifReq,
+    name: &str,
+    (program, script): (Option<String>, Option<String>),
+) -> Vec<Access> {
     let a = req.data.args;
     let pid = req.pid;
     let at = |dirfd: u64, ptr: u64| resolve_at(pid, dirfd as i64, ptr);
@@ -168,9 +222,6 @@ fn decode(req: &ScmpNotifReq, name: &str) -> Vec<Access> {
         "connect" => vec![(AccessKind::Connect, sockaddr(pid, a[1], a[2]))],
         _ => Vec::new(),
     };
-    let program = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .map(|p| p.display().to_string());
     found
         .into_iter()
         .filter_map(|(kind, target)| {
@@ -180,6 +231,7 @@ fn decode(req: &ScmpNotifReq, name: &str) -> Vec<Access> {
                 syscall: name.to_string(),
                 target: target?,
                 program: program.clone(),
+                script: script.clone(),
             })
         })
         .collect()
