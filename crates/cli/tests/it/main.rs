@@ -13,6 +13,7 @@ mod escape_limits;
 mod escape_proc;
 mod examples;
 mod hook;
+mod learn;
 mod manifest;
 mod mcp;
 mod review2;

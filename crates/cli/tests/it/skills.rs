@@ -12,20 +12,20 @@ use std::process::{Command, Output};
 
 use crate::common::skillsandbox;
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/skills")
 }
 
 /// A temporary git project with its own HOME and state, holding copies of skills.
-struct Project {
+pub(crate) struct Project {
     _tmp: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
-    state: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) home: PathBuf,
+    pub(crate) state: PathBuf,
 }
 
 impl Project {
-    fn new() -> Project {
+    pub(crate) fn new() -> Project {
         let tmp = tempfile::tempdir().unwrap();
         let base = std::fs::canonicalize(tmp.path()).unwrap();
         let root = base.join("proj");
@@ -48,7 +48,7 @@ impl Project {
         }
     }
 
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = skillsandbox();
         c.env("HOME", &self.home)
             .env("XDG_STATE_HOME", &self.state)
@@ -59,11 +59,11 @@ impl Project {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
 
-    fn skill(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    pub(crate) fn skill(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.root.join("skills").join(name);
         for (p, text) in files {
             let p = dir.join(p);
@@ -73,14 +73,14 @@ impl Project {
         dir
     }
 
-    fn copy_fixture(&self, name: &str) -> PathBuf {
+    pub(crate) fn copy_fixture(&self, name: &str) -> PathBuf {
         let to = self.root.join("skills").join(name);
         copy_dir(&fixtures().join(name), &to);
         to
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -93,14 +93,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn text(o: &Output) -> (String, String) {
+pub(crate) fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
 
-fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
