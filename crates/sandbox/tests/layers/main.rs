@@ -10,3 +10,4 @@ mod child;
 mod landlock;
 mod seccomp;
 mod seccomp_notify;
+mod seccomp_observe;
