@@ -28,6 +28,9 @@ pub enum PathClass {
     Write,
     /// Never proposed: why.
     Refused(String),
+    /// `/`, a top-level directory or a whole home: refused when it exists (a listing
+    /// of it shows everything there), a lookup when it does not.
+    OverBroad,
 }
 
 fn under(path: &str, dir: &str) -> bool {
@@ -105,11 +108,7 @@ pub fn path(write: bool, path: &str, declared_writes: &[String]) -> PathClass {
         return PathClass::Unneeded;
     }
     if over_broad(path) {
-        return PathClass::Refused(
-            "over-broad: a top-level directory or a whole home (a listing of it shows \
-             everything there)"
-                .into(),
-        );
+        return PathClass::OverBroad;
     }
     PathClass::Read
 }
@@ -193,6 +192,10 @@ mod tests {
             (false, "/data/in/a.csv", PathClass::Read),
             (true, "/data/out/b.csv", PathClass::Write),
             (false, "/etc/gai.conf", PathClass::Unneeded),
+            (false, "/home", PathClass::OverBroad),
+            (false, "/home/u", PathClass::OverBroad),
+            (false, "/root", PathClass::OverBroad),
+            (false, "/package.json", PathClass::OverBroad),
         ];
         for (write, p, want) in cases {
             assert_eq!(&path(*write, p, &w), want, "{p}");

@@ -241,7 +241,7 @@ pub fn learn(
                         PathClass::Unneeded => {
                             l.unneeded.insert(a.target.clone());
                         }
-                        PathClass::Read if !exists(&a.target) => {
+                        PathClass::Read | PathClass::OverBroad if !exists(&a.target) => {
                             l.unneeded.insert(a.target.clone());
                         }
                         PathClass::Read => {
@@ -250,6 +250,14 @@ pub fn learn(
                         PathClass::Write => {
                             l.write.entry(a.target.clone()).or_default().insert(who);
                         }
+                        PathClass::OverBroad => refuse(
+                            &mut l,
+                            format!("{} {}", verb(kind), a.target),
+                            "over-broad: a top-level directory or a whole home (a listing of \
+                             it shows everything there)"
+                                .into(),
+                            evidence,
+                        ),
                         PathClass::Refused(why) => refuse(
                             &mut l,
                             format!("{} {}", verb(kind), a.target),
