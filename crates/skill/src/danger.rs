@@ -24,6 +24,8 @@ const CREDENTIAL_COMPONENTS: &[(&str, &str)] = &[
     ("Cookies", "browser cookies"),
     ("key4.db", "browser key store"),
     ("logins.json", "browser saved passwords"),
+    ("credentials", "a credentials file"),
+    ("credentials.json", "a credentials file"),
 ];
 
 /// Path suffixes (two or more components) that name credentials.
@@ -53,6 +55,8 @@ const CREDENTIAL_FILES: &[(&str, &str)] = &[
         "containerd (root on the host)",
     ),
     ("/proc/1/environ", "init's environment"),
+    ("/run/secrets", "container secrets"),
+    ("/var/run/secrets", "container and service-account secrets"),
 ];
 
 /// Why `path` (absolute, normalised) is a credential path, or `None`.
@@ -193,6 +197,11 @@ mod tests {
             ("/etc/shadow", "password hashes"),
             ("/etc/ssh/ssh_host_ed25519_key", "SSH host keys"),
             ("/srv/app/.env", "dotenv secrets"),
+            (
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                "container and service-account secrets",
+            ),
+            ("/opt/app/credentials.json", "a credentials file"),
         ] {
             assert_eq!(credential_path(p), Some(want), "{p}");
         }

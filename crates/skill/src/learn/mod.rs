@@ -280,6 +280,11 @@ pub fn learn(
     l
 }
 
+/// Under `/home` or `/root` (the invoker's files, not the sandbox's own home).
+pub(crate) fn in_home(path: &str) -> bool {
+    path.starts_with("/home/") || path == "/root" || path.starts_with("/root/")
+}
+
 /// A destination as shown: the name behind a synthetic address when there is one.
 fn shown_destination(target: &str, synthetic: &BTreeMap<String, String>) -> String {
     if let Some((ip, port)) = target.rsplit_once(':') {
@@ -301,7 +306,8 @@ fn verb(kind: AccessKind) -> &'static str {
 }
 
 /// Paths collapse to their directory when three or more files of one directory were
-/// used (never to a top-level directory); otherwise each path stays as it is.
+/// used; never to a top-level directory, nor anywhere in a home directory (homes hold
+/// secrets: there each file is granted on its own). Otherwise each path stays as is.
 fn collapse(paths: BTreeMap<String, Users>) -> BTreeMap<String, Users> {
     let mut by_dir: BTreeMap<String, Vec<(String, Users)>> = BTreeMap::new();
     for (p, users) in paths {
@@ -314,7 +320,8 @@ fn collapse(paths: BTreeMap<String, Users>) -> BTreeMap<String, Users> {
     let mut out: BTreeMap<String, Users> = BTreeMap::new();
     for (dir, files) in by_dir {
         let deep_enough = dir.matches('/').count() >= 2;
-        if files.len() >= 3 && deep_enough {
+        let in_home = in_home(&dir);
+        if files.len() >= 3 && deep_enough && !in_home {
             let users = files.into_iter().flat_map(|(_, u)| u).collect();
             out.insert(dir, users);
         } else {

@@ -76,7 +76,17 @@ fn permissions(out: &mut String, policy: &Policy, l: &Learned) {
             }
             let _ = writeln!(out, "    {key}:");
             for (p, users) in paths {
-                let _ = writeln!(out, "      - {}   {}", q(p), one_line(&by(verb, users)));
+                let check = if super::in_home(p) {
+                    " (in a home directory: check that the skill should see it)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "      - {}   {}{check}",
+                    q(p),
+                    one_line(&by(verb, users))
+                );
             }
         }
     }

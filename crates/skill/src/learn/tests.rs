@@ -145,6 +145,35 @@ fn the_proposal_is_a_valid_manifest_with_comments_and_no_dangerous_grant() {
 }
 
 #[test]
+fn files_in_a_home_are_never_collapsed_into_the_home() {
+    let (_t, s) = skill();
+    let reads = ["a", "b", "c"]
+        .iter()
+        .map(|f| acc(AccessKind::Read, "openat", &format!("/home/u/{f}.txt")))
+        .chain(
+            ["a", "b", "c"]
+                .iter()
+                .map(|f| acc(AccessKind::Read, "openat", &format!("/root/notes/{f}.md"))),
+        )
+        .collect();
+    let l = learn(&s, &[run(reads)], &|_| true);
+    let read: Vec<&str> = l.read.keys().map(String::as_str).collect();
+    assert_eq!(read.len(), 6, "{read:?}");
+    let p = propose(
+        &s,
+        &[run(vec![acc(AccessKind::Read, "openat", "/home/u/a.txt")])],
+        "t",
+        &|_| true,
+    );
+    assert!(
+        p.yaml
+            .contains("\"/home/u/a.txt\"   # read by scripts/weather.py (in a home directory"),
+        "{}",
+        p.yaml
+    );
+}
+
+#[test]
 fn runs_merge() {
     let (_t, s) = skill();
     let a = run(vec![acc(AccessKind::Read, "openat", "/srv/one.txt")]);
