@@ -81,6 +81,7 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
             EgressRule::Domain {
                 domain: DomainPattern::Exact(NAME.into()),
                 ports: vec![port],
+                http: Default::default(),
             },
             EgressRule::Cidr {
                 cidr: "127.0.0.1/32".parse()?,

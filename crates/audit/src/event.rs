@@ -76,6 +76,8 @@ pub enum ViolationKind {
     NetworkBlocked,
     /// TLS SNI or HTTP Host named another domain than the address was issued for.
     DomainMismatch,
+    /// A host's request, upload or download cap was crossed.
+    NetworkCap,
     /// A declared name resolved to loopback/private/link-local/metadata space.
     RebindingBlocked,
     /// A syscall the seccomp profile refuses.
@@ -196,6 +198,7 @@ impl ViolationKind {
         match self {
             ViolationKind::DnsBlocked => "dns_blocked",
             ViolationKind::NetworkBlocked => "network_blocked",
+            ViolationKind::NetworkCap => "network_cap",
             ViolationKind::DomainMismatch => "domain_mismatch",
             ViolationKind::RebindingBlocked => "rebinding_blocked",
             ViolationKind::SyscallBlocked => "syscall_blocked",

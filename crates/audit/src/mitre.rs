@@ -37,6 +37,7 @@ pub fn default_severity(kind: ViolationKind) -> Severity {
     match kind {
         ViolationKind::DomainMismatch => Severity::Critical,
         ViolationKind::NetworkBlocked
+        | ViolationKind::NetworkCap
         | ViolationKind::RebindingBlocked
         | ViolationKind::SyscallBlocked => Severity::High,
         ViolationKind::DnsBlocked
@@ -72,6 +73,7 @@ pub fn mitre_for(kind: ViolationKind) -> Option<Mitre> {
         // resource limits say too little on their own; producers add one from the
         // detail (see `mitre_for_syscall`, `mitre_for_path`).
         ViolationKind::NetworkBlocked
+        | ViolationKind::NetworkCap
         | ViolationKind::RebindingBlocked
         | ViolationKind::SyscallBlocked
         | ViolationKind::FilesystemDenied

@@ -14,10 +14,12 @@ fn network() -> NetworkPolicy {
             EgressRule::Domain {
                 domain: DomainPattern::Exact("api.example.com".into()),
                 ports: vec![443],
+                http: Default::default(),
             },
             EgressRule::Domain {
                 domain: DomainPattern::Wildcard("cdn.example.net".into()),
                 ports: vec![443],
+                http: Default::default(),
             },
         ],
         record: false,

@@ -30,6 +30,7 @@ mod dns;
 mod dns_serve;
 #[doc(hidden)]
 pub mod fuzzing;
+mod l7;
 mod pktinfo;
 mod record;
 mod relay;
@@ -37,6 +38,7 @@ mod sniff;
 mod synthetic;
 mod tcp;
 
+pub use l7::{InterceptCa, UpstreamRoots};
 use record::Recorder;
 use synthetic::SyntheticPool;
 
@@ -69,6 +71,10 @@ pub struct EgressConfig {
     pub synthetic_v4: Ipv4Net,
     /// Where synthetic IPv6 answers come from ([`DEFAULT_SYNTHETIC_V6`]).
     pub synthetic_v6: Ipv6Net,
+    /// The run's interception CA: needed when a rule checks requests over TLS.
+    pub ca: Option<Arc<InterceptCa>>,
+    /// Roots upstream certificates are verified against, for checked requests.
+    pub upstream_roots: Option<UpstreamRoots>,
 }
 
 impl EgressConfig {
@@ -79,6 +85,8 @@ impl EgressConfig {
             hosts_override: HashMap::new(),
             synthetic_v4: DEFAULT_SYNTHETIC_V4,
             synthetic_v6: DEFAULT_SYNTHETIC_V6,
+            ca: None,
+            upstream_roots: None,
         }
     }
 }
@@ -140,6 +148,10 @@ pub(crate) struct Shared {
     pub(crate) recorder: Recorder,
     pub(crate) tasks: Tasks,
     pub(crate) conn_limit: Arc<Semaphore>,
+    pub(crate) ca: Option<Arc<InterceptCa>>,
+    pub(crate) upstream_roots: Option<UpstreamRoots>,
+    /// Requests and bytes per host with request-level rules, across connections.
+    pub(crate) http_usage: Mutex<HashMap<String, l7::HostUsage>>,
 }
 
 impl Shared {
@@ -281,6 +293,9 @@ pub fn start(
         recorder: Recorder::default(),
         tasks: Tasks::default(),
         conn_limit: Arc::new(Semaphore::new(MAX_CONCURRENT_CONNECTIONS)),
+        ca: config.ca,
+        upstream_roots: config.upstream_roots,
+        http_usage: Mutex::new(HashMap::new()),
     });
     let tasks = &shared.tasks;
     tasks.spawn_on(handle, dns_serve::serve_udp(dns_udp4, shared.clone()));

@@ -25,6 +25,7 @@ fn domain(name: &str, ports: &[u16]) -> EgressRule {
     EgressRule::Domain {
         domain: DomainPattern::Exact(name.into()),
         ports: ports.to_vec(),
+        http: Default::default(),
     }
 }
 

@@ -115,7 +115,7 @@ pub(crate) async fn literal(stream: TcpStream, ip: IpAddr, port: u16, shared: &S
     reset(stream);
 }
 
-async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Shared) {
+async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Arc<Shared>) {
     let blocked = |name: Option<&str>, kind, reason: &str, detail: String| {
         let record = connection_record(name, ip, port, None, ConnectionDecision::Blocked, reason);
         shared.recorder.blocked(record, kind, detail, None);
@@ -229,6 +229,10 @@ async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Shared
             .recorder
             .blocked(record, ViolationKind::RebindingBlocked, detail, technique);
         reset(stream);
+        return;
+    }
+    if let Some(rules) = shared.network.http_rules(&name, port).cloned() {
+        crate::l7::serve(stream, bytes, &sniffed, &name, ip, port, ok, rules, shared).await;
         return;
     }
     let mut reason = format!("domain rule {rule} port {port}; {why}");
@@ -378,7 +382,9 @@ async fn connect_and_relay(
 
 fn domain_rule(shared: &Shared, name: &str, port: u16) -> Option<String> {
     shared.network.egress.iter().find_map(|r| match r {
-        EgressRule::Domain { domain, ports } if domain.matches(name) && ports.contains(&port) => {
+        EgressRule::Domain { domain, ports, .. }
+            if domain.matches(name) && ports.contains(&port) =>
+        {
             Some(domain.to_string())
         }
         _ => None,

@@ -75,6 +75,75 @@ pub(crate) fn version(s: &str) -> Result<semver::Version, Problem> {
 }
 
 /// An exact host name or `*.suffix`, lower-cased. See DESIGN.md §5.
+/// HTTP methods a rule may name.
+pub const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+pub(crate) fn http_method(s: &str) -> Result<(), Problem> {
+    if HTTP_METHODS.contains(&s) {
+        return Ok(());
+    }
+    let upper = s.to_ascii_uppercase();
+    let hint = if HTTP_METHODS.contains(&upper.as_str()) {
+        format!("write it in capitals: `{upper}`")
+    } else {
+        format!("valid methods: {}", HTTP_METHODS.join(", "))
+    };
+    Err(Problem::new(format!("invalid HTTP method `{s}`")).hint(hint))
+}
+
+pub(crate) fn http_path(s: &str) -> Result<(), Problem> {
+    if !s.starts_with('/') {
+        return Err(
+            Problem::new(format!("invalid path `{s}`: must start with `/`"))
+                .hint("write the path of the URL, e.g. `/repos/acme/*`, without the host"),
+        );
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
+    {
+        return Err(Problem::new(format!(
+            "invalid path `{s}`: character {c:?} is not allowed"
+        ))
+        .hint("paths are matched without the query string; `*` matches any run of characters"));
+    }
+    if s.len() > 1024 {
+        return Err(Problem::new("path longer than 1024 characters"));
+    }
+    Ok(())
+}
+
+/// `1MB`, `512 KiB`, `2GB`, `100B`, `4096`.
+pub(crate) fn byte_size(s: &str) -> Result<u64, Problem> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        Problem::new(format!("invalid size `{s}`"))
+            .hint("write a number of bytes, or a size such as `512KB`, `1MB`, `2GiB`")
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1000 * 1000,
+        "GB" => 1000 * 1000 * 1000,
+        "TB" => 1000 * 1000 * 1000 * 1000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(mult) {
+        Some(0) => {
+            Err(Problem::new("a size of 0 allows nothing").hint("leave the cap out for no cap"))
+        }
+        Some(v) if v <= u64::MAX >> 1 => Ok(v),
+        _ => Err(Problem::new(format!("size `{s}` is too large"))),
+    }
+}
+
 pub(crate) fn domain(s: &str) -> Result<DomainPattern, Problem> {
     if s.is_empty() {
         return Err(Problem::new("empty domain").hint("write a host name like `api.example.com`"));

@@ -23,7 +23,25 @@ const ROOT_KEYS: &[&str] = &[
 const SKILL_KEYS: &[&str] = &["name", "version", "description", "author"];
 const PERMISSION_KEYS: &[&str] = &["network", "filesystem", "env_vars", "syscalls"];
 const NETWORK_KEYS: &[&str] = &["egress"];
-const RULE_KEYS: &[&str] = &["domain", "cidr", "ports", "protocol"];
+const RULE_KEYS: &[&str] = &[
+    "domain",
+    "cidr",
+    "ports",
+    "protocol",
+    "methods",
+    "paths",
+    "max_bytes_out",
+    "max_bytes_in",
+    "max_requests",
+];
+/// Keys of a domain rule that make the sandbox check each HTTP request.
+const HTTP_RULE_KEYS: &[&str] = &[
+    "methods",
+    "paths",
+    "max_bytes_out",
+    "max_bytes_in",
+    "max_requests",
+];
 const FS_KEYS: &[&str] = &["read", "write", "deny"];
 const ENV_KEYS: &[&str] = &["allow"];
 const SYSCALL_KEYS: &[&str] = &["profile"];
@@ -194,6 +212,33 @@ impl Cx<'_> {
         let cidr = m
             .get("cidr")
             .and_then(|c| self.checked(c, &m.child("cidr"), |s| check::cidr(s).map(drop)));
+        if m.get("cidr").is_some() {
+            for key in HTTP_RULE_KEYS {
+                if let Some(n) = m.get(key) {
+                    self.error(
+                        n.pos,
+                        &m.child(key),
+                        format!("`{key}` needs a `domain` rule: a `cidr` rule is raw TCP, with no HTTP request to check"),
+                        Some("write the host name as `- domain: ...` with this rule".into()),
+                    );
+                }
+            }
+        }
+        let methods = m
+            .get("methods")
+            .and_then(|n| self.strings(n, &m.child("methods"), check::http_method));
+        let paths = m
+            .get("paths")
+            .and_then(|n| self.strings(n, &m.child("paths"), check::http_path));
+        let max_bytes_out = m
+            .get("max_bytes_out")
+            .and_then(|n| self.byte_size(n, &m.child("max_bytes_out")));
+        let max_bytes_in = m
+            .get("max_bytes_in")
+            .and_then(|n| self.byte_size(n, &m.child("max_bytes_in")));
+        let max_requests = m
+            .get("max_requests")
+            .and_then(|n| self.uint(n, &m.child("max_requests"), (1, u64::from(u32::MAX))));
         match (m.get("domain").is_some(), m.get("cidr").is_some()) {
             (true, true) => {
                 self.error(
@@ -217,6 +262,11 @@ impl Cx<'_> {
                 domain: domain?,
                 ports,
                 protocol,
+                methods,
+                paths,
+                max_bytes_out,
+                max_bytes_in,
+                max_requests,
             })),
             (false, true) => Some(EgressRule::Cidr(CidrRule {
                 cidr: cidr?,
@@ -224,6 +274,20 @@ impl Cx<'_> {
                 protocol,
             })),
         }
+    }
+
+    /// A byte count: a whole number, or a string with a unit (`1MB`, `512KiB`).
+    fn byte_size(&mut self, node: &Node, path: &str) -> Option<Located<u64>> {
+        if let Value::Str(text) = &node.value {
+            return match check::byte_size(text) {
+                Ok(v) => Some(Located::new(v, node.pos)),
+                Err(p) => {
+                    self.problem(node.pos, path, p);
+                    None
+                }
+            };
+        }
+        self.uint(node, path, (1, u64::MAX >> 1))
     }
 
     fn ports(&mut self, node: &Node, path: &str) -> Option<Vec<Located<u16>>> {

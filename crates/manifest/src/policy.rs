@@ -72,11 +72,68 @@ pub enum EgressRule {
     Domain {
         domain: DomainPattern,
         ports: Vec<u16>,
+        /// Request-level rules; empty: the host is SNI/Host-checked pass-through.
+        #[serde(default, skip_serializing_if = "HttpRules::is_empty")]
+        http: HttpRules,
     },
     Cidr {
         cidr: ipnet::IpNet,
         ports: Vec<u16>,
     },
+}
+
+/// What each HTTP request to a host must satisfy, and the host's caps. Any of these
+/// set makes the egress service terminate the connection and check every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRules {
+    /// Allowed methods (upper case); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Allowed paths, `*` matching any run of characters; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u64>,
+}
+
+impl HttpRules {
+    pub fn is_empty(&self) -> bool {
+        self == &HttpRules::default()
+    }
+
+    /// Whether `method` is allowed.
+    pub fn method_allowed(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+
+    /// Whether `path` (without the query string) is allowed.
+    pub fn path_allowed(&self, path: &str) -> bool {
+        self.paths.is_empty() || self.paths.iter().any(|p| glob_match(p, path))
+    }
+}
+
+/// `*` matches any run of characters (including `/`); everything else is literal.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A lower-case ASCII (punycode) domain name, exact or `*.suffix` (sub-domains only).
@@ -115,7 +172,9 @@ impl NetworkPolicy {
     /// The rule that allows `name` on `port`, if any.
     pub fn domain_allows(&self, name: &str, port: u16) -> bool {
         self.egress.iter().any(|r| match r {
-            EgressRule::Domain { domain, ports } => domain.matches(name) && ports.contains(&port),
+            EgressRule::Domain { domain, ports, .. } => {
+                domain.matches(name) && ports.contains(&port)
+            }
             EgressRule::Cidr { .. } => false,
         })
     }
@@ -124,6 +183,26 @@ impl NetworkPolicy {
     /// Whether the sandbox gets the egress service at all (rules, or record mode).
     pub fn active(&self) -> bool {
         !self.egress.is_empty() || self.record
+    }
+
+    /// The request-level rules of the domain rule that allows `name` on `port`, when
+    /// it has any.
+    pub fn http_rules(&self, name: &str, port: u16) -> Option<&HttpRules> {
+        self.egress.iter().find_map(|r| match r {
+            EgressRule::Domain {
+                domain,
+                ports,
+                http,
+            } if domain.matches(name) && ports.contains(&port) && !http.is_empty() => Some(http),
+            _ => None,
+        })
+    }
+
+    /// Whether any rule checks requests (the run then needs the interception CA).
+    pub fn intercepts(&self) -> bool {
+        self.egress
+            .iter()
+            .any(|r| matches!(r, EgressRule::Domain { http, .. } if !http.is_empty()))
     }
 
     pub fn domain_declared(&self, name: &str) -> bool {

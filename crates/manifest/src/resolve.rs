@@ -196,9 +196,19 @@ impl Lower<'_> {
         match r {
             EgressRule::Domain(d) => {
                 let domain = self.check(&d.domain, &format!("{field}.domain"), check::domain)?;
+                let strings = |l: &Option<Vec<Located<String>>>| -> Vec<String> {
+                    l.iter().flatten().map(|s| s.value.clone()).collect()
+                };
                 Some(PolicyRule::Domain {
                     domain,
                     ports: ports_of(&d.ports),
+                    http: policy::HttpRules {
+                        methods: strings(&d.methods),
+                        paths: strings(&d.paths),
+                        max_bytes_out: d.max_bytes_out.as_ref().map(|v| v.value),
+                        max_bytes_in: d.max_bytes_in.as_ref().map(|v| v.value),
+                        max_requests: d.max_requests.as_ref().map(|v| v.value),
+                    },
                 })
             }
             EgressRule::Cidr(c) => {

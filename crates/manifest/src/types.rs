@@ -144,6 +144,35 @@ pub struct DomainRule {
     pub ports: Option<Vec<Located<u16>>>,
     /// Transport protocol. Only `tcp` in v1 (DNS is handled by the sandbox).
     pub protocol: Option<Located<Protocol>>,
+    /// HTTP methods allowed (`[GET, POST]`). Setting this, `paths` or a cap makes
+    /// the sandbox check every request to this host (TLS is terminated with a per-run
+    /// CA the sandbox trusts). Default: any method.
+    #[schemars(length(min = 1))]
+    pub methods: Option<Vec<Located<String>>>,
+    /// Request paths allowed: exact (`/user`) or with `*` matching any run of
+    /// characters (`/repos/acme/*`). The query string is not part of the path.
+    /// Default: any path.
+    #[schemars(length(min = 1))]
+    pub paths: Option<Vec<Located<String>>>,
+    /// Most request-body bytes sent to this host per run: a number of bytes, or a
+    /// size such as `512KB`, `1MB`, `2GiB`.
+    #[schemars(with = "Option<ByteSize>")]
+    pub max_bytes_out: Option<Located<u64>>,
+    /// Most response-body bytes received from this host per run (same syntax).
+    #[schemars(with = "Option<ByteSize>")]
+    pub max_bytes_in: Option<Located<u64>>,
+    /// Most requests to this host per run.
+    #[schemars(range(min = 1))]
+    pub max_requests: Option<Located<u64>>,
+}
+
+/// A byte count: a whole number of bytes, or a size with a unit (`KB`, `MB`, `GB`
+/// are powers of 1000; `KiB`, `MiB`, `GiB` powers of 1024).
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum ByteSize {
+    Bytes(u64),
+    Text(String),
 }
 
 /// Connections to an address range. The only way to reach private or loopback

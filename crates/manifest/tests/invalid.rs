@@ -129,6 +129,26 @@ fn cases() -> Vec<Case> {
             &[(9, 9, "permissions.network.egress[0]", "set either `domain` or `cidr` in one rule, not both")],
         ),
         case(
+            "lower-case HTTP method",
+            head("permissions:\n  network:\n    egress:\n      - domain: a.example.com\n        methods: [get]\n"),
+            &[(10, 19, "permissions.network.egress[0].methods[0]", "invalid HTTP method `get`")],
+        ),
+        case(
+            "path without a leading slash",
+            head("permissions:\n  network:\n    egress:\n      - domain: a.example.com\n        paths: [\"repos/*\"]\n"),
+            &[(10, 17, "permissions.network.egress[0].paths[0]", "invalid path `repos/*`: must start with `/`")],
+        ),
+        case(
+            "size with an unknown unit",
+            head("permissions:\n  network:\n    egress:\n      - domain: a.example.com\n        max_bytes_out: 1 MBs\n"),
+            &[(10, 24, "permissions.network.egress[0].max_bytes_out", "invalid size `1 MBs`")],
+        ),
+        case(
+            "path rule on a cidr rule",
+            head("permissions:\n  network:\n    egress:\n      - cidr: 10.0.0.0/8\n        paths: [/x]\n"),
+            &[(10, 16, "permissions.network.egress[0].paths", "`paths` needs a `domain` rule: a `cidr` rule is raw TCP, with no HTTP request to check")],
+        ),
+        case(
             "udp protocol",
             head("permissions:\n  network:\n    egress:\n      - domain: a.example.com\n        protocol: udp\n"),
             &[(10, 19, "permissions.network.egress[0].protocol", "only `tcp` egress is supported in v1")],

@@ -75,10 +75,12 @@ entrypoint:
                 EgressRule::Domain {
                     domain: DomainPattern::Exact("api.example.com".into()),
                     ports: vec![443],
+                    http: Default::default(),
                 },
                 EgressRule::Domain {
                     domain: DomainPattern::Wildcard("example.org".into()),
                     ports: vec![443, 8443],
+                    http: Default::default(),
                 },
                 EgressRule::Cidr {
                     cidr: "10.20.0.0/16".parse().unwrap(),

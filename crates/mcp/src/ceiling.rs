@@ -100,6 +100,7 @@ impl DomainGrant {
         EgressRule::Domain {
             domain: self.pattern.clone(),
             ports: self.ports.clone(),
+            http: Default::default(),
         }
     }
 }

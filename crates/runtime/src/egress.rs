@@ -60,6 +60,7 @@ pub fn start(
     network: &NetworkPolicy,
     ports: &[u16],
     fds: Vec<OwnedFd>,
+    intercept: Option<&crate::intercept::Intercept>,
 ) -> Result<EgressHandle, String> {
     if fds.len() != 3 + ports.len() {
         return Err(format!(
@@ -84,6 +85,10 @@ pub fn start(
         config.hosts_override = parse_hosts(&text)
             .map_err(|e| format!("{HOSTS_OVERRIDE_ENV}={}: {e}", path.to_string_lossy()))?;
     }
+    if let Some(i) = intercept {
+        config.ca = Some(i.ca.clone());
+        config.upstream_roots = Some(i.roots.clone());
+    }
     let rt = runtime()?;
     egress::start(
         config,
@@ -104,7 +109,7 @@ pub fn describe(network: &NetworkPolicy) -> String {
         .egress
         .iter()
         .map(|r| match r {
-            EgressRule::Domain { domain, ports } => format!("{domain}:{ports:?}"),
+            EgressRule::Domain { domain, ports, .. } => format!("{domain}:{ports:?}"),
             EgressRule::Cidr { cidr, ports } => format!("{cidr}:{ports:?}"),
         })
         .collect();

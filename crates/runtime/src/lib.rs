@@ -9,6 +9,7 @@
 pub mod adhoc;
 mod egress;
 mod enforcement;
+mod intercept;
 mod lower;
 pub mod output;
 mod prepare;

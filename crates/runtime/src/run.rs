@@ -252,17 +252,37 @@ fn confined(
     started: Instant,
 ) -> Result<(), Setup> {
     let policy = req.policy.clone();
+    // 0. Request-level rules: the run's CA and the sandbox's trust in it.
+    let intercept = crate::intercept::prepare(&policy)?;
+    let mut binds = req.extra_ro_binds.clone();
+    if let Some(i) = &intercept {
+        binds.extend(i.binds.iter().cloned());
+    }
     // 1. Supervisor: tier, declared paths, the plan (once), cgroup.
-    let prepared = lower::prepare(
+    let mut prepared = lower::prepare(
         &policy,
         &req.extra_args,
         Mode::Run {
             trace_id: &trace.trace_id,
             allow_degraded: req.allow_degraded,
-            extra_ro_binds: &req.extra_ro_binds,
+            extra_ro_binds: &binds,
             observe: req.observe,
         },
     )?;
+    if let Some(i) = &intercept {
+        if prepared.process.is_some() {
+            return Err(Setup::new(
+                "request-level egress rules (methods, paths, caps) need the container tier",
+                Some("set `isolation: tier: container`, or leave the rules out".into()),
+            ));
+        }
+        prepared
+            .plan
+            .env
+            .retain(|(k, _)| !i.env.iter().any(|(n, _)| n == k));
+        prepared.plan.env.extend(i.env.iter().cloned());
+        prepared.plan.env.sort();
+    }
     trace.tier = prepared.choice.name().to_string();
     for (kind, detail) in &prepared.events {
         trace.events.push(event(kind, detail.clone()));
@@ -295,7 +315,7 @@ fn confined(
     .map_err(|e| Setup::launch(&policy, &e))?;
     let egress_service = match running.egress.take() {
         Some((ports, fds)) => Some(
-            crate::egress::start(&policy.network, &ports, fds)
+            crate::egress::start(&policy.network, &ports, fds, intercept.as_ref())
                 .map_err(|e| Setup::new(format!("egress service: {e}"), None))?,
         ),
         None => None,

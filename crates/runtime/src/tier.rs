@@ -622,6 +622,7 @@ mod tests {
             EgressRule::Domain {
                 domain: DomainPattern::Exact("api.example.com".into()),
                 ports: vec![443],
+                http: Default::default(),
             },
             EgressRule::Cidr {
                 cidr: "10.0.0.0/8".parse().unwrap(),

@@ -221,6 +221,7 @@ mod tests {
                 egress: vec![EgressRule::Domain {
                     domain: DomainPattern::Exact("api.example.com".into()),
                     ports: vec![443, 8443],
+                    http: Default::default(),
                 }],
                 record: false,
             },

@@ -10,12 +10,35 @@ use skillsandbox_manifest::{EgressRule, EnvPattern, Policy};
 pub fn lines(policy: &Policy) -> Vec<String> {
     let mut out = Vec::new();
     for rule in &policy.network.egress {
-        let (target, ports) = match rule {
-            EgressRule::Domain { domain, ports } => (domain.to_string(), ports),
-            EgressRule::Cidr { cidr, ports } => (format!("cidr {cidr}"), ports),
+        let (target, ports, http) = match rule {
+            EgressRule::Domain {
+                domain,
+                ports,
+                http,
+            } => (domain.to_string(), ports, Some(http)),
+            EgressRule::Cidr { cidr, ports } => (format!("cidr {cidr}"), ports, None),
         };
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         out.push(format!("network: {target}:{}", ports.join(",")));
+        if let Some(h) = http.filter(|h| !h.is_empty()) {
+            let mut parts = Vec::new();
+            if !h.methods.is_empty() {
+                parts.push(format!("methods {}", h.methods.join(",")));
+            }
+            if !h.paths.is_empty() {
+                parts.push(format!("paths {}", h.paths.join(" ")));
+            }
+            for (name, v) in [
+                ("max_bytes_out", h.max_bytes_out),
+                ("max_bytes_in", h.max_bytes_in),
+                ("max_requests", h.max_requests),
+            ] {
+                if let Some(v) = v {
+                    parts.push(format!("{name} {v}"));
+                }
+            }
+            out.push(format!("network.http: {target}: {}", parts.join("; ")));
+        }
     }
     if policy.network.egress.is_empty() {
         out.push("network: none".to_owned());

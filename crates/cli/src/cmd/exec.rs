@@ -114,11 +114,18 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
         workdir,
     };
     let mut policy = adhoc_policy(base, &args.command, &grants, &cwd);
-    policy.network.egress.extend(
-        args.allow_domain
-            .into_iter()
-            .map(|(domain, ports)| EgressRule::Domain { domain, ports }),
-    );
+    policy
+        .network
+        .egress
+        .extend(
+            args.allow_domain
+                .into_iter()
+                .map(|(domain, ports)| EgressRule::Domain {
+                    domain,
+                    ports,
+                    http: Default::default(),
+                }),
+        );
     let mut req = RunRequest::new(policy);
     req.tool_call_id = args.tool_call_id;
     let mut flags = args.run;

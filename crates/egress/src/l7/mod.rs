@@ -1,0 +1,431 @@
+//! Request-level egress (DESIGN.md §9.3): a connection to a host whose rule has
+//! methods, paths or caps is terminated here (TLS with the run's CA, or plain HTTP),
+//! and every request on it, HTTP/1.1 keep-alive and pipelined or HTTP/2 stream by
+//! stream, is checked for its authority, method and path and counted against the
+//! host's caps before it goes upstream on a fresh, verified connection.
+//!
+//! One entry: [`serve`]. A request naming another host than the connection was made
+//! for (domain fronting) gets 403, a `domain_mismatch` violation and the end of the
+//! connection; a method or path the rule does not allow gets 403 and a
+//! `network_blocked` violation; crossing a cap gets 429/413/502, a `network_cap`
+//! violation and the end of the connection.
+
+mod ca;
+mod prefixed;
+mod upstream;
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use skillsandbox_audit::{ConnectionDecision, ViolationKind};
+use skillsandbox_manifest::HttpRules;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+pub use ca::InterceptCa;
+pub use upstream::UpstreamRoots;
+
+use crate::record::connection_record;
+use crate::sniff::Sniff;
+use crate::Shared;
+use prefixed::Prefixed;
+
+/// The TLS crypto provider: ring, which builds with the C compiler alone (aws-lc-rs
+/// would add cmake and NASM to every build). rustls marks it deprecated because it
+/// lacks post-quantum key exchange; both ends here are ours or verified upstreams.
+#[allow(deprecated)]
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Usage of one host in this run, across connections.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct HostUsage {
+    pub requests: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+/// One terminated connection.
+struct Conn {
+    name: String,
+    dest: IpAddr,
+    port: u16,
+    addrs: Vec<IpAddr>,
+    rules: HttpRules,
+    tls: bool,
+    shared: Arc<Shared>,
+    closing: AtomicBool,
+    close: Notify,
+}
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Terminates `stream` (whose first bytes, `head`, were already read and named
+/// `name`) and serves every request on it under `rules`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve(
+    stream: TcpStream,
+    head: Vec<u8>,
+    sniffed: &Sniff,
+    name: &str,
+    dest: IpAddr,
+    port: u16,
+    addrs: Vec<IpAddr>,
+    rules: HttpRules,
+    shared: &Arc<Shared>,
+) {
+    let tls = matches!(sniffed, Sniff::Tls { .. });
+    let conn = Arc::new(Conn {
+        name: name.to_string(),
+        dest,
+        port,
+        addrs,
+        rules,
+        tls,
+        shared: shared.clone(),
+        closing: AtomicBool::new(false),
+        close: Notify::new(),
+    });
+    let io = Prefixed::new(head, stream);
+    if tls {
+        let Some(ca) = shared.ca.clone() else {
+            conn.refuse_connection("no interception CA in this run (refused: fail closed)");
+            return;
+        };
+        let config = match ca.server_config(name) {
+            Ok(c) => c,
+            Err(e) => {
+                conn.refuse_connection(&e);
+                return;
+            }
+        };
+        match tokio_rustls::TlsAcceptor::from(config).accept(io).await {
+            Ok(tls) => run(TokioIo::new(tls), conn).await,
+            Err(e) => conn.refuse_connection(&format!(
+                "TLS handshake with the sandbox failed (does the client trust the run's CA?): {e}"
+            )),
+        }
+    } else if matches!(sniffed, Sniff::Http { .. } | Sniff::Http2Preface) {
+        run(TokioIo::new(io), conn).await;
+    } else {
+        conn.refuse_connection("the rule checks HTTP requests; this connection is not HTTP");
+    }
+}
+
+async fn run<T>(io: T, conn: Arc<Conn>)
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let c = conn.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let c = c.clone();
+        async move { Ok::<_, Infallible>(c.request(req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let served = builder.serve_connection(io, svc);
+    tokio::pin!(served);
+    let mut shutting = false;
+    loop {
+        tokio::select! {
+            _ = served.as_mut() => break,
+            _ = conn.close.notified(), if !shutting => {
+                shutting = true;
+                served.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+fn status(code: StatusCode, text: &str, close: bool) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("skillsandbox: {text}\n"))));
+    *r.status_mut() = code;
+    if close {
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+/// The host a request names: `:authority` (HTTP/2, absolute form), else `Host`;
+/// lower-cased, port and trailing dot stripped.
+fn authority(req: &Request<Incoming>) -> Option<String> {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| strip_port(h).to_string())
+        })?;
+    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split(']').next().map_or(h, |s| s.trim_start_matches('['));
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => h,
+    }
+}
+
+impl Conn {
+    fn refuse_connection(&self, why: &str) {
+        let record = connection_record(
+            Some(&self.name),
+            self.dest,
+            self.port,
+            None,
+            ConnectionDecision::Blocked,
+            why,
+        );
+        self.shared.recorder.blocked(
+            record,
+            ViolationKind::NetworkBlocked,
+            format!("TCP connection to {}:{}: {why}", self.name, self.port),
+            None,
+        );
+    }
+
+    fn violation(&self, kind: ViolationKind, reason: &str, detail: String) {
+        let record = connection_record(
+            Some(&self.name),
+            self.dest,
+            self.port,
+            None,
+            ConnectionDecision::Blocked,
+            reason,
+        );
+        self.shared.recorder.blocked(record, kind, detail, None);
+    }
+
+    /// Ends the connection after the current response.
+    fn end(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.close.notify_one();
+    }
+
+    fn usage(&self, f: impl FnOnce(&mut HostUsage)) -> HostUsage {
+        let mut all = self
+            .shared
+            .http_usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let u = all.entry(self.name.clone()).or_default();
+        f(u);
+        *u
+    }
+
+    async fn request(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if self.closing.load(Ordering::Acquire) {
+            return status(StatusCode::FORBIDDEN, "connection closed by policy", true);
+        }
+        let method = req.method().as_str().to_string();
+        let path = req.uri().path().to_string();
+        let what = format!("HTTP {method} {path} to {}", self.name);
+        match authority(&req) {
+            Some(a) if a == self.name => {}
+            other => {
+                let named = other.unwrap_or_else(|| "no host".into());
+                self.violation(
+                    ViolationKind::DomainMismatch,
+                    "request names another host than the connection (domain fronting)",
+                    format!("{what}: the request names {named} on a connection made for {}; refused and the connection closed", self.name),
+                );
+                self.end();
+                return status(StatusCode::FORBIDDEN, "request names another host", true);
+            }
+        }
+        let r = &self.rules;
+        if !r.method_allowed(&method) || !r.path_allowed(&path) {
+            self.violation(
+                ViolationKind::NetworkBlocked,
+                "method or path not allowed by the rule",
+                format!(
+                    "{what}: not allowed (methods [{}], paths [{}])",
+                    r.methods.join(", "),
+                    r.paths.join(", ")
+                ),
+            );
+            return status(StatusCode::FORBIDDEN, "method or path not allowed", false);
+        }
+        let used = self.usage(|u| u.requests += 1);
+        if let Some(max) = r.max_requests.filter(|m| used.requests > *m) {
+            self.violation(
+                ViolationKind::NetworkCap,
+                "request cap reached",
+                format!(
+                    "{what}: request {} of at most {max} to this host",
+                    used.requests
+                ),
+            );
+            self.end();
+            return status(StatusCode::TOO_MANY_REQUESTS, "request cap reached", true);
+        }
+        self.forward(req, &what).await
+    }
+
+    async fn forward(&self, req: Request<Incoming>, what: &str) -> Response<Full<Bytes>> {
+        let r = &self.rules;
+        let (parts, body) = req.into_parts();
+        let left_out = r
+            .max_bytes_out
+            .map(|m| m.saturating_sub(self.usage(|_| {}).bytes_out));
+        let body = match left_out {
+            Some(left) => Limited::new(body, usize::try_from(left).unwrap_or(usize::MAX))
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| e.to_string()),
+            None => body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| e.to_string()),
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => {
+                let over = left_out.is_some() && e.contains("length limit");
+                if over {
+                    self.violation(
+                        ViolationKind::NetworkCap,
+                        "upload cap reached",
+                        format!(
+                            "{what}: the request body passes max_bytes_out ({} bytes per run); cut",
+                            r.max_bytes_out.unwrap_or(0)
+                        ),
+                    );
+                    self.end();
+                    return status(StatusCode::PAYLOAD_TOO_LARGE, "upload cap reached", true);
+                }
+                return status(StatusCode::BAD_REQUEST, "reading the request failed", true);
+            }
+        };
+        self.usage(|u| u.bytes_out += body.len() as u64);
+
+        let mut up = Request::builder().method(parts.method.clone()).uri(
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+        );
+        for (k, v) in &parts.headers {
+            if !HOP_BY_HOP.contains(&k.as_str()) && k != HOST {
+                up = up.header(k, v);
+            }
+        }
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.port == default_port {
+            self.name.clone()
+        } else {
+            format!("{}:{}", self.name, self.port)
+        };
+        up = up.header(HOST, host);
+        let Ok(up) = up.body(Full::new(body)) else {
+            return status(StatusCode::BAD_REQUEST, "malformed request", true);
+        };
+        let roots = &self.shared.upstream_roots;
+        let sent = match roots {
+            Some(roots) => {
+                upstream::send(up, &self.name, self.port, &self.addrs, self.tls, roots).await
+            }
+            None => Err("no upstream trust roots in this run".to_string()),
+        };
+        let (addr, resp) = match sent {
+            Ok(x) => x,
+            Err(e) => {
+                self.shared.recorder.connection(connection_record(
+                    Some(&self.name),
+                    self.dest,
+                    self.port,
+                    None,
+                    ConnectionDecision::Blocked,
+                    format!("{what}: {e}"),
+                ));
+                return status(StatusCode::BAD_GATEWAY, &e, false);
+            }
+        };
+        let (rparts, rbody) = resp.into_parts();
+        let left_in = r
+            .max_bytes_in
+            .map(|m| m.saturating_sub(self.usage(|_| {}).bytes_in));
+        let rbody = match left_in {
+            Some(left) => Limited::new(rbody, usize::try_from(left).unwrap_or(usize::MAX))
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| e.to_string()),
+            None => rbody
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| e.to_string()),
+        };
+        let rbody = match rbody {
+            Ok(b) => b,
+            Err(e) => {
+                if left_in.is_some() && e.contains("length limit") {
+                    self.violation(
+                        ViolationKind::NetworkCap,
+                        "download cap reached",
+                        format!(
+                            "{what}: the response passes max_bytes_in ({} bytes per run); cut",
+                            r.max_bytes_in.unwrap_or(0)
+                        ),
+                    );
+                    self.end();
+                    return status(StatusCode::BAD_GATEWAY, "download cap reached", true);
+                }
+                return status(
+                    StatusCode::BAD_GATEWAY,
+                    "reading the response failed",
+                    false,
+                );
+            }
+        };
+        self.usage(|u| u.bytes_in += rbody.len() as u64);
+        let mut record = connection_record(
+            Some(&self.name),
+            self.dest,
+            self.port,
+            Some(addr.to_string()),
+            ConnectionDecision::Allowed,
+            format!("{what}: {} (request checked)", rparts.status.as_u16()),
+        );
+        record.bytes_in = rbody.len() as u64;
+        self.shared.recorder.connection(record);
+        let mut out = Response::new(Full::new(rbody));
+        *out.status_mut() = rparts.status;
+        for (k, v) in &rparts.headers {
+            if !HOP_BY_HOP.contains(&k.as_str()) && k != HeaderName::from_static("content-length") {
+                out.headers_mut().append(k, v.clone());
+            }
+        }
+        out
+    }
+}
