@@ -6,6 +6,7 @@ mod audit;
 mod check;
 mod common;
 mod egress;
+mod egress_l7;
 mod escape;
 mod escape_fs;
 mod escape_life;
