@@ -39,6 +39,7 @@ enum Command {
     Init(cmd::init::Args),
     Learn(cmd::learn::Args),
     Approve(cmd::approve::Args),
+    Scan(cmd::scan::Args),
     Hook(cmd::hook::Args),
     /// The probe `check` starts inside the sandbox (internal).
     #[command(name = "__probe", hide = true)]
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         Command::Init(a) => cmd::init::main(a),
         Command::Learn(a) => cmd::learn::main(a),
         Command::Approve(a) => cmd::approve::main(a),
+        Command::Scan(a) => cmd::scan::main(a),
         Command::Hook(a) => cmd::hook::main(a),
         Command::Probe(a) => cmd::check::probe(a),
     };

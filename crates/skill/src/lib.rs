@@ -9,6 +9,7 @@
 //! - [`lock`]: the approval lockfile and this machine's approval store.
 //! - [`danger`]: credential paths and exfiltration-shaped hosts (never granted, flagged).
 //! - [`learn`]: a least-privilege manifest from what an observed run did.
+//! - [`scan`]: a folder of skills, their states and static red flags.
 //!
 //! Reads skill folders and the lockfile; writes only the lockfile and the approval
 //! store, and only from [`lock::approve`], which no sandboxed process can reach.
@@ -19,6 +20,7 @@ pub mod grants;
 pub mod learn;
 mod load;
 pub mod lock;
+pub mod scan;
 pub mod skill_md;
 pub mod tree;
 

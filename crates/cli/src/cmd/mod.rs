@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod learn;
 pub mod report;
 pub mod run;
+pub mod scan;
 pub mod schema;
 pub mod serve;
 pub mod session;

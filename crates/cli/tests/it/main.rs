@@ -19,6 +19,7 @@ mod manifest;
 mod mcp;
 mod review2;
 mod rootless;
+mod scan;
 mod session;
 mod skills;
 mod tier;
