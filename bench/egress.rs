@@ -89,6 +89,7 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
             },
         ],
         record: false,
+        secrets: Vec::new(),
     });
     config.synthetic_v4 = "127.77.0.0/24".parse()?;
     config.hosts_override = HashMap::from([(NAME.to_owned(), vec![IpAddr::from([127, 0, 0, 1])])]);

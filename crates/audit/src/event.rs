@@ -78,6 +78,8 @@ pub enum ViolationKind {
     DomainMismatch,
     /// A host's request, upload or download cap was crossed.
     NetworkCap,
+    /// A secret's placeholder was sent somewhere its value may not go.
+    SecretExfiltration,
     /// A declared name resolved to loopback/private/link-local/metadata space.
     RebindingBlocked,
     /// A syscall the seccomp profile refuses.
@@ -199,6 +201,7 @@ impl ViolationKind {
             ViolationKind::DnsBlocked => "dns_blocked",
             ViolationKind::NetworkBlocked => "network_blocked",
             ViolationKind::NetworkCap => "network_cap",
+            ViolationKind::SecretExfiltration => "secret_exfiltration",
             ViolationKind::DomainMismatch => "domain_mismatch",
             ViolationKind::RebindingBlocked => "rebinding_blocked",
             ViolationKind::SyscallBlocked => "syscall_blocked",

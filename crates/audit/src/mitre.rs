@@ -35,7 +35,7 @@ pub fn violation(
 /// The default severity of a kind, for producers without a better judgement.
 pub fn default_severity(kind: ViolationKind) -> Severity {
     match kind {
-        ViolationKind::DomainMismatch => Severity::Critical,
+        ViolationKind::DomainMismatch | ViolationKind::SecretExfiltration => Severity::Critical,
         ViolationKind::NetworkBlocked
         | ViolationKind::NetworkCap
         | ViolationKind::RebindingBlocked
@@ -66,6 +66,11 @@ pub fn mitre_for(kind: ViolationKind) -> Option<Mitre> {
             "Command and Control",
             "T1090.004",
             "Proxy: Domain Fronting",
+        )),
+        ViolationKind::SecretExfiltration => Some(mitre(
+            "Exfiltration",
+            "T1041",
+            "Exfiltration Over C2 Channel",
         )),
         // Exhausting the pids limit is a fork bomb in practice.
         ViolationKind::ProcessLimit => Some(mitre("Impact", "T1499", "Endpoint Denial of Service")),

@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use skillsandbox_audit::{now, DnsDecision, DnsRecord};
+use skillsandbox_audit::{now, DnsDecision, DnsRecord, ViolationKind};
 use skillsandbox_manifest::NetworkPolicy;
 
 use crate::record::Recorder;
@@ -33,6 +33,7 @@ const CLASS_IN: u16 = 1;
 
 /// What the responder needs to decide.
 pub(crate) struct DnsContext<'a> {
+    pub(crate) secrets: &'a [crate::LiveSecret],
     pub(crate) network: &'a NetworkPolicy,
     pub(crate) pool: &'a Mutex<SyntheticPool>,
     pub(crate) recorder: &'a Recorder,
@@ -75,6 +76,23 @@ pub(crate) fn answer(packet: &[u8], ctx: &DnsContext<'_>) -> Option<Vec<u8>> {
         answers,
     };
 
+    if let Some(s) = crate::secrets::placeholder_in(ctx.secrets, name.as_bytes()) {
+        ctx.recorder.dns(record(DnsDecision::Blocked, Vec::new()));
+        ctx.recorder.violation(
+            ViolationKind::SecretExfiltration,
+            format!(
+                "DNS {qtype} query carries the placeholder of secret {}: answered NXDOMAIN",
+                s.name
+            ),
+        );
+        return Some(reply(
+            packet,
+            query.question,
+            RCODE_NXDOMAIN,
+            None,
+            query.edns,
+        ));
+    }
     if !valid || !(ctx.network.record || ctx.network.domain_declared(&name)) {
         ctx.recorder.dns(record(DnsDecision::Blocked, Vec::new()));
         ctx.recorder.dns_blocked(

@@ -23,6 +23,7 @@ fn network() -> NetworkPolicy {
             },
         ],
         record: false,
+        secrets: Vec::new(),
     }
 }
 
@@ -47,6 +48,7 @@ impl Fixture {
         answer(
             query,
             &DnsContext {
+                secrets: &[],
                 network: &self.network,
                 pool: &self.pool,
                 recorder: &self.recorder,

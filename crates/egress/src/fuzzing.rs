@@ -23,6 +23,7 @@ pub fn dns_reply(packet: &[u8], network: &NetworkPolicy) -> Option<Vec<u8>> {
     answer(
         packet,
         &DnsContext {
+            secrets: &[],
             network,
             pool: &pool,
             recorder: &recorder,

@@ -34,12 +34,14 @@ mod l7;
 mod pktinfo;
 mod record;
 mod relay;
+mod secrets;
 mod sniff;
 mod synthetic;
 mod tcp;
 
 pub use l7::{InterceptCa, UpstreamRoots};
 use record::Recorder;
+pub use secrets::LiveSecret;
 use synthetic::SyntheticPool;
 
 /// Default synthetic IPv4 range: 198.18.0.0/15, reserved for benchmarking (RFC 2544),
@@ -75,6 +77,8 @@ pub struct EgressConfig {
     pub ca: Option<Arc<InterceptCa>>,
     /// Roots upstream certificates are verified against, for checked requests.
     pub upstream_roots: Option<UpstreamRoots>,
+    /// The run's secrets (values in memory only).
+    pub secrets: Arc<Vec<LiveSecret>>,
 }
 
 impl EgressConfig {
@@ -87,6 +91,7 @@ impl EgressConfig {
             synthetic_v6: DEFAULT_SYNTHETIC_V6,
             ca: None,
             upstream_roots: None,
+            secrets: Arc::new(Vec::new()),
         }
     }
 }
@@ -152,6 +157,7 @@ pub(crate) struct Shared {
     pub(crate) upstream_roots: Option<UpstreamRoots>,
     /// Requests and bytes per host with request-level rules, across connections.
     pub(crate) http_usage: Mutex<HashMap<String, l7::HostUsage>>,
+    pub(crate) secrets: Arc<Vec<LiveSecret>>,
 }
 
 impl Shared {
@@ -166,6 +172,7 @@ impl Shared {
     }
     pub(crate) fn dns_context(&self) -> dns::DnsContext<'_> {
         dns::DnsContext {
+            secrets: &self.secrets,
             network: &self.network,
             pool: &self.pool,
             recorder: &self.recorder,
@@ -296,6 +303,7 @@ pub fn start(
         ca: config.ca,
         upstream_roots: config.upstream_roots,
         http_usage: Mutex::new(HashMap::new()),
+        secrets: config.secrets,
     });
     let tasks = &shared.tasks;
     tasks.spawn_on(handle, dns_serve::serve_udp(dns_udp4, shared.clone()));

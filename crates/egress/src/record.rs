@@ -94,6 +94,17 @@ impl Recorder {
         }
     }
 
+    /// A violation with no connection record of its own.
+    pub(crate) fn violation(&self, kind: ViolationKind, detail: String) {
+        let mut inner = self.lock();
+        if !inner.finished {
+            Self::push_violation(
+                &mut inner,
+                violation(kind, Severity::Critical, detail, None),
+            );
+        }
+    }
+
     /// A query for an undeclared name (or one we could not answer), once per
     /// distinct (name, qtype).
     pub(crate) fn dns_blocked(&self, name: &str, qtype: &str, why: &str) {

@@ -68,6 +68,7 @@ fn start_service(
     let mut config = EgressConfig::new(NetworkPolicy {
         egress: rules,
         record: false,
+        secrets: Vec::new(),
     });
     config.synthetic_v4 = "127.77.0.0/24".parse().unwrap();
     for (name, ip) in hosts {

@@ -235,6 +235,19 @@ async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Arc<Sh
         crate::l7::serve(stream, bytes, &sniffed, &name, ip, port, ok, rules, shared).await;
         return;
     }
+    if let Some(secret) = crate::secrets::placeholder_in(&shared.secrets, &bytes) {
+        blocked(
+            Some(&name),
+            ViolationKind::SecretExfiltration,
+            "carries a secret's placeholder to a host the secret is not bound to",
+            format!(
+                "TCP connection to {name}:{port}: the first bytes carry the placeholder of secret {} (bound to other hosts); nothing relayed",
+                secret.name
+            ),
+        );
+        reset(stream);
+        return;
+    }
     let mut reason = format!("domain rule {rule} port {port}; {why}");
     if !refused.is_empty() {
         let skipped: Vec<String> = refused.iter().map(IpAddr::to_string).collect();

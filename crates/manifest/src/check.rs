@@ -17,13 +17,13 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Problem {
             message: message.into(),
             hint: None,
         }
     }
-    fn hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
@@ -373,6 +373,45 @@ fn no_dotdot(original: &str, p: &str) -> Result<PathBuf, Problem> {
 }
 
 /// `NAME` or `PREFIX*` (a bare `*` is allowed, and linted).
+pub(crate) fn secret_name(s: &str) -> Result<(), Problem> {
+    match env_pattern(s) {
+        Ok(EnvPattern::Exact(_)) => Ok(()),
+        _ => Err(Problem::new(format!("invalid secret name `{s}`"))
+            .hint("a secret is named by the variable the skill reads, e.g. `GITHUB_TOKEN`")),
+    }
+}
+
+pub(crate) fn secret_source(s: &str) -> Result<(), Problem> {
+    if let Some(var) = s.strip_prefix("env:") {
+        return secret_name(var).map_err(|_| {
+            Problem::new(format!(
+                "invalid source `{s}`: `{var}` is not a variable name"
+            ))
+        });
+    }
+    if let Some(path) = s.strip_prefix("file:") {
+        if Path::new(path).is_absolute() {
+            return Ok(());
+        }
+        return Err(Problem::new(format!(
+            "invalid source `{s}`: the path must be absolute"
+        )));
+    }
+    Err(Problem::new(format!("invalid source `{s}`"))
+        .hint("write `env:NAME` (the invoker's environment) or `file:/absolute/path`"))
+}
+
+pub(crate) fn header_name(s: &str) -> Result<(), Problem> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::new(format!("invalid header name `{s}`")).hint("e.g. `Authorization`"))
+    }
+}
+
 pub(crate) fn env_pattern(s: &str) -> Result<EnvPattern, Problem> {
     let (name, prefix) = match s.strip_suffix('*') {
         Some(p) => (p, true),

@@ -21,7 +21,8 @@ const ROOT_KEYS: &[&str] = &[
     "entrypoint",
 ];
 const SKILL_KEYS: &[&str] = &["name", "version", "description", "author"];
-const PERMISSION_KEYS: &[&str] = &["network", "filesystem", "env_vars", "syscalls"];
+const PERMISSION_KEYS: &[&str] = &["network", "filesystem", "env_vars", "syscalls", "secrets"];
+const SECRET_KEYS: &[&str] = &["from", "hosts", "header"];
 const NETWORK_KEYS: &[&str] = &["egress"];
 const RULE_KEYS: &[&str] = &[
     "domain",
@@ -183,12 +184,86 @@ impl Cx<'_> {
                 .and_then(|p| self.choice(p, "permissions.syscalls.profile", &choices));
             Some(Syscalls { profile })
         });
+        let secrets = m.get("secrets").and_then(|n| self.secrets(n));
         Some(Permissions {
             network,
             filesystem,
             env_vars,
             syscalls,
+            secrets,
         })
+    }
+
+    fn secrets(&mut self, node: &Node) -> Option<Vec<(Located<String>, Secret)>> {
+        let path = "permissions.secrets";
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, path, "a mapping of variable names to secrets");
+            return None;
+        };
+        let mut out: Vec<(Located<String>, Secret)> = Vec::new();
+        for (k, v) in entries {
+            let Value::Str(name) = &k.value else {
+                self.wrong_type(k, path, "a variable name");
+                continue;
+            };
+            let field = format!("{path}.{name}");
+            if let Err(p) = check::secret_name(name) {
+                self.problem(k.pos, &field, p);
+                continue;
+            }
+            if out.iter().any(|(n, _)| &n.value == name) {
+                self.error(k.pos, &field, format!("duplicate secret `{name}`"), None);
+                continue;
+            }
+            self.positions.insert(field.clone(), k.pos);
+            let Some(sm) = self.mapping(v, &field, SECRET_KEYS) else {
+                continue;
+            };
+            let from = match sm.get("from") {
+                Some(f) => self.checked(f, &sm.child("from"), check::secret_source),
+                None => {
+                    self.error(
+                        sm.pos,
+                        &field,
+                        "missing key `from`",
+                        Some(
+                            "e.g. `from: env:GITHUB_TOKEN` or `from: file:/run/keys/token`".into(),
+                        ),
+                    );
+                    None
+                }
+            };
+            let hosts = match sm.get("hosts") {
+                Some(h) => self.strings(h, &sm.child("hosts"), check::domain),
+                None => {
+                    self.error(
+                        sm.pos,
+                        &field,
+                        "missing key `hosts`",
+                        Some("list the hosts the real value may be sent to, e.g. `hosts: [api.github.com]`".into()),
+                    );
+                    None
+                }
+            };
+            if hosts.as_ref().is_some_and(Vec::is_empty) {
+                self.error(sm.pos, &sm.child("hosts"), "no hosts listed", None);
+                continue;
+            }
+            let header = sm
+                .get("header")
+                .and_then(|h| self.checked(h, &sm.child("header"), check::header_name));
+            if let (Some(from), Some(hosts)) = (from, hosts) {
+                out.push((
+                    Located::new(name.clone(), k.pos),
+                    Secret {
+                        from,
+                        hosts,
+                        header,
+                    },
+                ));
+            }
+        }
+        Some(out)
     }
 
     fn egress_rule(&mut self, node: &Node, path: &str) -> Option<EgressRule> {

@@ -64,6 +64,28 @@ pub struct NetworkPolicy {
     /// then reset. Nothing is relayed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record: bool,
+    /// Secrets swapped in by the egress service (the sandbox sees placeholders).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRule>,
+}
+
+/// One secret: its variable, where its value comes from, where it may go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRule {
+    pub name: String,
+    pub from: SecretSource,
+    pub hosts: Vec<DomainPattern>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum SecretSource {
+    /// A variable of the invoker's environment.
+    Env(String),
+    /// A file of the host (its content, without a trailing newline).
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,23 +208,38 @@ impl NetworkPolicy {
     }
 
     /// The request-level rules of the domain rule that allows `name` on `port`, when
-    /// it has any.
+    /// its requests are checked: it has rules, or the run has secrets (then every
+    /// host is checked, so a placeholder cannot leave inside TLS to any of them).
     pub fn http_rules(&self, name: &str, port: u16) -> Option<&HttpRules> {
         self.egress.iter().find_map(|r| match r {
             EgressRule::Domain {
                 domain,
                 ports,
                 http,
-            } if domain.matches(name) && ports.contains(&port) && !http.is_empty() => Some(http),
+            } if domain.matches(name)
+                && ports.contains(&port)
+                && (!http.is_empty() || !self.secrets.is_empty()) =>
+            {
+                Some(http)
+            }
             _ => None,
         })
     }
 
+    /// Whether a secret may be sent to `name`.
+    pub fn secret_bound(&self, name: &str) -> bool {
+        self.secrets
+            .iter()
+            .any(|s| s.hosts.iter().any(|h| h.matches(name)))
+    }
+
     /// Whether any rule checks requests (the run then needs the interception CA).
     pub fn intercepts(&self) -> bool {
-        self.egress
-            .iter()
-            .any(|r| matches!(r, EgressRule::Domain { http, .. } if !http.is_empty()))
+        !self.secrets.is_empty()
+            || self
+                .egress
+                .iter()
+                .any(|r| matches!(r, EgressRule::Domain { http, .. } if !http.is_empty()))
     }
 
     pub fn domain_declared(&self, name: &str) -> bool {

@@ -67,7 +67,7 @@ fn lower(m: &Manifest, skill_dir: &Path, home: &Path, errors: &mut Vec<Diagnosti
     let env = perms.env_vars.and_then(|e| e.allow).unwrap_or_default();
     let res = m.resources.clone().unwrap_or_default();
 
-    let egress = egress_rules
+    let egress: Vec<PolicyRule> = egress_rules
         .iter()
         .enumerate()
         .filter_map(|(i, r)| cx.rule(r, &format!("permissions.network.egress[{i}]")))
@@ -77,7 +77,7 @@ fn lower(m: &Manifest, skill_dir: &Path, home: &Path, errors: &mut Vec<Diagnosti
         write: cx.paths(fs.write.as_deref(), "permissions.filesystem.write"),
         deny: cx.paths(fs.deny.as_deref(), "permissions.filesystem.deny"),
     };
-    let allow = env
+    let allow: Vec<policy::EnvPattern> = env
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
@@ -88,6 +88,12 @@ fn lower(m: &Manifest, skill_dir: &Path, home: &Path, errors: &mut Vec<Diagnosti
             )
         })
         .collect();
+
+    let secrets = cx.secrets(
+        perms.secrets.as_deref().unwrap_or_default(),
+        &egress,
+        &allow,
+    );
 
     let int = |v: &Option<Located<u64>>, default: u64| v.as_ref().map_or(default, |l| l.value);
     #[allow(clippy::cast_precision_loss)] // cpu_shares is at most 262144
@@ -130,6 +136,7 @@ fn lower(m: &Manifest, skill_dir: &Path, home: &Path, errors: &mut Vec<Diagnosti
         network: policy::NetworkPolicy {
             egress,
             record: false,
+            secrets,
         },
         filesystem,
         env: policy::EnvPolicy { allow },
@@ -176,6 +183,78 @@ impl Lower<'_> {
     fn push(&mut self, pos: Pos, field: &str, p: Problem) {
         self.errors
             .push(Diagnostic::error("", Some(pos), field, p.message).with_hint_opt(p.hint));
+    }
+
+    /// The secrets, each host checked against the domain rules and each name against
+    /// the allowed variables (a secret's real value must never be passed through).
+    fn secrets(
+        &mut self,
+        list: &[(Located<String>, crate::types::Secret)],
+        egress: &[PolicyRule],
+        allow: &[policy::EnvPattern],
+    ) -> Vec<policy::SecretRule> {
+        let mut out = Vec::new();
+        for (name, sec) in list {
+            let field = format!("permissions.secrets.{}", name.value);
+            let passed = policy::EnvPolicy {
+                allow: allow.to_vec(),
+            }
+            .allows(&name.value);
+            if passed {
+                self.push(
+                    name.pos,
+                    &field,
+                    Problem::new(format!(
+                        "`{}` is both a secret and an allowed environment variable: its real value would reach the sandbox",
+                        name.value
+                    ))
+                    .hint("remove it from `env_vars.allow`; the secret gives the skill a placeholder"),
+                );
+                continue;
+            }
+            let mut hosts = Vec::new();
+            for (i, h) in sec.hosts.iter().enumerate() {
+                let hf = format!("{field}.hosts[{i}]");
+                let Some(pattern) = self.check(h, &hf, check::domain) else {
+                    continue;
+                };
+                let name_for_check = match &pattern {
+                    policy::DomainPattern::Exact(n) => n.clone(),
+                    policy::DomainPattern::Wildcard(suffix) => format!("x.{suffix}"),
+                };
+                let allowed = egress.iter().any(|r| match r {
+                    PolicyRule::Domain { domain, .. } => domain.matches(&name_for_check),
+                    PolicyRule::Cidr { .. } => false,
+                });
+                if !allowed {
+                    self.push(
+                        h.pos,
+                        &hf,
+                        Problem::new(format!(
+                            "secret `{}` is bound to `{}`, which no egress domain rule allows",
+                            name.value, h.value
+                        ))
+                        .hint("add a `- domain:` rule for that host, or bind the secret to an allowed one"),
+                    );
+                    continue;
+                }
+                hosts.push(pattern);
+            }
+            let from = match sec.from.value.split_once(':') {
+                Some(("env", v)) => policy::SecretSource::Env(v.to_owned()),
+                Some(("file", p)) => policy::SecretSource::File(PathBuf::from(p)),
+                _ => continue,
+            };
+            if hosts.len() == sec.hosts.len() {
+                out.push(policy::SecretRule {
+                    name: name.value.clone(),
+                    from,
+                    hosts,
+                    header: sec.header.as_ref().map(|h| h.value.clone()),
+                });
+            }
+        }
+        out
     }
 
     fn rule(&mut self, r: &EgressRule, field: &str) -> Option<PolicyRule> {

@@ -111,6 +111,26 @@ pub struct Permissions {
     pub env_vars: Option<EnvVars>,
     /// Which system calls are refused.
     pub syscalls: Option<Syscalls>,
+    /// Secrets the skill uses without ever seeing them: inside the sandbox the
+    /// variable holds a per-run placeholder, which the egress service swaps for the
+    /// real value only in requests to the secret's hosts. Keyed by variable name.
+    #[schemars(with = "Option<BTreeMap<String, Secret>>")]
+    pub secrets: Option<Vec<(Located<String>, Secret)>>,
+}
+
+/// One secret: where the real value comes from and where it may go.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Secret {
+    /// `env:NAME` (the invoker's environment) or `file:/absolute/path`.
+    pub from: Located<String>,
+    /// The hosts the real value may be sent to; each must be allowed by an egress
+    /// `domain` rule.
+    #[schemars(length(min = 1))]
+    pub hosts: Vec<Located<String>>,
+    /// The request header the value goes in (e.g. `Authorization`); default: wherever
+    /// the placeholder appears in the request.
+    pub header: Option<Located<String>>,
 }
 
 /// Outbound network access.

@@ -149,6 +149,11 @@ fn cases() -> Vec<Case> {
             &[(10, 16, "permissions.network.egress[0].paths", "`paths` needs a `domain` rule: a `cidr` rule is raw TCP, with no HTTP request to check")],
         ),
         case(
+            "secret from an unknown source",
+            head("permissions:\n  network:\n    egress:\n      - domain: a.example.com\n  secrets:\n    TOKEN:\n      from: vault:x\n      hosts: [a.example.com]\n"),
+            &[(12, 13, "permissions.secrets.TOKEN.from", "invalid source `vault:x`")],
+        ),
+        case(
             "udp protocol",
             head("permissions:\n  network:\n    egress:\n      - domain: a.example.com\n        protocol: udp\n"),
             &[(10, 19, "permissions.network.egress[0].protocol", "only `tcp` egress is supported in v1")],

@@ -92,6 +92,7 @@ entrypoint:
                 },
             ],
             record: false,
+            secrets: Vec::new(),
         },
         filesystem: FilesystemPolicy {
             read: vec![
@@ -150,6 +151,7 @@ fn minimal_manifest_gets_every_default() {
             network: NetworkPolicy {
                 egress: vec![],
                 record: false,
+                secrets: Vec::new(),
             },
             filesystem: FilesystemPolicy::default(),
             env: EnvPolicy { allow: vec![] },
@@ -233,4 +235,38 @@ fn relative_skill_dir_is_refused() {
     )
     .unwrap();
     assert!(resolve(&m, Path::new("skills/x"), &env()).is_err());
+}
+
+#[test]
+fn secrets_resolve_and_bad_bindings_name_their_line() {
+    let head = "skill: {name: x, version: 0.1.0}\nentrypoint: {command: sh}\npermissions:\n  network:\n    egress:\n      - domain: a.example.com\n";
+    let p = resolved(&format!(
+        "{head}  secrets:\n    TOKEN:\n      from: env:HOST_TOKEN\n      hosts: [a.example.com]\n      header: Authorization\n"
+    ));
+    assert_eq!(p.network.secrets.len(), 1);
+    assert_eq!(
+        p.network.secrets[0].from,
+        SecretSource::Env("HOST_TOKEN".into())
+    );
+    assert!(p.network.intercepts());
+    assert!(p.network.http_rules("a.example.com", 443).is_some());
+    for (extra, field, pos, message) in [
+        (
+            "  secrets:\n    TOKEN:\n      from: env:TOKEN\n      hosts: [b.example.com]\n",
+            "permissions.secrets.TOKEN.hosts[0]",
+            Pos::new(10, 15),
+            "secret `TOKEN` is bound to `b.example.com`, which no egress domain rule allows",
+        ),
+        (
+            "  env_vars:\n    allow: [TOK*]\n  secrets:\n    TOKEN:\n      from: env:TOKEN\n      hosts: [a.example.com]\n",
+            "permissions.secrets.TOKEN",
+            Pos::new(10, 5),
+            "`TOKEN` is both a secret and an allowed environment variable: its real value would reach the sandbox",
+        ),
+    ] {
+        let m = parse_str(&format!("{head}{extra}"), "m.yaml").unwrap();
+        let err = resolve(&m, Path::new("/s"), &env()).unwrap_err();
+        let d = &err.diagnostics()[0];
+        assert_eq!((d.field.as_str(), d.pos, d.message.as_str()), (field, Some(pos), message));
+    }
 }

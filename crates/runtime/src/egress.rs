@@ -88,6 +88,7 @@ pub fn start(
     if let Some(i) = intercept {
         config.ca = Some(i.ca.clone());
         config.upstream_roots = Some(i.roots.clone());
+        config.secrets = i.secrets.clone();
     }
     let rt = runtime()?;
     egress::start(

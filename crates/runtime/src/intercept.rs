@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use skillsandbox_egress::{InterceptCa, UpstreamRoots};
-use skillsandbox_manifest::Policy;
+use skillsandbox_egress::{InterceptCa, LiveSecret, UpstreamRoots};
+use skillsandbox_manifest::{Policy, SecretSource};
 
 use crate::setup::Setup;
 
@@ -35,8 +35,42 @@ pub(crate) struct Intercept {
     _dir: tempfile::TempDir,
     /// (host file, path inside), read-only.
     pub binds: Vec<(PathBuf, PathBuf)>,
-    /// Variables naming the bundle, for the sandbox's environment.
+    /// Variables naming the bundle, and each secret's placeholder, for the sandbox's
+    /// environment.
     pub env: Vec<(String, String)>,
+    /// The secrets, values in memory only (for the egress service).
+    pub secrets: Arc<Vec<LiveSecret>>,
+}
+
+/// Each secret's real value, read from where the manifest says; a missing one refuses
+/// the run (never a run with the placeholder unbacked). Errors never carry a value.
+fn live_secrets(policy: &Policy) -> Result<Vec<LiveSecret>, Setup> {
+    let mut out = Vec::new();
+    for s in &policy.network.secrets {
+        let value = match &s.from {
+            SecretSource::Env(var) => std::env::var(var).map_err(|_| {
+                Setup::new(
+                    format!("secret {}: env:{var} is not set", s.name),
+                    Some(format!(
+                        "export {var} in the environment that starts skillsandbox"
+                    )),
+                )
+            })?,
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| {
+                    Setup::new(
+                        format!("secret {}: file:{}: {}", s.name, path.display(), e.kind()),
+                        Some("the file must be readable by the invoker".into()),
+                    )
+                })?,
+        };
+        out.push(
+            LiveSecret::new(s.name.clone(), value, s.hosts.clone(), s.header.clone())
+                .map_err(|e| Setup::new(e, None))?,
+        );
+    }
+    Ok(out)
 }
 
 fn setup(e: impl std::fmt::Display) -> Setup {
@@ -58,6 +92,7 @@ pub(crate) fn prepare(policy: &Policy) -> Result<Option<Intercept>, Setup> {
         ),
         None => None,
     };
+    let secrets = live_secrets(policy)?;
     let roots = UpstreamRoots::load(extra.as_deref()).map_err(setup)?;
     let ca = Arc::new(InterceptCa::new().map_err(setup)?);
     let dir = tempfile::Builder::new()
@@ -87,22 +122,28 @@ pub(crate) fn prepare(policy: &Policy) -> Result<Option<Intercept>, Setup> {
             binds.push((bundle_file.clone(), PathBuf::from(p)));
         }
     }
-    let env = [
-        "SSL_CERT_FILE",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "GIT_SSL_CAINFO",
-        "PIP_CERT",
-    ]
-    .iter()
-    .map(|k| (k.to_string(), BUNDLE_INSIDE.to_string()))
-    .chain([("NODE_EXTRA_CA_CERTS".to_string(), CA_INSIDE.to_string())])
-    .collect();
+    let mut env: Vec<(String, String)> = secrets
+        .iter()
+        .map(|s| (s.name.clone(), s.placeholder.clone()))
+        .collect();
+    env.extend(
+        [
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "GIT_SSL_CAINFO",
+            "PIP_CERT",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), BUNDLE_INSIDE.to_string()))
+        .chain([("NODE_EXTRA_CA_CERTS".to_string(), CA_INSIDE.to_string())]),
+    );
     Ok(Some(Intercept {
         ca,
         roots,
         _dir: dir,
         binds,
         env,
+        secrets: Arc::new(secrets),
     }))
 }

@@ -224,6 +224,7 @@ mod tests {
                     http: Default::default(),
                 }],
                 record: false,
+                secrets: Vec::new(),
             },
             filesystem: FilesystemPolicy {
                 read: vec!["/data/in".into(), "/data/out".into()],

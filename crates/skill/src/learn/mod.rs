@@ -70,6 +70,7 @@ pub fn observing_policy(skill: &LoadedSkill) -> Policy {
     p.network = NetworkPolicy {
         egress: Vec::new(),
         record: true,
+        secrets: Vec::new(),
     };
     p.tier = Tier::Container;
     p.limits.memory_mb = p.limits.memory_mb.max(1024);

@@ -154,9 +154,7 @@ fn approval(skill: &crate::LoadedSkill, store: &Store) -> String {
         Ok(c) => match c.verdict {
             Verdict::NotRequired => "no lockfile".into(),
             Verdict::Approved { .. } => "approved".into(),
-            Verdict::Refused { reason, .. } if reason.starts_with("it changed") => {
-                "changed".into()
-            }
+            Verdict::Refused { reason, .. } if reason.starts_with("it changed") => "changed".into(),
             Verdict::Refused { reason, .. }
                 if reason.starts_with("it has not been approved")
                     || reason.starts_with("approval is required") =>
