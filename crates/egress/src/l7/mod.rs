@@ -157,6 +157,22 @@ where
     }
 }
 
+/// A whole body, or an error once it passes `left` bytes (when set).
+async fn collect_limited(body: Incoming, left: Option<u64>) -> Result<Bytes, String> {
+    match left {
+        Some(left) => Limited::new(body, usize::try_from(left).unwrap_or(usize::MAX))
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| e.to_string()),
+        None => body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| e.to_string()),
+    }
+}
+
 fn status(code: StatusCode, text: &str, close: bool) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(format!("skillsandbox: {text}\n"))));
     *r.status_mut() = code;
@@ -367,18 +383,7 @@ impl Conn {
         let left_out = r
             .max_bytes_out
             .map(|m| m.saturating_sub(self.usage(|_| {}).bytes_out));
-        let body = match left_out {
-            Some(left) => Limited::new(body, usize::try_from(left).unwrap_or(usize::MAX))
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| e.to_string()),
-            None => body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| e.to_string()),
-        };
+        let body = collect_limited(body, left_out).await;
         let body = match body {
             Ok(b) => b,
             Err(e) => {
@@ -459,18 +464,7 @@ impl Conn {
         let left_in = r
             .max_bytes_in
             .map(|m| m.saturating_sub(self.usage(|_| {}).bytes_in));
-        let rbody = match left_in {
-            Some(left) => Limited::new(rbody, usize::try_from(left).unwrap_or(usize::MAX))
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| e.to_string()),
-            None => rbody
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| e.to_string()),
-        };
+        let rbody = collect_limited(rbody, left_in).await;
         let rbody = match rbody {
             Ok(b) => b,
             Err(e) => {
