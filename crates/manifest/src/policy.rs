@@ -226,13 +226,6 @@ impl NetworkPolicy {
         })
     }
 
-    /// Whether a secret may be sent to `name`.
-    pub fn secret_bound(&self, name: &str) -> bool {
-        self.secrets
-            .iter()
-            .any(|s| s.hosts.iter().any(|h| h.matches(name)))
-    }
-
     /// Whether any rule checks requests (the run then needs the interception CA).
     pub fn intercepts(&self) -> bool {
         !self.secrets.is_empty()

@@ -157,19 +157,31 @@ where
     }
 }
 
-/// A whole body, or an error once it passes `left` bytes (when set).
-async fn collect_limited(body: Incoming, left: Option<u64>) -> Result<Bytes, String> {
-    match left {
+/// How reading a body ended.
+enum Collected {
+    Whole(Bytes),
+    /// It passed the bytes left under the host's cap.
+    OverCap,
+    Failed,
+}
+
+/// A whole body, stopped once it passes `left` bytes (when set).
+async fn collect_limited(body: Incoming, left: Option<u64>) -> Collected {
+    let got = match left {
         Some(left) => Limited::new(body, usize::try_from(left).unwrap_or(usize::MAX))
             .collect()
             .await
-            .map(|b| b.to_bytes())
-            .map_err(|e| e.to_string()),
+            .map(|b| b.to_bytes()),
         None => body
             .collect()
             .await
             .map(|b| b.to_bytes())
-            .map_err(|e| e.to_string()),
+            .map_err(Into::into),
+    };
+    match got {
+        Ok(b) => Collected::Whole(b),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Collected::OverCap,
+        Err(_) => Collected::Failed,
     }
 }
 
@@ -237,6 +249,16 @@ impl Conn {
             reason,
         );
         self.shared.recorder.blocked(record, kind, detail, None);
+    }
+
+    /// A byte cap crossed: the violation, then the end of the connection.
+    fn cap_cut(&self, what: &str, how: &str, cap: Option<u64>) {
+        self.violation(
+            ViolationKind::NetworkCap,
+            "byte cap reached",
+            format!("{what}: {how} ({} bytes per run); cut", cap.unwrap_or(0)),
+        );
+        self.end();
     }
 
     /// Ends the connection after the current response.
@@ -383,24 +405,18 @@ impl Conn {
         let left_out = r
             .max_bytes_out
             .map(|m| m.saturating_sub(self.usage(|_| {}).bytes_out));
-        let body = collect_limited(body, left_out).await;
-        let body = match body {
-            Ok(b) => b,
-            Err(e) => {
-                let over = left_out.is_some() && e.contains("length limit");
-                if over {
-                    self.violation(
-                        ViolationKind::NetworkCap,
-                        "upload cap reached",
-                        format!(
-                            "{what}: the request body passes max_bytes_out ({} bytes per run); cut",
-                            r.max_bytes_out.unwrap_or(0)
-                        ),
-                    );
-                    self.end();
-                    return status(StatusCode::PAYLOAD_TOO_LARGE, "upload cap reached", true);
-                }
-                return status(StatusCode::BAD_REQUEST, "reading the request failed", true);
+        let body = match collect_limited(body, left_out).await {
+            Collected::Whole(b) => b,
+            Collected::OverCap => {
+                self.cap_cut(
+                    what,
+                    "the request body passes max_bytes_out",
+                    r.max_bytes_out,
+                );
+                return status(StatusCode::PAYLOAD_TOO_LARGE, "upload cap reached", true);
+            }
+            Collected::Failed => {
+                return status(StatusCode::BAD_REQUEST, "reading the request failed", true)
             }
         };
         self.usage(|u| u.bytes_out += body.len() as u64);
@@ -464,27 +480,18 @@ impl Conn {
         let left_in = r
             .max_bytes_in
             .map(|m| m.saturating_sub(self.usage(|_| {}).bytes_in));
-        let rbody = collect_limited(rbody, left_in).await;
-        let rbody = match rbody {
-            Ok(b) => b,
-            Err(e) => {
-                if left_in.is_some() && e.contains("length limit") {
-                    self.violation(
-                        ViolationKind::NetworkCap,
-                        "download cap reached",
-                        format!(
-                            "{what}: the response passes max_bytes_in ({} bytes per run); cut",
-                            r.max_bytes_in.unwrap_or(0)
-                        ),
-                    );
-                    self.end();
-                    return status(StatusCode::BAD_GATEWAY, "download cap reached", true);
-                }
+        let rbody = match collect_limited(rbody, left_in).await {
+            Collected::Whole(b) => b,
+            Collected::OverCap => {
+                self.cap_cut(what, "the response passes max_bytes_in", r.max_bytes_in);
+                return status(StatusCode::BAD_GATEWAY, "download cap reached", true);
+            }
+            Collected::Failed => {
                 return status(
                     StatusCode::BAD_GATEWAY,
                     "reading the response failed",
                     false,
-                );
+                )
             }
         };
         self.usage(|u| u.bytes_in += rbody.len() as u64);

@@ -125,12 +125,10 @@ pub struct Proposal {
 }
 
 fn user(a: &Access) -> String {
-    let who = a
-        .script
+    a.script
         .clone()
         .or_else(|| a.program.clone())
-        .unwrap_or_else(|| format!("pid {}", a.pid));
-    who
+        .unwrap_or_else(|| format!("pid {}", a.pid))
 }
 
 fn refuse(learned: &mut Learned, what: String, why: String, evidence: String) {
