@@ -30,6 +30,16 @@ impl Drop for Upstream {
 
 impl Upstream {
     fn start(lab: &Lab, tag: &str, cert: Option<(&Path, &Path)>) -> Upstream {
+        Upstream::start_in(lab, tag, cert, None)
+    }
+
+    /// Also serving the files under `root`.
+    fn start_in(
+        lab: &Lab,
+        tag: &str,
+        cert: Option<(&Path, &Path)>,
+        root: Option<&Path>,
+    ) -> Upstream {
         let log = lab.path(&format!("{tag}.log"));
         std::fs::write(&log, "").unwrap();
         let script =
@@ -41,6 +51,7 @@ impl Upstream {
             .arg(script)
             .arg(&log)
             .args([c, k])
+            .args(root)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -356,4 +367,181 @@ fn secrets_reach_only_their_host_and_never_the_sandbox_or_the_records() {
         "{}",
         o.dump()
     );
+}
+
+/// A git repository (served the dumb way) and a one-package index under `root`.
+fn serve_root(lab: &Lab) -> PathBuf {
+    let root = lab.path("www");
+    let work = lab.path("repo-src");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("README"), "cloned-through-the-sandbox\n").unwrap();
+    let sh = format!(
+        "set -e; cd {w}; git init -q; git -c user.name=t -c user.email=t@t add README; \
+         git -c user.name=t -c user.email=t@t commit -qm init; \
+         git clone -q --bare {w} {r}/repo.git; cd {r}/repo.git; git update-server-info",
+        w = work.display(),
+        r = root.display()
+    );
+    let st = Command::new("sh").args(["-c", &sh]).status().unwrap();
+    assert!(st.success(), "making the test repository failed");
+    let py = "import sys, zipfile, os\n\
+        root = sys.argv[1]\n\
+        os.makedirs(root + '/files'); os.makedirs(root + '/simple/skpkg')\n\
+        w = 'skpkg-0.1-py3-none-any.whl'\n\
+        with zipfile.ZipFile(root + '/files/' + w, 'w') as z:\n\
+        \x20   z.writestr('skpkg/__init__.py', '')\n\
+        \x20   z.writestr('skpkg-0.1.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: skpkg\\nVersion: 0.1\\n')\n\
+        \x20   z.writestr('skpkg-0.1.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
+        \x20   z.writestr('skpkg-0.1.dist-info/RECORD', '')\n\
+        open(root + '/simple/index.html', 'w').write('<a href=\"skpkg/\">skpkg</a>')\n\
+        open(root + '/simple/skpkg/index.html', 'w').write('<a href=\"../../files/' + w + '\">' + w + '</a>')\n";
+    let st = Command::new("python3")
+        .args(["-c", py])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success(), "making the test index failed");
+    root
+}
+
+#[test]
+fn python_requests_node_https_git_and_pip_go_through_checked_egress() {
+    let Some(lab) = Lab::new() else { return };
+    let (ca, cert, key) = test_ca(&lab, &["good.test", "other.test"]);
+    let root = serve_root(&lab);
+    let up = Upstream::start_in(&lab, "clients", Some((&cert, &key)), Some(&root));
+    let p = up.port;
+    let u = |path: &str| format!("https://good.test:{p}{path}");
+    let script = format!(
+        "echo requests=$(/usr/bin/python3 -c 'import requests,sys; print(requests.get(sys.argv[1]).status_code, requests.get(sys.argv[2]).status_code)' {ok} {bad})\n\
+         echo https=$(node -e 'require(\"https\").get(process.argv[1], {{agent: false}}, r => {{ console.log(r.statusCode); r.resume(); }}).on(\"error\", e => console.log(\"ERR\", e.message))' {ok})\n\
+         git clone -q {repo} /tmp/r 2>/tmp/git.err; echo git=$(cat /tmp/r/README 2>/dev/null || cat /tmp/git.err)\n\
+         /usr/bin/python3 -m pip download -q --no-deps --no-cache-dir --disable-pip-version-check -d /tmp/dl --index-url {index} skpkg >/tmp/pip.err 2>&1; echo pip=$(ls /tmp/dl 2>/dev/null || tail -3 /tmp/pip.err)\n\
+         /usr/bin/python3 -m pip download -q --no-deps --no-cache-dir --disable-pip-version-check -d /tmp/dl2 --index-url {other} skpkg >/dev/null 2>&1; echo pipother=$?\n",
+        ok = u("/ok.txt"),
+        bad = u("/secret.txt"),
+        repo = u("/repo.git"),
+        index = u("/simple/"),
+        other = u("/simple/").replace("good.test", "other.test"),
+    );
+    let egress = format!(
+        "      - domain: good.test\n        ports: [{p}]\n        methods: [GET]\n        paths: [\"/ok*\", \"/repo.git/*\", \"/simple/*\", \"/files/*\"]\n\
+         \x20     - domain: other.test\n        ports: [{p}]\n        paths: [\"/ok*\"]\n\
+         \x20     - cidr: 127.0.0.1/32\n        ports: [{p}]"
+    );
+    let dir = skill(&lab, "l7-clients", &egress, &script);
+    let o = run(&lab, &dir, Some(&ca));
+    assert_eq!(o.exit_code, 0, "{}", o.dump());
+    assert_eq!(line(&o, "requests"), "200 403", "{}", o.dump());
+    assert_eq!(line(&o, "https"), "200", "{}", o.dump());
+    assert_eq!(
+        line(&o, "git"),
+        "cloned-through-the-sandbox",
+        "{}",
+        o.dump()
+    );
+    assert_eq!(
+        line(&o, "pip"),
+        "skpkg-0.1-py3-none-any.whl",
+        "{}",
+        o.dump()
+    );
+    assert_ne!(line(&o, "pipother"), "0", "{}", o.dump());
+    let v = o.violations().join("\n");
+    assert!(
+        v.contains("network_blocked: HTTP GET /secret.txt to good.test"),
+        "{v}"
+    );
+    assert!(
+        v.contains("network_blocked: HTTP GET /simple/skpkg/ to other.test"),
+        "{v}"
+    );
+    let seen = up.requests();
+    assert!(
+        seen.iter()
+            .any(|r| r.starts_with("GET /repo.git/info/refs")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|r| r.starts_with("GET /files/skpkg-0.1")),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|r| r.contains("/secret.txt") || r.contains("other.test")),
+        "a refused request reached the server: {seen:?}"
+    );
+}
+
+#[test]
+fn websocket_upgrades_and_pipelined_requests_are_checked() {
+    let Some(lab) = Lab::new() else { return };
+    let (ca, cert, key) = test_ca(&lab, &["good.test", "other.test"]);
+    let up = Upstream::start(&lab, "ws", Some((&cert, &key)));
+    let p = up.port;
+    let plain = Upstream::start(&lab, "pipelined", None);
+    let q = plain.port;
+    let ws = "const [u] = process.argv.slice(2); const w = new WebSocket(u);\n\
+        w.onopen = () => w.send('hi'); w.onmessage = m => { console.log(m.data); w.close(); };\n\
+        w.onerror = () => console.log('refused');";
+    // Two requests in one write: the second names another host.
+    let pipe = "import socket, sys\n\
+        s = socket.create_connection(('good.test', int(sys.argv[1])))\n\
+        r = 'GET /ok.txt HTTP/1.1\\r\\nHost: good.test\\r\\n\\r\\n'\n\
+        f = 'GET /ok.txt HTTP/1.1\\r\\nHost: other.test\\r\\n\\r\\n'\n\
+        s.sendall((r + f).encode())\n\
+        got = b''\n\
+        while True:\n\
+        \x20   b = s.recv(4096)\n\
+        \x20   if not b: break\n\
+        \x20   got += b\n\
+        import re; print(' '.join(re.findall(r'HTTP/1.1 (\\d+)', got.decode(errors='replace'))))\n";
+    let script = format!(
+        "cat > /tmp/ws.js <<'JS'\n{ws}\nJS\n\
+         cat > /tmp/pipe.py <<'PY'\n{pipe}PY\n\
+         echo ws=$(node --experimental-websocket /tmp/ws.js wss://good.test:{p}/ok-ws 2>/dev/null)\n\
+         echo wsbad=$(node --experimental-websocket /tmp/ws.js wss://good.test:{p}/other-ws 2>/dev/null)\n\
+         echo wsbig=$(node --experimental-websocket -e 'const w = new WebSocket(process.argv[1]); w.onopen = () => w.send(\"x\".repeat(5000)); w.onmessage = m => console.log(\"echoed\", m.data.length); w.onclose = () => console.log(\"closed\")' wss://good.test:{p}/ok-big 2>/dev/null)\n\
+         echo pipelined=$(python3 /tmp/pipe.py {q})\n"
+    );
+    let egress = format!(
+        "      - domain: good.test\n        ports: [{p}, {q}]\n        paths: [\"/ok*\"]\n        max_bytes_out: 4KB\n\
+         \x20     - domain: other.test\n        ports: [{p}, {q}]\n\
+         \x20     - cidr: 127.0.0.1/32\n        ports: [{p}, {q}]"
+    );
+    let dir = skill(&lab, "l7-ws", &egress, &script);
+    let o = run(&lab, &dir, Some(&ca));
+    assert_eq!(o.exit_code, 0, "{}", o.dump());
+    assert_eq!(line(&o, "ws"), "echo:hi", "{}", o.dump());
+    assert_eq!(line(&o, "wsbad"), "refused", "{}", o.dump());
+    assert_eq!(line(&o, "wsbig"), "closed", "{}", o.dump());
+    assert_eq!(line(&o, "pipelined"), "200 403", "{}", o.dump());
+    let v = o.violations().join("\n");
+    assert!(
+        v.contains("network_blocked: HTTP GET /other-ws to good.test"),
+        "{v}"
+    );
+    assert!(
+        v.contains("network_cap: HTTP GET /ok-big to good.test: the upgraded connection passes max_bytes_out"),
+        "{v}"
+    );
+    assert!(
+        v.contains("domain_mismatch: HTTP GET /ok.txt to good.test: the request names other.test"),
+        "{v}"
+    );
+    let seen = up.requests();
+    assert!(
+        seen.iter().any(|r| r.starts_with("GET /ok-ws ")),
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|r| r.contains("/other-ws")), "{seen:?}");
+    let piped = plain.requests();
+    assert_eq!(
+        piped.len(),
+        1,
+        "the fronted request reached the server: {piped:?}"
+    );
+    let conns = o.json["network"]["connections"].to_string();
+    assert!(conns.contains("upgraded connection relayed"), "{conns}");
 }

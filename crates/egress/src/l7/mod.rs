@@ -16,13 +16,13 @@ mod upstream;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use skillsandbox_audit::{ConnectionDecision, ViolationKind};
@@ -143,7 +143,7 @@ where
         async move { Ok::<_, Infallible>(c.request(req).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let served = builder.serve_connection(io, svc);
+    let served = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(served);
     let mut shutting = false;
     loop {
@@ -209,6 +209,21 @@ fn authority(req: &Request<Incoming>) -> Option<String> {
                 .map(|h| strip_port(h).to_string())
         })?;
     Some(raw.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` with
+/// `Upgrade: websocket`, say); `None` for every other request.
+fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
+    let asks = req
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    (req.version() == hyper::Version::HTTP_11 && asks)
+        .then(|| req.headers().get(UPGRADE).cloned())
+        .flatten()
 }
 
 fn strip_port(h: &str) -> &str {
@@ -278,7 +293,7 @@ impl Conn {
         *u
     }
 
-    async fn request(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn request(self: &Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if self.closing.load(Ordering::Acquire) {
             return status(StatusCode::FORBIDDEN, "connection closed by policy", true);
         }
@@ -399,8 +414,16 @@ impl Conn {
         Ok(())
     }
 
-    async fn forward(&self, req: Request<Incoming>, what: &str) -> Response<Full<Bytes>> {
+    async fn forward(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        what: &str,
+    ) -> Response<Full<Bytes>> {
         let r = &self.rules;
+        // An upgrade (websocket) was checked like any request; once both ends switch,
+        // the bytes are relayed and counted against the caps (`tunnel`).
+        let upgrade = upgrade_protocol(&req);
+        let client_up = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let left_out = r
             .max_bytes_out
@@ -452,6 +475,11 @@ impl Conn {
             format!("{}:{}", self.name, self.port)
         };
         up = up.header(HOST, host);
+        if let Some(proto) = &upgrade {
+            up = up
+                .header(CONNECTION, HeaderValue::from_static("upgrade"))
+                .header(UPGRADE, proto.clone());
+        }
         let Ok(up) = up.body(Full::new(Bytes::from(body))) else {
             return status(StatusCode::BAD_REQUEST, "malformed request", true);
         };
@@ -476,6 +504,9 @@ impl Conn {
                 return status(StatusCode::BAD_GATEWAY, &e, false);
             }
         };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return self.switch(what, addr, client_up, resp);
+        }
         let (rparts, rbody) = resp.into_parts();
         let left_in = r
             .max_bytes_in
@@ -528,5 +559,122 @@ impl Conn {
             }
         }
         out
+    }
+
+    /// The upstream agreed to switch protocols: the sandbox gets the 101, and both
+    /// upgraded ends are joined by [`Conn::tunnel`].
+    fn switch(
+        self: &Arc<Self>,
+        what: &str,
+        addr: IpAddr,
+        client_up: Option<hyper::upgrade::OnUpgrade>,
+        mut resp: Response<Incoming>,
+    ) -> Response<Full<Bytes>> {
+        let Some(client_up) = client_up else {
+            return status(
+                StatusCode::BAD_GATEWAY,
+                "the upstream switched protocols unasked",
+                true,
+            );
+        };
+        let server_up = hyper::upgrade::on(&mut resp);
+        let mut out = Response::new(Full::new(Bytes::new()));
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        for (k, v) in resp.headers() {
+            if k != "content-length" && k != "transfer-encoding" {
+                out.headers_mut().append(k, v.clone());
+            }
+        }
+        let conn = self.clone();
+        let what = what.to_string();
+        tokio::spawn(async move { conn.tunnel(what, addr, client_up, server_up).await });
+        out
+    }
+
+    /// Relays an upgraded connection's bytes both ways, counting them against the
+    /// host's byte caps; crossing one cuts it. Frames are relayed as they are: the
+    /// secrets' values are only ever swapped into request heads and bodies, so none
+    /// is inside them.
+    async fn tunnel(
+        self: Arc<Self>,
+        what: String,
+        addr: IpAddr,
+        client: hyper::upgrade::OnUpgrade,
+        server: hyper::upgrade::OnUpgrade,
+    ) {
+        let (Ok(client), Ok(server)) = (client.await, server.await) else {
+            return;
+        };
+        let (mut cr, mut cw) = tokio::io::split(TokioIo::new(client));
+        let (mut sr, mut sw) = tokio::io::split(TokioIo::new(server));
+        let (out, inn) = (AtomicU64::new(0), AtomicU64::new(0));
+        let cut = tokio::select! {
+            c = self.pump(&mut cr, &mut sw, &out, true) => c,
+            c = self.pump(&mut sr, &mut cw, &inn, false) => c,
+        };
+        let (o, i) = (out.load(Ordering::Relaxed), inn.load(Ordering::Relaxed));
+        if let Some((how, cap)) = cut {
+            self.cap_cut(&what, how, cap);
+        }
+        let mut record = connection_record(
+            Some(&self.name),
+            self.dest,
+            self.port,
+            Some(addr.to_string()),
+            ConnectionDecision::Allowed,
+            format!("{what}: upgraded connection relayed ({o} bytes out, {i} in)"),
+        );
+        (record.bytes_out, record.bytes_in) = (o, i);
+        self.shared.recorder.connection(record);
+    }
+
+    /// Copies `from` to `to` until either ends, or the cap for this direction is
+    /// crossed (then returns which cap).
+    async fn pump<R, W>(
+        &self,
+        from: &mut R,
+        to: &mut W,
+        moved: &AtomicU64,
+        upload: bool,
+    ) -> Option<(&'static str, Option<u64>)>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => n,
+            };
+            let used = self.usage(|u| {
+                if upload {
+                    u.bytes_out += n as u64;
+                } else {
+                    u.bytes_in += n as u64;
+                }
+            });
+            let (cap, total, how) = if upload {
+                (
+                    self.rules.max_bytes_out,
+                    used.bytes_out,
+                    "the upgraded connection passes max_bytes_out",
+                )
+            } else {
+                (
+                    self.rules.max_bytes_in,
+                    used.bytes_in,
+                    "the upgraded connection passes max_bytes_in",
+                )
+            };
+            if cap.is_some_and(|c| total > c) {
+                return Some((how, cap));
+            }
+            moved.fetch_add(n as u64, Ordering::Relaxed);
+            if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
+                return None;
+            }
+        }
     }
 }

@@ -109,7 +109,7 @@ where
         .await
         .map_err(|e| format!("HTTP handshake upstream: {e}"))?;
     tokio::spawn(async move {
-        let _ = conn.await;
+        let _ = conn.with_upgrades().await;
     });
     sender
         .send_request(req)
