@@ -82,6 +82,7 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
                 domain: DomainPattern::Exact(NAME.into()),
                 ports: vec![port],
                 http: Default::default(),
+                allow_private_resolution: false,
             },
             EgressRule::Cidr {
                 cidr: "127.0.0.1/32".parse()?,

@@ -15,11 +15,13 @@ fn network() -> NetworkPolicy {
                 domain: DomainPattern::Exact("api.example.com".into()),
                 ports: vec![443],
                 http: Default::default(),
+                allow_private_resolution: false,
             },
             EgressRule::Domain {
                 domain: DomainPattern::Wildcard("cdn.example.net".into()),
                 ports: vec![443],
                 http: Default::default(),
+                allow_private_resolution: false,
             },
         ],
         record: false,

@@ -26,6 +26,7 @@ fn domain(name: &str, ports: &[u16]) -> EgressRule {
         domain: DomainPattern::Exact(name.into()),
         ports: ports.to_vec(),
         http: Default::default(),
+        allow_private_resolution: false,
     }
 }
 

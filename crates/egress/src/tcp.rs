@@ -197,9 +197,14 @@ async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Arc<Sh
             return;
         }
     };
+    // `allow_private_resolution` lets this name lead where its DNS says, except to
+    // the metadata service and the sandbox's own synthetic range.
+    let private_ok = shared.network.private_resolution(&name, port);
     let (ok, refused): (Vec<IpAddr>, Vec<IpAddr>) = addrs.into_iter().partition(|a| {
         !shared.pool_in_range(*a)
-            && (special_purpose(*a).is_none() || shared.network.cidr_allows(*a, port))
+            && (special_purpose(*a).is_none()
+                || shared.network.cidr_allows(*a, port)
+                || (private_ok && !is_metadata(*a)))
     });
     if ok.is_empty() {
         let listed: Vec<String> = refused
@@ -214,10 +219,17 @@ async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Arc<Sh
             ConnectionDecision::Blocked,
             "name resolved only to non-public addresses",
         );
-        let detail = format!(
-            "{name}:{port} resolved to {}: refused without a cidr rule covering it (DNS rebinding / SSRF)",
-            listed.join(", ")
-        );
+        let detail = if private_ok {
+            format!(
+                "{name}:{port} resolved to {}: the cloud metadata service is never reachable by name, allow_private_resolution or not",
+                listed.join(", ")
+            )
+        } else {
+            format!(
+                "{name}:{port} resolved to {}: refused without a cidr rule covering it (DNS rebinding / SSRF)",
+                listed.join(", ")
+            )
+        };
         let technique = refused.iter().any(|a| is_metadata(*a)).then(|| {
             mitre(
                 "Credential Access",
@@ -249,6 +261,16 @@ async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Arc<Sh
         return;
     }
     let mut reason = format!("domain rule {rule} port {port}; {why}");
+    let private: Vec<String> = ok
+        .iter()
+        .filter_map(|a| special_purpose(*a).map(|class| format!("{a} ({class})")))
+        .collect();
+    if !private.is_empty() {
+        reason.push_str(&format!(
+            "; resolves to non-public {} (allowed by a cidr rule or allow_private_resolution)",
+            private.join(", ")
+        ));
+    }
     if !refused.is_empty() {
         let skipped: Vec<String> = refused.iter().map(IpAddr::to_string).collect();
         reason.push_str(&format!("; skipped non-public {}", skipped.join(", ")));

@@ -34,6 +34,7 @@ const RULE_KEYS: &[&str] = &[
     "max_bytes_out",
     "max_bytes_in",
     "max_requests",
+    "allow_private_resolution",
 ];
 /// Keys of a domain rule that make the sandbox check each HTTP request.
 const HTTP_RULE_KEYS: &[&str] = &[
@@ -314,6 +315,19 @@ impl Cx<'_> {
         let max_requests = m
             .get("max_requests")
             .and_then(|n| self.uint(n, &m.child("max_requests"), (1, u64::from(u32::MAX))));
+        let allow_private_resolution = m.get("allow_private_resolution").and_then(|n| {
+            let field = m.child("allow_private_resolution");
+            if m.get("cidr").is_some() {
+                self.error(
+                    n.pos,
+                    &field,
+                    "`allow_private_resolution` needs a `domain` rule: a `cidr` rule already names its addresses",
+                    None,
+                );
+                return None;
+            }
+            self.flag(n, &field)
+        });
         match (m.get("domain").is_some(), m.get("cidr").is_some()) {
             (true, true) => {
                 self.error(
@@ -342,6 +356,7 @@ impl Cx<'_> {
                 max_bytes_out,
                 max_bytes_in,
                 max_requests,
+                allow_private_resolution,
             })),
             (false, true) => Some(EgressRule::Cidr(CidrRule {
                 cidr: cidr?,

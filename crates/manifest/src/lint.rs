@@ -333,6 +333,21 @@ fn network(policy: &Policy, out: &mut Vec<Diagnostic>) {
             }
             EgressRule::Domain { .. } => {}
         }
+        if let EgressRule::Domain {
+            domain,
+            allow_private_resolution: true,
+            ..
+        } = rule
+        {
+            out.push(
+                Diagnostic::warning(
+                    "private-resolution",
+                    &format!("permissions.network.egress[{i}].allow_private_resolution"),
+                    format!("`{domain}` may resolve to a private address: whoever controls its DNS chooses what inside your network the skill reaches"),
+                )
+                .with_hint("prefer a `cidr` rule naming the mirror's network; the metadata service stays refused either way"),
+            );
+        }
     }
 }
 

@@ -97,6 +97,10 @@ pub enum EgressRule {
         /// Request-level rules; empty: the host is SNI/Host-checked pass-through.
         #[serde(default, skip_serializing_if = "HttpRules::is_empty")]
         http: HttpRules,
+        /// The name may resolve to a private or reserved address (never the cloud
+        /// metadata service).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_private_resolution: bool,
     },
     Cidr {
         cidr: ipnet::IpNet,
@@ -216,6 +220,7 @@ impl NetworkPolicy {
                 domain,
                 ports,
                 http,
+                ..
             } if domain.matches(name)
                 && ports.contains(&port)
                 && (!http.is_empty() || !self.secrets.is_empty()) =>
@@ -223,6 +228,15 @@ impl NetworkPolicy {
                 Some(http)
             }
             _ => None,
+        })
+    }
+
+    /// Whether the domain rule that allows `name` on `port` lets it resolve to a
+    /// private or reserved address.
+    pub fn private_resolution(&self, name: &str, port: u16) -> bool {
+        self.egress.iter().any(|r| {
+            matches!(r, EgressRule::Domain { domain, ports, allow_private_resolution: true, .. }
+                if domain.matches(name) && ports.contains(&port))
         })
     }
 

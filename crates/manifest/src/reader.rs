@@ -213,6 +213,16 @@ impl<'f> Cx<'f> {
         }
     }
 
+    pub(crate) fn flag(&mut self, node: &Node, path: &str) -> Option<Located<bool>> {
+        match &node.value {
+            Value::Bool(b) => Some(Located::new(*b, node.pos)),
+            _ => {
+                self.wrong_type(node, path, "true or false");
+                None
+            }
+        }
+    }
+
     pub(crate) fn float(
         &mut self,
         node: &Node,

@@ -288,6 +288,10 @@ impl Lower<'_> {
                         max_bytes_in: d.max_bytes_in.as_ref().map(|v| v.value),
                         max_requests: d.max_requests.as_ref().map(|v| v.value),
                     },
+                    allow_private_resolution: d
+                        .allow_private_resolution
+                        .as_ref()
+                        .is_some_and(|v| v.value),
                 })
             }
             EgressRule::Cidr(c) => {

@@ -184,6 +184,11 @@ pub struct DomainRule {
     /// Most requests to this host per run.
     #[schemars(range(min = 1))]
     pub max_requests: Option<Located<u64>>,
+    /// Let this one name resolve to a private or reserved address (a corporate
+    /// mirror, split-horizon DNS), which is otherwise refused unless a `cidr` rule
+    /// covers it. The address is recorded in the trace. Never the cloud metadata
+    /// service (169.254.169.254, fd00:ec2::254). Default `false`; lint warns.
+    pub allow_private_resolution: Option<Located<bool>>,
 }
 
 /// A byte count: a whole number of bytes, or a size with a unit (`KB`, `MB`, `GB`

@@ -76,11 +76,13 @@ entrypoint:
                     domain: DomainPattern::Exact("api.example.com".into()),
                     ports: vec![443],
                     http: Default::default(),
+                    allow_private_resolution: false,
                 },
                 EgressRule::Domain {
                     domain: DomainPattern::Wildcard("example.org".into()),
                     ports: vec![443, 8443],
                     http: Default::default(),
+                    allow_private_resolution: false,
                 },
                 EgressRule::Cidr {
                     cidr: "10.20.0.0/16".parse().unwrap(),

@@ -101,6 +101,7 @@ impl DomainGrant {
             domain: self.pattern.clone(),
             ports: self.ports.clone(),
             http: Default::default(),
+            allow_private_resolution: false,
         }
     }
 }

@@ -623,6 +623,7 @@ mod tests {
                 domain: DomainPattern::Exact("api.example.com".into()),
                 ports: vec![443],
                 http: Default::default(),
+                allow_private_resolution: false,
             },
             EgressRule::Cidr {
                 cidr: "10.0.0.0/8".parse().unwrap(),

@@ -222,6 +222,7 @@ mod tests {
                     domain: DomainPattern::Exact("api.example.com".into()),
                     ports: vec![443, 8443],
                     http: Default::default(),
+                    allow_private_resolution: false,
                 }],
                 record: false,
                 secrets: Vec::new(),

@@ -10,16 +10,25 @@ use skillsandbox_manifest::{EgressRule, EnvPattern, Policy};
 pub fn lines(policy: &Policy) -> Vec<String> {
     let mut out = Vec::new();
     for rule in &policy.network.egress {
-        let (target, ports, http) = match rule {
+        let (target, ports, http, private) = match rule {
             EgressRule::Domain {
                 domain,
                 ports,
                 http,
-            } => (domain.to_string(), ports, Some(http)),
-            EgressRule::Cidr { cidr, ports } => (format!("cidr {cidr}"), ports, None),
+                allow_private_resolution,
+            } => (
+                domain.to_string(),
+                ports,
+                Some(http),
+                *allow_private_resolution,
+            ),
+            EgressRule::Cidr { cidr, ports } => (format!("cidr {cidr}"), ports, None, false),
         };
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         out.push(format!("network: {target}:{}", ports.join(",")));
+        if private {
+            out.push(format!("network.private_resolution: {target}"));
+        }
         if let Some(h) = http.filter(|h| !h.is_empty()) {
             let mut parts = Vec::new();
             if !h.methods.is_empty() {

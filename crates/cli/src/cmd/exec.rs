@@ -124,6 +124,7 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
                     domain,
                     ports,
                     http: Default::default(),
+                    allow_private_resolution: false,
                 }),
         );
     let mut req = RunRequest::new(policy);

@@ -234,3 +234,88 @@ fn clients_that_ignore_proxies_work_for_declared_names_and_fail_fast_otherwise()
     // Fail fast, not hang: well under the clients' own timeouts added up.
     assert!(started.elapsed() < Duration::from_secs(20), "{d}");
 }
+
+#[test]
+fn allow_private_resolution_lets_one_name_reach_its_mirror_but_never_the_metadata_service() {
+    let Some(lab) = Lab::new() else { return };
+    let port = http_server();
+    // No cidr rule: only the flag lets mirror.test reach loopback.
+    let egress = [
+        format!("      - domain: mirror.test\n        ports: [{port}]\n        allow_private_resolution: true"),
+        format!("      - domain: plain.test\n        ports: [{port}]"),
+        "      - domain: meta.test\n        ports: [80]\n        allow_private_resolution: true"
+            .to_string(),
+    ]
+    .join("\n");
+    let steps = json!([
+        ["http", "mirror", "mirror.test", port],
+        ["http", "plain", "plain.test", port],
+        ["http", "metadata", "meta.test", 80]
+    ]);
+    let args = vec![
+        payload_dir().join("net.py").display().to_string(),
+        steps.to_string(),
+    ];
+    let dir = skill(&lab, &egress, "python3", &args);
+    let o = run(
+        &lab,
+        &dir,
+        "127.0.0.1 mirror.test plain.test\n169.254.169.254 meta.test\n",
+    );
+    o.assert_done("NET_DONE");
+    let d = o.dump();
+    assert!(step(&o, "mirror").starts_with("OK hello-from-host"), "{d}");
+    assert!(step(&o, "plain").starts_with("FAIL"), "BREACH plain: {d}");
+    assert!(
+        step(&o, "metadata").starts_with("FAIL"),
+        "BREACH metadata: {d}"
+    );
+    let v = o.violations();
+    assert!(
+        v.iter()
+            .any(|x| x.starts_with("rebinding_blocked") && x.contains("plain.test")),
+        "{d}"
+    );
+    assert!(
+        v.iter().any(|x| x.starts_with("rebinding_blocked")
+            && x.contains("meta.test")
+            && x.contains("never reachable by name")),
+        "{d}"
+    );
+    // The address it resolved to is in the trace.
+    let conns = o.json["network"]["connections"].as_array().unwrap();
+    assert!(
+        conns.iter().any(|c| c["name"] == "mirror.test"
+            && c["decision"] == "allowed"
+            && c["real_addr"] == "127.0.0.1"
+            && c["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("127.0.0.1 (loopback)")),
+        "{d}"
+    );
+
+    // validate warns about the flag; a cidr rule cannot carry it.
+    let lint = Outcome::from(lab.cmd().arg("validate").arg(&dir).output().unwrap());
+    assert!(
+        lint.everything().contains("private-resolution"),
+        "{}",
+        lint.dump()
+    );
+    let bad = lab.path("bad-private");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("skillsandbox.yaml"),
+        "skill: {name: bad, version: \"0.1.0\"}\npermissions:\n  network:\n    egress:\n      - cidr: 10.0.0.0/8\n        allow_private_resolution: true\nentrypoint: {command: \"true\"}\n",
+    )
+    .unwrap();
+    let v = Outcome::from(lab.cmd().arg("validate").arg(&bad).output().unwrap());
+    assert_ne!(v.exit_code, 0, "{}", v.dump());
+    assert!(
+        v.everything().contains(
+            "skillsandbox.yaml:6:35: permissions.network.egress[0].allow_private_resolution"
+        ),
+        "{}",
+        v.dump()
+    );
+}
