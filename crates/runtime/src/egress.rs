@@ -61,6 +61,7 @@ pub fn start(
     ports: &[u16],
     fds: Vec<OwnedFd>,
     intercept: Option<&crate::intercept::Intercept>,
+    extra_hosts: &HashMap<String, Vec<IpAddr>>,
 ) -> Result<EgressHandle, String> {
     if fds.len() != 3 + ports.len() {
         return Err(format!(
@@ -84,6 +85,11 @@ pub fn start(
             .map_err(|e| format!("{HOSTS_OVERRIDE_ENV}={}: {e}", path.to_string_lossy()))?;
         config.hosts_override = parse_hosts(&text)
             .map_err(|e| format!("{HOSTS_OVERRIDE_ENV}={}: {e}", path.to_string_lossy()))?;
+    }
+    for (name, addrs) in extra_hosts {
+        config
+            .hosts_override
+            .insert(name.to_ascii_lowercase(), addrs.clone());
     }
     if let Some(i) = intercept {
         config.ca = Some(i.ca.clone());

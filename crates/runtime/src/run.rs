@@ -55,6 +55,10 @@ pub struct RunRequest {
     /// [`RunOutcome::observed`] (seccomp user notification; the other layers still
     /// decide). Nothing else sets it.
     pub observe: bool,
+    /// Names the egress service resolves to these addresses before the host
+    /// resolver (over `SKILLSANDBOX_EGRESS_HOSTS`). Only `check` sets this, for its
+    /// own local upstream; empty otherwise.
+    pub egress_hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
 }
 
 impl RunRequest {
@@ -75,6 +79,7 @@ impl RunRequest {
             should_stop: Box::new(|| None),
             extra_ro_binds: Vec::new(),
             observe: false,
+            egress_hosts: Default::default(),
         }
     }
 }
@@ -315,8 +320,14 @@ fn confined(
     .map_err(|e| Setup::launch(&policy, &e))?;
     let egress_service = match running.egress.take() {
         Some((ports, fds)) => Some(
-            crate::egress::start(&policy.network, &ports, fds, intercept.as_ref())
-                .map_err(|e| Setup::new(format!("egress service: {e}"), None))?,
+            crate::egress::start(
+                &policy.network,
+                &ports,
+                fds,
+                intercept.as_ref(),
+                &req.egress_hosts,
+            )
+            .map_err(|e| Setup::new(format!("egress service: {e}"), None))?,
         ),
         None => None,
     };

@@ -62,16 +62,20 @@ pub enum Run {
     I386,
     /// Short wall clock; the run is expected to be killed at the deadline.
     WallClock,
+    /// Request-level egress: the check adds two names of its own, one with checked
+    /// requests and a secret bound to it, leading to its local upstream.
+    Requests,
 }
 
 impl Run {
-    pub const ALL: [Run; 6] = [
+    pub const ALL: [Run; 7] = [
         Run::Main,
         Run::Limits,
         Run::Memory,
         Run::X32,
         Run::I386,
         Run::WallClock,
+        Run::Requests,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +86,7 @@ impl Run {
             Run::X32 => "x32",
             Run::I386 => "i386",
             Run::WallClock => "wall-clock",
+            Run::Requests => "requests",
         }
     }
 
@@ -363,6 +368,18 @@ pub const ITEMS: &[Spec] = &[
         E,
         Run::Main,
         "declared names get a synthetic address from the sandbox resolver",
+    ),
+    spec(
+        "egress.secret_exfiltration",
+        E,
+        Run::Requests,
+        "a secret's placeholder to another host (header, query, DNS label) is refused; only its host gets the value",
+    ),
+    spec(
+        "egress.fronting_keepalive",
+        E,
+        Run::Requests,
+        "a second request naming another host on a kept-alive or pipelined connection is refused",
     ),
 ];
 

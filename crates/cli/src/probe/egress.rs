@@ -54,7 +54,7 @@ pub fn run_all(p: &ProbeParams) {
 }
 
 /// The resolver `/etc/resolv.conf` names inside (the sandbox's fixed address).
-fn resolver() -> IpAddr {
+pub(crate) fn resolver() -> IpAddr {
     read_text("/etc/resolv.conf")
         .and_then(|t| {
             t.lines()
@@ -80,9 +80,9 @@ fn query(name: &str, qtype: u16, id: u16) -> Vec<u8> {
 
 /// What came back: the rcode and the A/AAAA addresses in the answer section.
 #[derive(Debug)]
-struct Answer {
+pub(crate) struct Answer {
     rcode: u8,
-    addrs: Vec<IpAddr>,
+    pub(crate) addrs: Vec<IpAddr>,
 }
 
 fn skip_name(b: &[u8], mut i: usize) -> Option<usize> {
@@ -132,7 +132,7 @@ fn parse_answer(b: &[u8]) -> Option<Answer> {
 }
 
 /// Ask `server` (port 53) about `name`. `Err` carries what happened instead.
-fn ask(server: IpAddr, name: &str, qtype: u16) -> Result<Answer, String> {
+pub(crate) fn ask(server: IpAddr, name: &str, qtype: u16) -> Result<Answer, String> {
     let bind: SocketAddr = match server {
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),

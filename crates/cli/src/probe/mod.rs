@@ -20,9 +20,11 @@ mod isolation;
 mod limits;
 mod namespaces;
 pub mod params;
+mod requests;
 pub mod runner;
 mod seccomp;
 mod sys;
+pub mod upstream;
 pub mod workspace;
 
 use std::io::Write;
@@ -142,6 +144,7 @@ pub fn probe_main(run: &str, params_json: &str) -> u8 {
         Run::X32 => seccomp::run_x32(),
         Run::I386 => seccomp::run_i386(),
         Run::WallClock => limits::run_wall_clock(&params),
+        Run::Requests => requests::run_all(&params),
     }
     0
 }

@@ -70,4 +70,22 @@ pub struct ProbeParams {
     pub limits: ProbeLimits,
     /// Marks the daemon the wall-clock run leaves behind (its argv carries it).
     pub survivor_marker: String,
+    /// The `requests` run's names, port and secret.
+    #[serde(default)]
+    pub http: Option<HttpCheck>,
+}
+
+/// What the `requests` run is given: two names only the check declares, leading to
+/// its own upstream on `port`; the first checks every request and has the check's
+/// secret bound to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpCheck {
+    pub port: u16,
+    pub checked: String,
+    pub other: String,
+    /// The variable holding the secret's placeholder inside.
+    pub secret_env: String,
+    /// Every real value the check makes starts with this, so the probe can look for
+    /// one without knowing it.
+    pub secret_prefix: String,
 }

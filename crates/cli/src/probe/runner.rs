@@ -8,12 +8,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use skillsandbox_audit::Termination;
-use skillsandbox_manifest::Policy;
+use skillsandbox_manifest::{
+    DomainPattern, EgressRule, HttpRules, Policy, SecretRule, SecretSource,
+};
 use skillsandbox_runtime::{run, RunRequest, Sink};
 
 use super::catalog::{self, Group, ItemResult, Run, Status};
 use super::params::{ProbeLimits, ProbeParams, PROBE_INSIDE, PROBE_SUBCOMMAND};
-use super::workspace::Workspace;
+use super::workspace::{Workspace, CHECKED_NAME, OTHER_NAME};
 
 /// The small limits substituted for the limit runs (or the manifest's, if smaller).
 pub const CHECK_MEMORY_MB: u64 = 64;
@@ -101,6 +103,33 @@ pub fn policy_for(base: &Policy, run: Run, ws: &Workspace, small: &ProbeLimits) 
         }
         Run::Memory => l.memory_mb = small.memory_mb,
         Run::WallClock => l.max_runtime_seconds = small.wall_clock_s,
+        Run::Requests => {
+            let port = ws.upstream.port;
+            let checked = DomainPattern::Exact(CHECKED_NAME.to_string());
+            p.network.egress.extend([
+                EgressRule::Domain {
+                    domain: checked.clone(),
+                    ports: vec![port],
+                    http: HttpRules {
+                        methods: vec!["GET".to_string()],
+                        ..HttpRules::default()
+                    },
+                    allow_private_resolution: true,
+                },
+                EgressRule::Domain {
+                    domain: DomainPattern::Exact(OTHER_NAME.to_string()),
+                    ports: vec![port],
+                    http: HttpRules::default(),
+                    allow_private_resolution: true,
+                },
+            ]);
+            p.network.secrets.push(SecretRule {
+                name: ws.secret.name.clone(),
+                from: SecretSource::File(ws.secret.file.clone()),
+                hosts: vec![checked],
+                header: Some("Authorization".to_string()),
+            });
+        }
         Run::Main | Run::X32 | Run::I386 => {}
     }
     p
@@ -135,6 +164,16 @@ pub fn run_battery(
     let mut results = Vec::new();
     let mut ends = Vec::new();
     for r in Run::ALL {
+        if r == Run::Requests && policy.network.egress.is_empty() {
+            for spec in catalog::items_of(r) {
+                results.push(result(
+                    spec.id,
+                    Status::NotApplicable,
+                    "the manifest declares no egress: no request leaves the sandbox to front a host or carry a secret",
+                ));
+            }
+            continue;
+        }
         let params = ws.params(policy, small.clone());
         let mut req = RunRequest::new(policy_for(policy, r, ws, &small));
         req.extra_args = probe_args(r, &params)?;
@@ -144,6 +183,13 @@ pub fn run_battery(
         req.audit_log = Some(ws.root.join("audit.jsonl"));
         req.allow_degraded = allow_degraded;
         req.extra_ro_binds = vec![(exe.to_path_buf(), PathBuf::from(PROBE_INSIDE))];
+        if r == Run::Requests {
+            let local = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+            req.egress_hosts = [CHECKED_NAME, OTHER_NAME]
+                .iter()
+                .map(|n| (n.to_string(), local.clone()))
+                .collect();
+        }
         // No session is attached, so nothing can refuse; a refusal is still reported.
         let outcome = run(req).map_err(|refusal| RunnerError::Setup {
             run: r.name(),
@@ -329,6 +375,40 @@ fn judge_item(
                 format!("{}; the host listeners saw no connection", r.detail),
             ),
         },
+        ("egress.secret_exfiltration", Some(r)) if r.status == Pass => judge_secret(r, ws),
+        ("egress.fronting_keepalive", Some(r)) if r.status == Pass => {
+            let seen = ws.upstream.requests();
+            let fronted: Vec<&String> = seen
+                .iter()
+                .filter(|l| l.contains(" /front-keepalive ") || l.contains(" /front-pipelined "))
+                .collect();
+            let first = seen.iter().filter(|l| l.contains(" /front-first ")).count();
+            if !fronted.is_empty() {
+                result(
+                    id,
+                    Fail,
+                    format!("{}; but the upstream received {fronted:?}", r.detail),
+                )
+            } else if first != 2 {
+                result(
+                    id,
+                    Fail,
+                    format!(
+                        "{}; but the upstream received {first} first requests, not 2",
+                        r.detail
+                    ),
+                )
+            } else {
+                result(
+                    id,
+                    Pass,
+                    format!(
+                        "{}; the upstream received only the two first requests",
+                        r.detail
+                    ),
+                )
+            }
+        }
         ("egress.dns_exfiltration" | "egress.undeclared_name", Some(r)) => {
             judge_dns(r, end, params.egress_declared)
         }
@@ -349,6 +429,43 @@ fn judge_item(
             )
         }
     }
+}
+
+/// The secret item, re-judged with what reached the check's upstream: the bound
+/// request carried the real value, no refused request arrived, and the value is in
+/// nothing the probe reported.
+fn judge_secret(r: ItemResult, ws: &Workspace) -> ItemResult {
+    let value = &ws.secret.value;
+    let seen = ws.upstream.requests();
+    let bound = seen
+        .iter()
+        .any(|l| l.contains(" /secret-bound ") && l.ends_with(&format!("Bearer {value}")));
+    let refused: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("/secret-header") || l.contains("/secret-query"))
+        .collect();
+    let (status, why) = if r.detail.contains(value.as_str()) {
+        (
+            Status::Fail,
+            "the real value is in the probe's report".to_string(),
+        )
+    } else if !refused.is_empty() {
+        (
+            Status::Fail,
+            format!("the upstream received {} refused request(s)", refused.len()),
+        )
+    } else if !bound {
+        (
+            Status::Fail,
+            "the bound host did not receive the real value".to_string(),
+        )
+    } else {
+        (
+            Status::Pass,
+            "the bound host received the real value, nothing else arrived".to_string(),
+        )
+    };
+    result(&r.id, status, format!("{}; {why}", r.detail))
 }
 
 /// DNS items, re-judged with the sandbox resolver's records. Each part of the detail

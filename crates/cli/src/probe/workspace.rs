@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use skillsandbox_manifest::Policy;
 
-use super::params::{HostView, ProbeLimits, ProbeParams};
+use super::params::{HostView, HttpCheck, ProbeLimits, ProbeParams};
+use super::upstream::CheckUpstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
@@ -69,7 +70,24 @@ pub struct Workspace {
     pub loopback_v4: TcpListener,
     pub loopback_v6: Option<TcpListener>,
     pub env: EnvCanary,
+    /// The `requests` run's upstream, and the secret bound to its checked name.
+    pub upstream: CheckUpstream,
+    pub secret: CheckSecret,
 }
+
+/// The secret the `requests` run is given: its value lives in a file of the
+/// workspace (outside everything the sandbox is granted).
+pub struct CheckSecret {
+    pub name: String,
+    pub value: String,
+    pub file: PathBuf,
+}
+
+/// The names only the check declares, for the `requests` run.
+pub const CHECKED_NAME: &str = "checked.skillsandbox-check.invalid";
+pub const OTHER_NAME: &str = "other.skillsandbox-check.invalid";
+/// Every check secret's value starts with this.
+pub const SECRET_PREFIX: &str = "skillsandbox-check-secret-";
 
 fn mkdir(p: &Path) -> Result<(), WorkspaceError> {
     fs::DirBuilder::new()
@@ -182,7 +200,26 @@ impl Workspace {
                     .filter(|l| l.set_nonblocking(true).is_ok());
                 Ok((fd, v4, v6))
             });
-        let (canary_fd, loopback_v4, loopback_v6) = match made {
+        let made = made.and_then(|x| {
+            let secret = CheckSecret {
+                name: "SKILLSANDBOX_CHECK_TOKEN".to_string(),
+                value: format!("{SECRET_PREFIX}{}{}", random_hex()?, random_hex()?),
+                file: root.join("secret"),
+            };
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&secret.file)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, secret.value.as_bytes()))
+                .map_err(|source| WorkspaceError::Create {
+                    path: secret.file.clone(),
+                    source,
+                })?;
+            let up = CheckUpstream::start().map_err(WorkspaceError::Listen)?;
+            Ok((x, up, secret))
+        });
+        let ((canary_fd, loopback_v4, loopback_v6), upstream, secret) = match made {
             Ok(x) => x,
             Err(e) => {
                 let _ = fs::remove_dir_all(&root);
@@ -200,6 +237,8 @@ impl Workspace {
             loopback_v4,
             loopback_v6,
             env,
+            upstream,
+            secret,
         })
     }
 
@@ -261,6 +300,13 @@ impl Workspace {
             ],
             limits,
             survivor_marker: self.survivor_marker.clone(),
+            http: Some(HttpCheck {
+                port: self.upstream.port,
+                checked: CHECKED_NAME.to_string(),
+                other: OTHER_NAME.to_string(),
+                secret_env: self.secret.name.clone(),
+                secret_prefix: SECRET_PREFIX.to_string(),
+            }),
         }
     }
 

@@ -166,6 +166,8 @@ fn json_has_the_documented_shape() {
         "egress.udp",
         "egress.host_loopback",
         "egress.declared_name",
+        "egress.secret_exfiltration",
+        "egress.fronting_keepalive",
     ] {
         assert!(ids.contains(id), "missing {id}");
     }
@@ -281,6 +283,32 @@ fn a_manifest_with_egress_gets_the_egress_items_run() {
         detail.contains("api.openweathermap.org A 198.1"),
         "{detail}"
     );
+    // The request-level items: judged by what reached the check's own upstream.
+    let detail_of = |id: &str| {
+        egress
+            .iter()
+            .find(|i| i["id"] == id)
+            .and_then(|i| i["detail"].as_str())
+            .unwrap_or_else(|| panic!("no {id}: {}", dump(&c)))
+            .to_string()
+    };
+    let secret = detail_of("egress.secret_exfiltration");
+    for part in [
+        "in the header to other.skillsandbox-check.invalid: 403",
+        "in the query to other.skillsandbox-check.invalid: 403",
+        "as a DNS label: no address",
+        "the bound host received the real value, nothing else arrived",
+    ] {
+        assert!(secret.contains(part), "{secret}");
+    }
+    let front = detail_of("egress.fronting_keepalive");
+    for part in [
+        "kept alive: first 200, then Host other.skillsandbox-check.invalid: 403, connection closed",
+        "pipelined: first 200, then Host other.skillsandbox-check.invalid: 403",
+        "the upstream received only the two first requests",
+    ] {
+        assert!(front.contains(part), "{front}");
+    }
     assert_eq!(c.code, 0, "{}", dump(&c));
 }
 
