@@ -158,6 +158,8 @@ pub(crate) struct Shared {
     /// Requests and bytes per host with request-level rules, across connections.
     pub(crate) http_usage: Mutex<HashMap<String, l7::HostUsage>>,
     pub(crate) secrets: Arc<Vec<LiveSecret>>,
+    /// Kept-alive upstream connections of checked hosts.
+    pub(crate) upstream_idle: l7::Idle,
 }
 
 impl Shared {
@@ -303,6 +305,7 @@ pub fn start(
         ca: config.ca,
         upstream_roots: config.upstream_roots,
         http_usage: Mutex::new(HashMap::new()),
+        upstream_idle: l7::Idle::default(),
         secrets: config.secrets,
     });
     let tasks = &shared.tasks;

@@ -545,3 +545,39 @@ fn websocket_upgrades_and_pipelined_requests_are_checked() {
     let conns = o.json["network"]["connections"].to_string();
     assert!(conns.contains("upgraded connection relayed"), "{conns}");
 }
+
+#[test]
+fn a_download_is_streamed_and_cut_at_max_bytes_in() {
+    let Some(lab) = Lab::new() else { return };
+    let root = lab.path("dl");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("ok-small.bin"), vec![b'a'; 500]).unwrap();
+    std::fs::write(root.join("ok-big.bin"), vec![b'b'; 300_000]).unwrap();
+    let up = Upstream::start_in(&lab, "dl", None, Some(&root));
+    let p = up.port;
+    let script = format!(
+        "echo small=$(curl -s http://good.test:{p}/ok-small.bin | wc -c)\n\
+         curl -s -o /tmp/big http://good.test:{p}/ok-big.bin; echo big=$? $(wc -c < /tmp/big)\n"
+    );
+    let dir = skill(
+        &lab,
+        "l7-download",
+        &rules(p, "        max_bytes_in: 100KB\n"),
+        &script,
+    );
+    let o = run(&lab, &dir, None);
+    assert_eq!(o.exit_code, 0, "{}", o.dump());
+    assert_eq!(line(&o, "small"), "500", "{}", o.dump());
+    let big = line(&o, "big");
+    let (code, got) = big.split_once(' ').unwrap();
+    assert_ne!(code, "0", "the download was not cut: {}", o.dump());
+    let got: u64 = got.trim().parse().unwrap();
+    assert!(got < 300_000, "all of it arrived: {}", o.dump());
+    let v = o.violations().join("\n");
+    assert!(
+        v.contains("network_cap: HTTP GET /ok-big.bin to good.test: the response passes max_bytes_in (100000 bytes per run); cut"),
+        "{v}"
+    );
+    let conns = o.json["network"]["connections"].to_string();
+    assert!(conns.contains("cut at max_bytes_in"), "{conns}");
+}

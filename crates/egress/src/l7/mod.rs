@@ -11,6 +11,7 @@
 //! violation and the end of the connection.
 
 mod ca;
+mod metered;
 mod prefixed;
 mod upstream;
 
@@ -31,6 +32,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 pub use ca::InterceptCa;
+pub(crate) use upstream::Idle;
 pub use upstream::UpstreamRoots;
 
 use crate::record::connection_record;
@@ -45,6 +47,17 @@ use prefixed::Prefixed;
 #[allow(deprecated)]
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What the sandbox gets back: a whole body (refusals, checked responses that may
+/// carry a secret) or one streamed from the upstream ([`metered::Metered`]).
+pub(crate) type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+fn whole(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Usage of one host in this run, across connections.
@@ -96,6 +109,7 @@ pub(crate) async fn serve(
     shared: &Arc<Shared>,
 ) {
     let tls = matches!(sniffed, Sniff::Tls { .. });
+    let _ = stream.set_nodelay(true);
     let conn = Arc::new(Conn {
         name: name.to_string(),
         dest,
@@ -185,8 +199,8 @@ async fn collect_limited(body: Incoming, left: Option<u64>) -> Collected {
     }
 }
 
-fn status(code: StatusCode, text: &str, close: bool) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("skillsandbox: {text}\n"))));
+fn status(code: StatusCode, text: &str, close: bool) -> Response<Body> {
+    let mut r = Response::new(whole(format!("skillsandbox: {text}\n")));
     *r.status_mut() = code;
     if close {
         r.headers_mut()
@@ -293,7 +307,7 @@ impl Conn {
         *u
     }
 
-    async fn request(self: &Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn request(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         if self.closing.load(Ordering::Acquire) {
             return status(StatusCode::FORBIDDEN, "connection closed by policy", true);
         }
@@ -351,7 +365,7 @@ impl Conn {
         uri: &mut Vec<u8>,
         headers: &mut [(HeaderName, Vec<u8>)],
         body: &mut Vec<u8>,
-    ) -> Result<(), Box<Response<Full<Bytes>>>> {
+    ) -> Result<(), Box<Response<Body>>> {
         for sec in self.shared.secrets.iter() {
             let p = sec.placeholder.as_bytes();
             let in_uri = placeholder_in(std::slice::from_ref(sec), uri).is_some();
@@ -414,11 +428,7 @@ impl Conn {
         Ok(())
     }
 
-    async fn forward(
-        self: &Arc<Self>,
-        mut req: Request<Incoming>,
-        what: &str,
-    ) -> Response<Full<Bytes>> {
+    async fn forward(self: &Arc<Self>, mut req: Request<Incoming>, what: &str) -> Response<Body> {
         let r = &self.rules;
         // An upgrade (websocket) was checked like any request; once both ends switch,
         // the bytes are relayed and counted against the caps (`tunnel`).
@@ -486,11 +496,21 @@ impl Conn {
         let roots = &self.shared.upstream_roots;
         let sent = match roots {
             Some(roots) => {
-                upstream::send(up, &self.name, self.port, &self.addrs, self.tls, roots).await
+                upstream::send(
+                    up,
+                    &self.name,
+                    self.port,
+                    &self.addrs,
+                    self.tls,
+                    roots,
+                    &self.shared.upstream_idle,
+                    upgrade.is_some(),
+                )
+                .await
             }
             None => Err("no upstream trust roots in this run".to_string()),
         };
-        let (addr, resp) = match sent {
+        let (addr, resp, sender) = match sent {
             Ok(x) => x,
             Err(e) => {
                 self.shared.recorder.connection(connection_record(
@@ -511,6 +531,34 @@ impl Conn {
         let left_in = r
             .max_bytes_in
             .map(|m| m.saturating_sub(self.usage(|_| {}).bytes_in));
+        let mut out = Response::new(whole(Bytes::new()));
+        *out.status_mut() = rparts.status;
+        let headers = rparts
+            .headers
+            .iter()
+            .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()) && k.as_str() != "content-length");
+        if !self.shared.secrets.iter().any(|s| s.bound_to(&self.name)) {
+            // No secret's value ever reaches this host, so none can come back:
+            // stream the body, counted against the cap.
+            for (k, v) in headers {
+                out.headers_mut().append(k, v.clone());
+            }
+            *out.body_mut() = metered::Metered {
+                inner: rbody,
+                conn: self.clone(),
+                what: what.to_string(),
+                status: rparts.status.as_u16(),
+                addr,
+                left: left_in,
+                sender: Some(sender),
+                seen: 0,
+                cut: false,
+            }
+            .boxed_unsync();
+            return out;
+        }
+        // A host a secret is bound to may echo its value: read the whole body and
+        // scrub the value from it before the sandbox sees any of it.
         let rbody = match collect_limited(rbody, left_in).await {
             Collected::Whole(b) => b,
             Collected::OverCap => {
@@ -526,12 +574,12 @@ impl Conn {
             }
         };
         self.usage(|u| u.bytes_in += rbody.len() as u64);
-        // An upstream that echoes a secret back must not hand the sandbox its value.
+        // Read to the end: the upstream connection can carry the next request.
+        self.shared
+            .upstream_idle
+            .put(&self.name, self.port, self.tls, addr, sender);
         let mut rbody = rbody.to_vec();
-        let mut rheaders: Vec<(HeaderName, Vec<u8>)> = rparts
-            .headers
-            .iter()
-            .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()) && k.as_str() != "content-length")
+        let mut rheaders: Vec<(HeaderName, Vec<u8>)> = headers
             .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
             .collect();
         for sec in self.shared.secrets.iter() {
@@ -551,8 +599,7 @@ impl Conn {
         );
         record.bytes_in = rbody.len() as u64;
         self.shared.recorder.connection(record);
-        let mut out = Response::new(Full::new(Bytes::from(rbody)));
-        *out.status_mut() = rparts.status;
+        *out.body_mut() = whole(rbody);
         for (k, v) in rheaders {
             if let Ok(v) = HeaderValue::from_bytes(&v) {
                 out.headers_mut().append(k, v);
@@ -569,7 +616,7 @@ impl Conn {
         addr: IpAddr,
         client_up: Option<hyper::upgrade::OnUpgrade>,
         mut resp: Response<Incoming>,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<Body> {
         let Some(client_up) = client_up else {
             return status(
                 StatusCode::BAD_GATEWAY,
@@ -578,7 +625,7 @@ impl Conn {
             );
         };
         let server_up = hyper::upgrade::on(&mut resp);
-        let mut out = Response::new(Full::new(Bytes::new()));
+        let mut out = Response::new(whole(Bytes::new()));
         *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         for (k, v) in resp.headers() {
             if k != "content-length" && k != "transfer-encoding" {
