@@ -229,6 +229,19 @@ fn plain_http_keep_alive_is_checked_per_request_and_caps_cut() {
         !seen.iter().any(|r| r.contains(" 3000 ")),
         "the cut upload reached the server: {seen:?}"
     );
+    // Checked requests count their bytes in the trace (what the session's
+    // `budget.egress_bytes` sums across runs).
+    let conns = o.json["network"]["connections"].as_array().unwrap();
+    assert!(
+        conns.iter().any(|c| c["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("HTTP POST /upload to good.test: 200")
+            && c["bytes_out"] == 5
+            && c["bytes_in"].as_u64().unwrap_or(0) > 0),
+        "{}",
+        o.dump()
+    );
 
     let script =
         format!("for i in 1 2 3; do curl -s -o /dev/null -w 'r%{{http_code}} ' {ok}; done; echo\n");
@@ -580,4 +593,57 @@ fn a_download_is_streamed_and_cut_at_max_bytes_in() {
     );
     let conns = o.json["network"]["connections"].to_string();
     assert!(conns.contains("cut at max_bytes_in"), "{conns}");
+}
+
+#[test]
+fn the_session_budget_sums_checked_bytes_across_runs() {
+    let Some(lab) = Lab::new() else { return };
+    let up = Upstream::start(&lab, "budget", None);
+    let p = up.port;
+    let script = format!(
+        "head -c 2000 /dev/zero > /tmp/up\n\
+         echo code=$(curl -s -o /dev/null -w '%{{http_code}}' --data-binary @/tmp/up http://good.test:{p}/upload)\n"
+    );
+    let dir = skill(&lab, "l7-budget", &rules(p, ""), &script);
+    let policy = lab.path("policy.yaml");
+    std::fs::write(
+        &policy,
+        "budget:\n  egress_bytes: 3000\n  on_exceed: block\n",
+    )
+    .unwrap();
+    let hosts = lab.path("hosts");
+    std::fs::write(&hosts, "127.0.0.1 good.test other.test\n").unwrap();
+    let go = || {
+        Outcome::from(
+            lab.cmd()
+                .env("SKILLSANDBOX_EGRESS_HOSTS", &hosts)
+                .env("XDG_CONFIG_HOME", lab.path("config"))
+                .args(["run", "--json", "--session", "l7-budget", "--policy"])
+                .arg(&policy)
+                .arg(&dir)
+                .output()
+                .unwrap(),
+        )
+    };
+    // 2000 bytes up plus the answer: under 3000 after one run, over after two.
+    for _ in 0..2 {
+        let o = go();
+        assert_eq!(o.exit_code, 0, "{}", o.dump());
+        assert_eq!(line(&o, "code"), "200", "{}", o.dump());
+    }
+    let o = go();
+    assert_eq!(
+        o.exit_code,
+        3,
+        "the spent budget did not refuse: {}",
+        o.dump()
+    );
+    assert!(o.everything().contains("egress_bytes"), "{}", o.dump());
+    assert_eq!(
+        up.requests()
+            .iter()
+            .filter(|r| r.starts_with("POST /upload"))
+            .count(),
+        2
+    );
 }

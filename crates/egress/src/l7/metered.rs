@@ -27,6 +27,8 @@ pub(super) struct Metered {
     /// Bytes the host's cap still allows, when it has one.
     pub left: Option<u64>,
     pub sender: Option<Sender>,
+    /// Request-body bytes sent upstream; response-body bytes seen so far.
+    pub sent: u64,
     pub seen: u64,
     pub cut: bool,
 }
@@ -105,7 +107,7 @@ impl Drop for Metered {
                 }
             ),
         );
-        record.bytes_in = self.seen;
+        (record.bytes_out, record.bytes_in) = (self.sent, self.seen);
         c.shared.recorder.connection(record);
     }
 }

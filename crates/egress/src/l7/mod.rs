@@ -452,7 +452,8 @@ impl Conn {
                 return status(StatusCode::BAD_REQUEST, "reading the request failed", true)
             }
         };
-        self.usage(|u| u.bytes_out += body.len() as u64);
+        let body_out = body.len() as u64;
+        self.usage(|u| u.bytes_out += body_out);
 
         let mut uri = parts
             .uri
@@ -551,6 +552,7 @@ impl Conn {
                 addr,
                 left: left_in,
                 sender: Some(sender),
+                sent: body_out,
                 seen: 0,
                 cut: false,
             }
@@ -597,7 +599,7 @@ impl Conn {
             ConnectionDecision::Allowed,
             format!("{what}: {} (request checked)", rparts.status.as_u16()),
         );
-        record.bytes_in = rbody.len() as u64;
+        (record.bytes_out, record.bytes_in) = (body_out, rbody.len() as u64);
         self.shared.recorder.connection(record);
         *out.body_mut() = whole(rbody);
         for (k, v) in rheaders {
