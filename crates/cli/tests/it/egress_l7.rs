@@ -516,7 +516,8 @@ fn websocket_upgrades_and_pipelined_requests_are_checked() {
          echo ws=$(node --experimental-websocket /tmp/ws.js wss://good.test:{p}/ok-ws 2>/dev/null)\n\
          echo wsbad=$(node --experimental-websocket /tmp/ws.js wss://good.test:{p}/other-ws 2>/dev/null)\n\
          echo wsbig=$(node --experimental-websocket -e 'const w = new WebSocket(process.argv[1]); w.onopen = () => w.send(\"x\".repeat(5000)); w.onmessage = m => console.log(\"echoed\", m.data.length); w.onclose = () => console.log(\"closed\")' wss://good.test:{p}/ok-big 2>/dev/null)\n\
-         echo pipelined=$(python3 /tmp/pipe.py {q})\n"
+         echo pipelined=$(python3 /tmp/pipe.py {q})\n\
+         echo h2c=$(curl -s --http2 -o /dev/null -w '%{{http_version}}/%{{http_code}}' http://good.test:{q}/ok.txt)\n"
     );
     let egress = format!(
         "      - domain: good.test\n        ports: [{p}, {q}]\n        paths: [\"/ok*\"]\n        max_bytes_out: 4KB\n\
@@ -530,6 +531,8 @@ fn websocket_upgrades_and_pipelined_requests_are_checked() {
     assert_eq!(line(&o, "wsbad"), "refused", "{}", o.dump());
     assert_eq!(line(&o, "wsbig"), "closed", "{}", o.dump());
     assert_eq!(line(&o, "pipelined"), "200 403", "{}", o.dump());
+    // curl's h2c upgrade is not switched: it goes on as HTTP/1.1.
+    assert_eq!(line(&o, "h2c"), "1.1/200", "{}", o.dump());
     let v = o.violations().join("\n");
     assert!(
         v.contains("network_blocked: HTTP GET /other-ws to good.test"),
@@ -549,10 +552,11 @@ fn websocket_upgrades_and_pipelined_requests_are_checked() {
         "{seen:?}"
     );
     assert!(!seen.iter().any(|r| r.contains("/other-ws")), "{seen:?}");
+    // The pipelined pair's first request and curl's h2c request; never the fronted one.
     let piped = plain.requests();
     assert_eq!(
         piped.len(),
-        1,
+        2,
         "the fronted request reached the server: {piped:?}"
     );
     let conns = o.json["network"]["connections"].to_string();

@@ -92,6 +92,7 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "http2-settings",
 ];
 
 /// Terminates `stream` (whose first bytes, `head`, were already read and named
@@ -432,7 +433,12 @@ impl Conn {
         let r = &self.rules;
         // An upgrade (websocket) was checked like any request; once both ends switch,
         // the bytes are relayed and counted against the caps (`tunnel`).
-        let upgrade = upgrade_protocol(&req);
+        // Only websockets are switched: another protocol (h2c, say) would carry
+        // requests the checks never see. Its upgrade headers are hop-by-hop, so
+        // without them the request goes on as plain HTTP/1.1, as to a server that
+        // does not offer the upgrade.
+        let upgrade =
+            upgrade_protocol(&req).filter(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket"));
         let client_up = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let left_out = r
