@@ -9,6 +9,9 @@
 //! a listener bound to 127.77.0.1 sees the destination a sandboxed client would; the
 //! name resolves (test override) to the upstream on 127.0.0.1, allowed by a cidr rule.
 
+#[path = "common.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
@@ -33,20 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(run(mib, conns))
 }
 
-/// A free port P on both 127.77.0.1 and 127.0.0.1, with the front listener bound.
-fn port_pair() -> Result<(TcpListener, std::net::TcpListener), Box<dyn std::error::Error>> {
-    for _ in 0..50 {
-        let front = TcpListener::bind((SYNTHETIC, 0))?;
-        let port = front.local_addr()?.port();
-        if let Ok(up) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            return Ok((front, up));
-        }
-    }
-    Err("no free port pair".into())
-}
-
 async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let (front, upstream) = port_pair()?;
+    let (front, upstream) = common::port_pair(SYNTHETIC)?;
     let port = front.local_addr()?.port();
     let upstream_addr = upstream.local_addr()?;
     upstream.set_nonblocking(true)?;
@@ -104,7 +95,7 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
         },
         &tokio::runtime::Handle::current(),
     )?;
-    issue_address(dns_addr).await?;
+    common::issue_address(dns_addr, NAME, SYNTHETIC).await?;
     let relayed = SocketAddr::from((SYNTHETIC, port));
 
     println!("egress relay benchmark: {mib} MiB bulk, {conns} connections (loopback)");
@@ -140,24 +131,6 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-/// One A query so the service hands out 127.77.0.1 for the name.
-async fn issue_address(dns: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in NAME.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    sock.send_to(&q, dns).await?;
-    let mut buf = [0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf)).await??;
-    if n < 4 || buf[n - 4..n] != SYNTHETIC.octets() {
-        return Err("unexpected DNS answer".into());
-    }
-    Ok(())
 }
 
 /// MiB/s for sending `mib` MiB and getting the upstream's count back.

@@ -14,6 +14,9 @@
 //! (optional arguments: requests for the latency test, default 300; MiB per body for
 //! the throughput test, default 16; bodies, default 8). Results: bench/egress.md.
 
+#[path = "common.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -112,18 +115,6 @@ fn serve_upstream(
     Ok(())
 }
 
-/// A free port P on both 127.77.0.1 and 127.0.0.1.
-fn port_pair() -> Result<(TcpListener, TcpListener), Error> {
-    for _ in 0..50 {
-        let front = TcpListener::bind((SYNTHETIC, 0))?;
-        let port = front.local_addr()?.port();
-        if let Ok(up) = TcpListener::bind(("127.0.0.1", port)) {
-            return Ok((front, up));
-        }
-    }
-    Err("no free port pair".into())
-}
-
 struct Path_ {
     addr: SocketAddr,
     _handle: Option<EgressHandle>,
@@ -136,7 +127,7 @@ async fn setup(
     mode: Mode,
     ca: &Arc<InterceptCa>,
 ) -> Result<Path_, Error> {
-    let (front, upstream) = port_pair()?;
+    let (front, upstream) = common::port_pair(SYNTHETIC)?;
     let port = front.local_addr()?.port();
     let up_addr = upstream.local_addr()?;
     serve_upstream(upstream, pki.1.clone(), pki.2.clone_key(), big.clone())?;
@@ -185,7 +176,7 @@ async fn setup(
         },
         &tokio::runtime::Handle::current(),
     )?;
-    issue_address(dns_addr).await?;
+    common::issue_address(dns_addr, NAME, SYNTHETIC).await?;
     Ok(Path_ {
         addr: SocketAddr::from((SYNTHETIC, port)),
         _handle: Some(handle),
@@ -197,24 +188,6 @@ enum Mode {
     Direct,
     PassThrough,
     Intercepted,
-}
-
-/// One A query so the service hands out 127.77.0.1 for the name.
-async fn issue_address(dns: SocketAddr) -> Result<(), Error> {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in NAME.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    sock.send_to(&q, dns).await?;
-    let mut buf = [0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf)).await??;
-    if n < 4 || buf[n - 4..n] != SYNTHETIC.octets() {
-        return Err("unexpected DNS answer".into());
-    }
-    Ok(())
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;

@@ -11,11 +11,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use skillsandbox_audit::ConnectionDecision;
 
 use super::upstream::Sender;
 use super::{BoxError, Conn};
-use crate::record::connection_record;
 
 pub(super) struct Metered {
     pub inner: Incoming,
@@ -90,24 +88,15 @@ impl Drop for Metered {
                     .put(&c.name, c.port, c.tls, self.addr, s);
             }
         }
-        let mut record = connection_record(
-            Some(&c.name),
-            c.dest,
-            c.port,
-            Some(self.addr.to_string()),
-            ConnectionDecision::Allowed,
-            format!(
-                "{}: {} (request checked){}",
-                self.what,
-                self.status,
-                if self.cut {
-                    "; cut at max_bytes_in"
-                } else {
-                    ""
-                }
-            ),
+        let cut = if self.cut {
+            "; cut at max_bytes_in"
+        } else {
+            ""
+        };
+        c.allowed(
+            self.addr,
+            format!("{}: {} (request checked){cut}", self.what, self.status),
+            (self.sent, self.seen),
         );
-        (record.bytes_out, record.bytes_in) = (self.sent, self.seen);
-        c.shared.recorder.connection(record);
     }
 }

@@ -281,6 +281,21 @@ impl Conn {
         self.shared.recorder.blocked(record, kind, detail, None);
     }
 
+    /// The record of a request that went upstream to `addr`, with the body bytes
+    /// moved (out, in).
+    fn allowed(&self, addr: IpAddr, reason: String, (out, inn): (u64, u64)) {
+        let mut record = connection_record(
+            Some(&self.name),
+            self.dest,
+            self.port,
+            Some(addr.to_string()),
+            ConnectionDecision::Allowed,
+            reason,
+        );
+        (record.bytes_out, record.bytes_in) = (out, inn);
+        self.shared.recorder.connection(record);
+    }
+
     /// A byte cap crossed: the violation, then the end of the connection.
     fn cap_cut(&self, what: &str, how: &str, cap: Option<u64>) {
         self.violation(
@@ -597,16 +612,11 @@ impl Conn {
                 *h = replace(h, v, p);
             }
         }
-        let mut record = connection_record(
-            Some(&self.name),
-            self.dest,
-            self.port,
-            Some(addr.to_string()),
-            ConnectionDecision::Allowed,
+        self.allowed(
+            addr,
             format!("{what}: {} (request checked)", rparts.status.as_u16()),
+            (body_out, rbody.len() as u64),
         );
-        (record.bytes_out, record.bytes_in) = (body_out, rbody.len() as u64);
-        self.shared.recorder.connection(record);
         *out.body_mut() = whole(rbody);
         for (k, v) in rheaders {
             if let Ok(v) = HeaderValue::from_bytes(&v) {
@@ -671,16 +681,11 @@ impl Conn {
         if let Some((how, cap)) = cut {
             self.cap_cut(&what, how, cap);
         }
-        let mut record = connection_record(
-            Some(&self.name),
-            self.dest,
-            self.port,
-            Some(addr.to_string()),
-            ConnectionDecision::Allowed,
+        self.allowed(
+            addr,
             format!("{what}: upgraded connection relayed ({o} bytes out, {i} in)"),
+            (o, i),
         );
-        (record.bytes_out, record.bytes_in) = (o, i);
-        self.shared.recorder.connection(record);
     }
 
     /// Copies `from` to `to` until either ends, or the cap for this direction is
