@@ -1,8 +1,12 @@
 //! Shared by the egress benchmarks: the synthetic-address set-up a sandboxed client
 //! sees, on loopback.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
+
+use skillsandbox_egress::{start, EgressConfig, EgressHandle, EgressListeners};
+use skillsandbox_manifest::{DomainPattern, EgressRule, HttpRules, NetworkPolicy};
 
 /// A free port P on both `synthetic` (the front) and 127.0.0.1 (the upstream).
 pub fn port_pair(synthetic: Ipv4Addr) -> std::io::Result<(TcpListener, TcpListener)> {
@@ -37,4 +41,53 @@ pub async fn issue_address(dns: SocketAddr, name: &str, synthetic: Ipv4Addr) -> 
         return Err("unexpected DNS answer".into());
     }
     Ok(())
+}
+
+/// The service's configuration for `name` on `port`: the name resolves to 127.0.0.1
+/// (allowed by a cidr rule), with `http` request rules; synthetic range 127.77.0.0/24.
+pub fn config(name: &str, port: u16, http: HttpRules) -> EgressConfig {
+    let mut config = EgressConfig::new(NetworkPolicy {
+        egress: vec![
+            EgressRule::Domain {
+                domain: DomainPattern::Exact(name.into()),
+                ports: vec![port],
+                http,
+                allow_private_resolution: false,
+            },
+            EgressRule::Cidr {
+                cidr: ipnet::IpNet::from(IpAddr::from([127, 0, 0, 1])),
+                ports: vec![port],
+            },
+        ],
+        record: false,
+        secrets: Vec::new(),
+    });
+    config.synthetic_v4 = ipnet::Ipv4Net::new(Ipv4Addr::new(127, 77, 0, 0), 24).unwrap_or_default();
+    config.hosts_override = HashMap::from([(name.to_owned(), vec![IpAddr::from([127, 0, 0, 1])])]);
+    config
+}
+
+/// Starts the service with `front` as its listener and has it hand out `synthetic`
+/// for `name`: the handle, and the address a sandboxed client would connect to.
+pub async fn serve(
+    config: EgressConfig,
+    front: TcpListener,
+    name: &str,
+    synthetic: Ipv4Addr,
+) -> Result<(EgressHandle, SocketAddr), Box<dyn std::error::Error + Send + Sync>> {
+    let port = front.local_addr()?.port();
+    let dns = UdpSocket::bind("127.0.0.1:0")?;
+    let dns_addr = dns.local_addr()?;
+    let handle = start(
+        config,
+        EgressListeners {
+            dns_udp4: dns,
+            dns_udp6: UdpSocket::bind("[::1]:0")?,
+            dns_tcp: TcpListener::bind("127.0.0.1:0")?,
+            tcp: vec![(port, front)],
+        },
+        &tokio::runtime::Handle::current(),
+    )?;
+    issue_address(dns_addr, name, synthetic).await?;
+    Ok((handle, SocketAddr::from((synthetic, port))))
 }

@@ -12,12 +12,9 @@
 #[path = "common.rs"]
 mod common;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use skillsandbox_egress::{start, EgressConfig, EgressListeners};
-use skillsandbox_manifest::{DomainPattern, EgressRule, NetworkPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -65,38 +62,14 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let dns = UdpSocket::bind("127.0.0.1:0")?;
-    let dns_addr = dns.local_addr()?;
-    let mut config = EgressConfig::new(NetworkPolicy {
-        egress: vec![
-            EgressRule::Domain {
-                domain: DomainPattern::Exact(NAME.into()),
-                ports: vec![port],
-                http: Default::default(),
-                allow_private_resolution: false,
-            },
-            EgressRule::Cidr {
-                cidr: "127.0.0.1/32".parse()?,
-                ports: vec![port],
-            },
-        ],
-        record: false,
-        secrets: Vec::new(),
-    });
-    config.synthetic_v4 = "127.77.0.0/24".parse()?;
-    config.hosts_override = HashMap::from([(NAME.to_owned(), vec![IpAddr::from([127, 0, 0, 1])])]);
-    let handle = start(
-        config,
-        EgressListeners {
-            dns_udp4: dns,
-            dns_udp6: UdpSocket::bind("[::1]:0")?,
-            dns_tcp: TcpListener::bind("127.0.0.1:0")?,
-            tcp: vec![(port, front)],
-        },
-        &tokio::runtime::Handle::current(),
-    )?;
-    common::issue_address(dns_addr, NAME, SYNTHETIC).await?;
-    let relayed = SocketAddr::from((SYNTHETIC, port));
+    let (handle, relayed) = common::serve(
+        common::config(NAME, port, Default::default()),
+        front,
+        NAME,
+        SYNTHETIC,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
 
     println!("egress relay benchmark: {mib} MiB bulk, {conns} connections (loopback)");
     let direct_bulk = bulk(upstream_addr, mib).await?;

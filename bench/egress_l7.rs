@@ -17,9 +17,8 @@
 #[path = "common.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +29,8 @@ use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use skillsandbox_egress::{
-    start, EgressConfig, EgressHandle, EgressListeners, InterceptCa, UpstreamRoots,
-};
-use skillsandbox_manifest::{DomainPattern, EgressRule, HttpRules, NetworkPolicy};
+use skillsandbox_egress::{EgressHandle, InterceptCa, UpstreamRoots};
+use skillsandbox_manifest::HttpRules;
 use tokio::net::TcpStream;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -144,41 +141,12 @@ async fn setup(
         },
         _ => HttpRules::default(),
     };
-    let mut config = EgressConfig::new(NetworkPolicy {
-        egress: vec![
-            EgressRule::Domain {
-                domain: DomainPattern::Exact(NAME.into()),
-                ports: vec![port],
-                http,
-                allow_private_resolution: false,
-            },
-            EgressRule::Cidr {
-                cidr: "127.0.0.1/32".parse()?,
-                ports: vec![port],
-            },
-        ],
-        record: false,
-        secrets: Vec::new(),
-    });
-    config.synthetic_v4 = "127.77.0.0/24".parse()?;
-    config.hosts_override = HashMap::from([(NAME.to_owned(), vec![IpAddr::from([127, 0, 0, 1])])]);
+    let mut config = common::config(NAME, port, http);
     config.ca = Some(ca.clone());
     config.upstream_roots = Some(UpstreamRoots::load(Some(pki.0.as_bytes()))?);
-    let dns = UdpSocket::bind("127.0.0.1:0")?;
-    let dns_addr = dns.local_addr()?;
-    let handle = start(
-        config,
-        EgressListeners {
-            dns_udp4: dns,
-            dns_udp6: UdpSocket::bind("[::1]:0")?,
-            dns_tcp: TcpListener::bind("127.0.0.1:0")?,
-            tcp: vec![(port, front)],
-        },
-        &tokio::runtime::Handle::current(),
-    )?;
-    common::issue_address(dns_addr, NAME, SYNTHETIC).await?;
+    let (handle, addr) = common::serve(config, front, NAME, SYNTHETIC).await?;
     Ok(Path_ {
-        addr: SocketAddr::from((SYNTHETIC, port)),
+        addr,
         _handle: Some(handle),
     })
 }
