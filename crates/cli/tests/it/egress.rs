@@ -62,6 +62,24 @@ fn run(lab: &Lab, dir: &Path, hosts: &str) -> Outcome {
     )
 }
 
+/// Runs the payload `net.py` with `steps` under `egress`, names resolved by `hosts`;
+/// the skill's directory and the finished outcome.
+fn net_steps(
+    lab: &Lab,
+    egress: &str,
+    steps: &serde_json::Value,
+    hosts: &str,
+) -> (std::path::PathBuf, Outcome) {
+    let args = vec![
+        payload_dir().join("net.py").display().to_string(),
+        steps.to_string(),
+    ];
+    let dir = skill(lab, egress, "python3", &args);
+    let o = run(lab, &dir, hosts);
+    o.assert_done("NET_DONE");
+    (dir, o)
+}
+
 fn step<'a>(o: &'a Outcome, name: &str) -> &'a str {
     o.stdout
         .lines()
@@ -120,17 +138,12 @@ fn declared_names_work_and_everything_else_is_refused_and_reported() {
         ["udp", "quic_udp_443", "1.1.1.1", 443],
         ["raw", "raw_socket"]
     ]);
-    let args = vec![
-        payload_dir().join("net.py").display().to_string(),
-        steps.to_string(),
-    ];
-    let dir = skill(&lab, &egress, "python3", &args);
-    let o = run(
+    let (_, o) = net_steps(
         &lab,
-        &dir,
+        &egress,
+        &steps,
         "127.0.0.1 good.test\n127.0.0.2 rebind.test\n169.254.169.254 meta.test\n",
     );
-    o.assert_done("NET_DONE");
     let d = o.dump();
 
     assert!(
@@ -252,17 +265,12 @@ fn allow_private_resolution_lets_one_name_reach_its_mirror_but_never_the_metadat
         ["http", "plain", "plain.test", port],
         ["http", "metadata", "meta.test", 80]
     ]);
-    let args = vec![
-        payload_dir().join("net.py").display().to_string(),
-        steps.to_string(),
-    ];
-    let dir = skill(&lab, &egress, "python3", &args);
-    let o = run(
+    let (dir, o) = net_steps(
         &lab,
-        &dir,
+        &egress,
+        &steps,
         "127.0.0.1 mirror.test plain.test\n169.254.169.254 meta.test\n",
     );
-    o.assert_done("NET_DONE");
     let d = o.dump();
     assert!(step(&o, "mirror").starts_with("OK hello-from-host"), "{d}");
     assert!(step(&o, "plain").starts_with("FAIL"), "BREACH plain: {d}");
