@@ -408,7 +408,23 @@ async fn connect_and_relay(
     );
     let id = shared.recorder.begin_relay(record, counters.clone());
     if up.write_all(&head).await.is_ok() {
-        crate::relay::relay(client, up, counters).await;
+        let caught = crate::relay::relay(client, up, counters, shared.secrets.clone()).await;
+        if let Some(secret) = caught {
+            let to = name.map_or_else(|| SocketAddr::new(dest, port).to_string(), str::to_string);
+            shared.recorder.blocked(
+                connection_record(
+                    name,
+                    dest,
+                    port,
+                    Some(addr.to_string()),
+                    ConnectionDecision::Blocked,
+                    "carries a secret's placeholder to a destination the secret is not bound to",
+                ),
+                ViolationKind::SecretExfiltration,
+                format!("TCP connection to {to}: the stream carries the placeholder of secret {secret}; cut before it went upstream"),
+                None,
+            );
+        }
     } else {
         reset(client);
     }

