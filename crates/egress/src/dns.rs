@@ -76,6 +76,15 @@ pub(crate) fn answer(packet: &[u8], ctx: &DnsContext<'_>) -> Option<Vec<u8>> {
         answers,
     };
 
+    let nxdomain = || {
+        Some(reply(
+            packet,
+            query.question,
+            RCODE_NXDOMAIN,
+            None,
+            query.edns,
+        ))
+    };
     if let Some(s) = crate::secrets::placeholder_in(ctx.secrets, name.as_bytes()) {
         ctx.recorder.dns(record(DnsDecision::Blocked, Vec::new()));
         ctx.recorder.violation(
@@ -85,13 +94,7 @@ pub(crate) fn answer(packet: &[u8], ctx: &DnsContext<'_>) -> Option<Vec<u8>> {
                 s.name
             ),
         );
-        return Some(reply(
-            packet,
-            query.question,
-            RCODE_NXDOMAIN,
-            None,
-            query.edns,
-        ));
+        return nxdomain();
     }
     if !valid || !(ctx.network.record || ctx.network.domain_declared(&name)) {
         ctx.recorder.dns(record(DnsDecision::Blocked, Vec::new()));
@@ -100,13 +103,7 @@ pub(crate) fn answer(packet: &[u8], ctx: &DnsContext<'_>) -> Option<Vec<u8>> {
             &qtype,
             "no egress rule declares this name; answered NXDOMAIN",
         );
-        return Some(reply(
-            packet,
-            query.question,
-            RCODE_NXDOMAIN,
-            None,
-            query.edns,
-        ));
+        return nxdomain();
     }
 
     let wants_address = query.qclass == CLASS_IN && matches!(query.qtype, TYPE_A | TYPE_AAAA);

@@ -247,19 +247,6 @@ async fn synthetic(mut stream: TcpStream, ip: IpAddr, port: u16, shared: &Arc<Sh
         crate::l7::serve(stream, bytes, &sniffed, &name, ip, port, ok, rules, shared).await;
         return;
     }
-    if let Some(secret) = crate::secrets::placeholder_in(&shared.secrets, &bytes) {
-        blocked(
-            Some(&name),
-            ViolationKind::SecretExfiltration,
-            "carries a secret's placeholder to a host the secret is not bound to",
-            format!(
-                "TCP connection to {name}:{port}: the first bytes carry the placeholder of secret {} (bound to other hosts); nothing relayed",
-                secret.name
-            ),
-        );
-        reset(stream);
-        return;
-    }
     let mut reason = format!("domain rule {rule} port {port}; {why}");
     let private: Vec<String> = ok
         .iter()
@@ -367,6 +354,28 @@ async fn connect_and_relay(
     reason: String,
     shared: &Shared,
 ) {
+    let to = name.map_or_else(|| SocketAddr::new(dest, port).to_string(), str::to_string);
+    let exfiltration = |secret: &str, detail: &str| {
+        shared.recorder.blocked(
+            connection_record(
+                name,
+                dest,
+                port,
+                None,
+                ConnectionDecision::Blocked,
+                "carries a secret's placeholder to a destination the secret is not bound to",
+            ),
+            ViolationKind::SecretExfiltration,
+            format!("TCP connection to {to}: {detail} the placeholder of secret {secret}; cut before it went upstream"),
+            None,
+        );
+    };
+    // What was already read counts like the stream the relay will scan.
+    if let Some(s) = crate::secrets::placeholder_in(&shared.secrets, &head) {
+        exfiltration(&s.name, "the first bytes carry");
+        reset(client);
+        return;
+    }
     let mut failures = Vec::new();
     let mut upstream = None;
     for addr in candidates.into_iter().take(MAX_CANDIDATES) {
@@ -410,20 +419,7 @@ async fn connect_and_relay(
     if up.write_all(&head).await.is_ok() {
         let caught = crate::relay::relay(client, up, counters, shared.secrets.clone()).await;
         if let Some(secret) = caught {
-            let to = name.map_or_else(|| SocketAddr::new(dest, port).to_string(), str::to_string);
-            shared.recorder.blocked(
-                connection_record(
-                    name,
-                    dest,
-                    port,
-                    Some(addr.to_string()),
-                    ConnectionDecision::Blocked,
-                    "carries a secret's placeholder to a destination the secret is not bound to",
-                ),
-                ViolationKind::SecretExfiltration,
-                format!("TCP connection to {to}: the stream carries the placeholder of secret {secret}; cut before it went upstream"),
-                None,
-            );
+            exfiltration(&secret, "the stream carries");
         }
     } else {
         reset(client);

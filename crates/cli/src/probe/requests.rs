@@ -44,31 +44,56 @@ fn address(dns: IpAddr, name: &str, port: u16) -> Result<SocketAddr, String> {
     }
 }
 
-fn connect(dns: IpAddr, name: &str, port: u16) -> Result<TcpStream, String> {
+fn connect(dns: IpAddr, name: &str, port: u16) -> Result<Wire, String> {
     let addr = address(dns, name, port)?;
     let s = TcpStream::connect_timeout(&addr, WAIT).map_err(|e| format!("{name}: {e}"))?;
     let _ = s.set_read_timeout(Some(WAIT));
-    Ok(s)
+    Ok(Wire {
+        s,
+        pending: Vec::new(),
+    })
 }
 
 fn request(host: &str, path: &str, extra: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n")
 }
 
-/// One response off `s`: (status, body); `None` when the connection ended first.
-fn response(s: &mut TcpStream) -> Option<(u16, String)> {
-    let mut got = Vec::new();
-    let mut b = [0u8; 4096];
+/// A connection and the bytes read past the last response (a pipelined answer can
+/// arrive in the same read as the one before it).
+struct Wire {
+    s: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Wire {
+    fn send(&mut self, text: &str) -> std::io::Result<()> {
+        self.s.write_all(text.as_bytes())
+    }
+
+    /// Reads more into `pending`; false at the end of the stream or on an error.
+    fn fill(&mut self) -> bool {
+        let mut b = [0u8; 4096];
+        match self.s.read(&mut b) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.pending.extend_from_slice(&b[..n]);
+                true
+            }
+        }
+    }
+}
+
+/// The next response on `w`: (status, body); `None` when the connection ended first.
+fn response(w: &mut Wire) -> Option<(u16, String)> {
     let head_end = loop {
-        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = w.pending.windows(4).position(|x| x == b"\r\n\r\n") {
             break i + 4;
         }
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => got.extend_from_slice(&b[..n]),
+        if !w.fill() {
+            return None;
         }
     };
-    let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+    let head = String::from_utf8_lossy(&w.pending[..head_end]).to_string();
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     let len: usize = head
         .lines()
@@ -79,38 +104,40 @@ fn response(s: &mut TcpStream) -> Option<(u16, String)> {
                 .then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
-    while got.len() < head_end + len {
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&b[..n]),
-        }
-    }
-    let body = String::from_utf8_lossy(&got[head_end..]).to_string();
+    while w.pending.len() < head_end + len && w.fill() {}
+    let end = (head_end + len).min(w.pending.len());
+    let body = String::from_utf8_lossy(&w.pending[head_end..end]).to_string();
+    w.pending.drain(..end);
     Some((status, body))
 }
 
 /// Whether the connection was ended (EOF or reset) after the last response.
-fn closed(s: &mut TcpStream) -> bool {
+fn closed(w: &mut Wire) -> bool {
+    if !w.pending.is_empty() {
+        return false;
+    }
     let mut b = [0u8; 64];
-    match s.read(&mut b) {
+    match w.s.read(&mut b) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
     }
 }
 
-/// One request on a new connection: its status, or what happened instead.
+/// One request on a new connection: its status and body, `None` when the
+/// connection ended without a response after the request went out. `Err` when the
+/// request could not be made at all (then nothing was tried: never a pass).
 fn one(
     dns: IpAddr,
     name: &str,
     port: u16,
     path: &str,
     extra: &str,
-) -> Result<(u16, String), String> {
+) -> Result<Option<(u16, String)>, String> {
     let mut s = connect(dns, name, port)?;
-    s.write_all(request(name, path, extra).as_bytes())
+    s.send(&request(name, path, extra))
         .map_err(|e| format!("{name}: {e}"))?;
-    response(&mut s).ok_or_else(|| format!("{name}: the connection ended without a response"))
+    Ok(response(&mut s))
 }
 
 fn secret_exfiltration(h: &HttpCheck, dns: IpAddr) {
@@ -133,12 +160,22 @@ fn secret_exfiltration(h: &HttpCheck, dns: IpAddr) {
     let mut ok = true;
     let bearer = format!("Authorization: Bearer {placeholder}\r\n");
     match one(dns, &h.checked, h.port, "/secret-bound", &bearer) {
-        Ok((200, body)) if body.contains(&placeholder) && !body.contains(&h.secret_prefix) => parts
-            .push(format!(
+        Ok(Some((200, body)))
+            if body.contains(&placeholder) && !body.contains(&h.secret_prefix) =>
+        {
+            parts.push(format!(
                 "to {} (bound): 200, the echo shows the placeholder, never the value",
                 h.checked
-            )),
-        Ok((code, body)) => {
+            ))
+        }
+        Ok(None) => {
+            ok = false;
+            parts.push(format!(
+                "to {} (bound): the connection ended without a response",
+                h.checked
+            ));
+        }
+        Ok(Some((code, body))) => {
             ok = false;
             let leaked = if body.contains(&h.secret_prefix) {
                 " and the real value came back"
@@ -161,15 +198,22 @@ fn secret_exfiltration(h: &HttpCheck, dns: IpAddr) {
         ),
     ] {
         match one(dns, &h.other, h.port, &path, &extra) {
-            Ok((403, _)) => parts.push(format!("in the {what} to {}: 403", h.other)),
-            Ok((code, _)) => {
+            Ok(Some((403, _))) => parts.push(format!("in the {what} to {}: 403", h.other)),
+            Ok(None) => parts.push(format!(
+                "in the {what} to {}: closed without a response",
+                h.other
+            )),
+            Ok(Some((code, _))) => {
                 ok = false;
                 parts.push(format!(
                     "in the {what} to {}: {code} (not refused)",
                     h.other
                 ));
             }
-            Err(e) => parts.push(format!("in the {what} to {}: refused ({e})", h.other)),
+            Err(e) => {
+                ok = false;
+                parts.push(format!("in the {what} to {}: not tried ({e})", h.other));
+            }
         }
     }
     let label = format!("{placeholder}.{}", h.checked);
@@ -179,7 +223,10 @@ fn secret_exfiltration(h: &HttpCheck, dns: IpAddr) {
             ok = false;
             parts.push(format!("as a DNS label: resolved to {:?}", a.addrs));
         }
-        Err(e) => parts.push(format!("as a DNS label: {e}")),
+        Err(e) => {
+            ok = false;
+            parts.push(format!("as a DNS label: no verdict ({e})"));
+        }
     }
     emit(
         id,
@@ -195,9 +242,9 @@ fn fronting_keepalive(h: &HttpCheck, dns: IpAddr) {
     // Kept alive: one request for the checked name, then one naming the other host.
     match connect(dns, &h.checked, h.port) {
         Ok(mut s) => {
-            let _ = s.write_all(request(&h.checked, "/front-first", "").as_bytes());
+            let _ = s.send(&request(&h.checked, "/front-first", ""));
             let first = response(&mut s).map(|r| r.0);
-            let _ = s.write_all(request(&h.other, "/front-keepalive", "").as_bytes());
+            let _ = s.send(&request(&h.other, "/front-keepalive", ""));
             let second = response(&mut s).map(|r| r.0);
             let ended = closed(&mut s);
             let judged = first == Some(200) && matches!(second, None | Some(403)) && ended;
@@ -224,7 +271,7 @@ fn fronting_keepalive(h: &HttpCheck, dns: IpAddr) {
         Ok(mut s) => {
             let both = request(&h.checked, "/front-first", "")
                 + &request(&h.other, "/front-pipelined", "");
-            let _ = s.write_all(both.as_bytes());
+            let _ = s.send(&both);
             let first = response(&mut s).map(|r| r.0);
             let second = response(&mut s).map(|r| r.0);
             let judged = first == Some(200) && matches!(second, None | Some(403));

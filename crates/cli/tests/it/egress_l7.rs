@@ -373,14 +373,7 @@ fn secrets_reach_only_their_host_and_never_the_sandbox_or_the_records() {
     }
 
     // A missing source refuses the run, naming the variable, never a value.
-    let o = Outcome::from(
-        lab.cmd()
-            .env("SKILLSANDBOX_EGRESS_HOSTS", &hosts)
-            .args(["run", "--json"])
-            .arg(&dir)
-            .output()
-            .unwrap(),
-    );
+    let o = run(&lab, &dir, None);
     assert_eq!(o.exit_code, 125, "{}", o.dump());
     assert!(
         o.everything()
