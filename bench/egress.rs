@@ -2,7 +2,7 @@
 //! egress service vs a direct loopback connection, printed as ratios.
 //!
 //! Run: `cargo run -p skillsandbox-egress --example egress_bench --profile bench`
-//! (optional arguments: MiB to transfer, default 512; connections for the latency
+//! (optional arguments: MiB per bulk round, default 256; connections for the latency
 //! test, default 500).
 //!
 //! Loopback only and no namespaces: the service's synthetic range is 127.77.0.0/24, so
@@ -21,10 +21,12 @@ use tokio::net::TcpStream;
 const NAME: &str = "bench.example";
 const SYNTHETIC: Ipv4Addr = Ipv4Addr::new(127, 77, 0, 1);
 const CHUNK: usize = 256 * 1024;
+/// Bulk rounds, each direct and relayed in alternating order; medians are compared.
+const ROUNDS: usize = 11;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let mib: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(512);
+    let mib: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(256);
     let conns: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(500);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -71,11 +73,24 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
     .await
     .map_err(|e| e.to_string())?;
 
-    println!("egress relay benchmark: {mib} MiB bulk, {conns} connections (loopback)");
-    let direct_bulk = bulk(upstream_addr, mib).await?;
-    let relay_bulk = bulk(relayed, mib).await?;
     println!(
-        "bulk throughput   direct {:>8.0} MiB/s   relay {:>8.0} MiB/s   ratio {:.2}",
+        "egress relay benchmark: {ROUNDS} alternating rounds of {mib} MiB bulk, \
+         {conns} connections (loopback)"
+    );
+    let (mut direct, mut relay) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // Alternate which goes first, so neither always runs on a warmer machine.
+        if round % 2 == 0 {
+            direct.push(bulk(upstream_addr, mib).await?);
+            relay.push(bulk(relayed, mib).await?);
+        } else {
+            relay.push(bulk(relayed, mib).await?);
+            direct.push(bulk(upstream_addr, mib).await?);
+        }
+    }
+    let (direct_bulk, relay_bulk) = (median(&mut direct), median(&mut relay));
+    println!(
+        "bulk throughput, medians   direct {:>8.0} MiB/s   relay {:>8.0} MiB/s   ratio {:.2}",
         direct_bulk,
         relay_bulk,
         relay_bulk / direct_bulk
@@ -100,6 +115,11 @@ async fn run(mib: u64, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
         report.violations.len()
     );
     Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn micros(d: Duration) -> f64 {

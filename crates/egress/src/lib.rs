@@ -36,6 +36,7 @@ mod record;
 mod relay;
 mod secrets;
 mod sniff;
+mod splice;
 mod synthetic;
 mod tcp;
 

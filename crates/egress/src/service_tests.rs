@@ -512,3 +512,44 @@ async fn finish_closes_live_relays_and_reports_their_bytes() {
         .expect("closed promptly");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 }
+
+/// The relay moves megabytes each way intact, passes the client's half-close on
+/// (the upstream answers only after end of stream) and counts every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_relay_is_intact_passes_half_close_and_counts() {
+    const OUT: usize = 8 << 20;
+    const BACK: usize = 3 << 20;
+    let pattern = |i: usize| (i % 251) as u8;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = upstream.local_addr().unwrap();
+    let served = tokio::spawn(async move {
+        let (mut s, _) = upstream.accept().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        let back: Vec<u8> = (0..BACK).map(pattern).collect();
+        s.write_all(&back).await.unwrap();
+        got
+    });
+    let (svc, _) = start_service(vec![cidr("127.0.0.0/8", &[up.port()])], &[], &[]);
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let shared = svc.handle.shared.clone();
+    let server = tokio::spawn(async move {
+        let (s, _) = front.accept().await.unwrap();
+        tcp::literal(s, up.ip(), up.port(), &shared).await;
+    });
+    let mut c = tokio::net::TcpStream::connect(front_addr).await.unwrap();
+    let out: Vec<u8> = (0..OUT).map(pattern).collect();
+    c.write_all(&out).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).await.unwrap();
+    assert!(served.await.unwrap() == out, "upstream got other bytes");
+    assert!(back.len() == BACK && back.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+    server.await.unwrap();
+    let report = svc.handle.finish();
+    let [conn] = report.connections.as_slice() else {
+        panic!("{report:?}")
+    };
+    assert_eq!((conn.bytes_out, conn.bytes_in), (OUT as u64, BACK as u64));
+}
