@@ -85,19 +85,18 @@ pub fn drop_capabilities() -> Result<Vec<LayerNote>, StageError> {
     )])
 }
 
-/// Landlock mirroring the mounts: best effort, the ABI in force is reported.
+/// Landlock on the container tier: signal and abstract-unix scoping only (the mounts
+/// bound the filesystem); best effort, the ABI in force is reported.
 pub fn apply_landlock(plan: &LaunchPlan) -> Result<Vec<LayerNote>, StageError> {
     use crate::landlock::{apply_landlock_on_current_thread, LandlockEnforcement, LandlockRules};
     if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Landlock) {
         return Ok(vec![note("landlock", "unavailable", DISABLED_FOR_TESTS)]);
     }
     let rules = LandlockRules {
-        read_exec: plan.landlock.read_exec.clone(),
-        read_write: plan.landlock.read_write.clone(),
-        tcp_connect_ports: None,
         scope_signals_and_abstract_unix: true,
-        // The mount view is the boundary for reads and execs here (docs/tiers.md).
-        reads_and_execs_bounded_by_mounts: true,
+        // The mount view is the filesystem boundary here (docs/tiers.md).
+        filesystem_bounded_by_mounts: true,
+        ..LandlockRules::default()
     };
     let report = apply_landlock_on_current_thread(&rules, false)
         .map_err(|e| StageError::new("landlock", e))?;

@@ -167,7 +167,8 @@ pub struct Rlimits {
     pub core: u64,
 }
 
-/// Landlock rules mirroring the mount layout (paths inside the new root).
+/// Landlock path rules (host paths): the process tier's filesystem boundary. Empty
+/// on the container tier, where the mount view is the boundary (docs/tiers.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LandlockPlan {
     pub read_exec: Vec<PathBuf>,
@@ -469,36 +470,6 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
     argv.extend(policy.entrypoint.args.iter().cloned());
     argv.extend(input.extra_args.iter().cloned());
 
-    let mut read_exec: Vec<PathBuf> = SYSTEM_DIRS
-        .iter()
-        .map(PathBuf::from)
-        .chain([PathBuf::from("/etc"), PathBuf::from("/skill")])
-        .chain(declared.iter().filter(|(_, w)| !w).map(|(p, _)| p.clone()))
-        .chain(
-            input
-                .extra_ro_binds
-                .iter()
-                .map(|(_, inside)| inside.clone()),
-        )
-        .collect();
-    read_exec.push(PathBuf::from("/proc"));
-    let read_write: Vec<PathBuf> = [
-        "/tmp",
-        SANDBOX_HOME,
-        "/dev/null",
-        "/dev/zero",
-        "/dev/full",
-        "/dev/random",
-        "/dev/urandom",
-        "/dev/tty",
-        "/dev/pts",
-        "/dev/shm",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .chain(declared.iter().filter(|(_, w)| *w).map(|(p, _)| p.clone()))
-    .collect();
-
     let limits = &policy.limits;
     Ok(LaunchPlan {
         identity: input.identity.clone(),
@@ -514,10 +485,8 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
             fsize_bytes: limits.max_file_size_mb.saturating_mul(1024 * 1024),
             core: 0,
         },
-        landlock: LandlockPlan {
-            read_exec,
-            read_write,
-        },
+        // The mount view is the filesystem boundary here: no Landlock path rules.
+        landlock: LandlockPlan::default(),
         seccomp: policy.syscalls,
         seccomp_notify: input.seccomp_notify,
         seccomp_observe: false,
@@ -749,13 +718,13 @@ mod tests {
     }
 
     #[test]
-    fn extra_ro_binds_are_bound_read_only_and_granted_only_when_asked() {
+    fn extra_ro_binds_are_bound_read_only_and_only_when_asked() {
         let host = HostLayout::default();
         let plain = lower(&policy(), &input(&host, &[])).unwrap();
         assert!(!plain
-            .landlock
-            .read_exec
-            .contains(&PathBuf::from("/run/probe")));
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountOp::Bind { target, .. } if target.ends_with("run/probe"))));
         let binds = [(PathBuf::from("/opt/bin/tool"), PathBuf::from("/run/probe"))];
         let mut inp = input(&host, &[]);
         inp.extra_ro_binds = &binds;
@@ -767,10 +736,7 @@ mod tests {
             device: false,
             idmap: false
         }));
-        assert!(plan
-            .landlock
-            .read_exec
-            .contains(&PathBuf::from("/run/probe")));
+        assert_eq!(plan.landlock, LandlockPlan::default());
         let bad = [(PathBuf::from("tool"), PathBuf::from("/run/probe"))];
         inp.extra_ro_binds = &bad;
         assert!(matches!(

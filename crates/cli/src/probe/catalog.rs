@@ -161,10 +161,10 @@ pub const ITEMS: &[Spec] = &[
         "symlinks and .. cannot leave the sandbox's view",
     ),
     spec(
-        "fs.landlock",
+        "landlock.scope",
         I,
         Run::Main,
-        "Landlock denies what the mounts leave visible but ungranted",
+        "Landlock scopes signals to the sandbox",
     ),
     spec(
         "ns.pid",

@@ -243,7 +243,7 @@ fn without_seccomp_the_syscall_items_fail() {
 
 #[test]
 fn without_landlock_the_landlock_item_fails() {
-    disabled_layer_fails("landlock", &["fs.landlock"]);
+    disabled_layer_fails("landlock", &["landlock.scope"]);
 }
 
 #[test]

@@ -135,7 +135,7 @@ fn prepare(
         tcp_connect_ports: Some(p.tcp_connect_ports.clone()),
         scope_signals_and_abstract_unix: true,
         // Landlock is this tier's filesystem boundary: every right handled.
-        reads_and_execs_bounded_by_mounts: false,
+        filesystem_bounded_by_mounts: false,
     };
     if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Landlock) {
         layers.push(note("landlock", "unavailable", DISABLED_FOR_TESTS));

@@ -88,7 +88,7 @@ fn filesystem_rules_confine_reads_and_writes() {
             read_write: vec![rw_c.clone()],
             tcp_connect_ports: None,
             scope_signals_and_abstract_unix: false,
-            reads_and_execs_bounded_by_mounts: false,
+            filesystem_bounded_by_mounts: false,
         };
         let report = apply_landlock_on_current_thread(&rules, true).map_err(|e| e.to_string())?;
         if report.status != LandlockEnforcement::Fully || report.abi < 5 {
@@ -145,7 +145,7 @@ fn tcp_connect_is_limited_to_the_listed_ports() {
             read_write: vec![],
             tcp_connect_ports: Some(vec![open_port]),
             scope_signals_and_abstract_unix: false,
-            reads_and_execs_bounded_by_mounts: false,
+            filesystem_bounded_by_mounts: false,
         };
         let report = apply_landlock_on_current_thread(&rules, true).map_err(|e| e.to_string())?;
         if report.status != LandlockEnforcement::Fully {
