@@ -316,10 +316,23 @@ fn many_runs_of_every_kind_leave_nothing_behind() {
         .map(|e| e.path())
         .collect();
     assert!(tmp_left.is_empty(), "temp files left behind: {tmp_left:?}");
+    // Only this test's runs: other tests run at the same time and have their own
+    // scratch dirs in /tmp while they run.
+    let scratch_names: BTreeSet<String> = trace_ids
+        .iter()
+        .map(|t| {
+            let short: String = t
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(16)
+                .collect();
+            format!("skillsandbox-{short}")
+        })
+        .collect();
     let host_tmp: Vec<_> = std::fs::read_dir("/tmp")
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("skillsandbox"))
+        .filter(|e| scratch_names.contains(&*e.file_name().to_string_lossy()))
         .map(|e| e.path())
         .collect();
     assert!(
