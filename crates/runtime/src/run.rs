@@ -347,10 +347,13 @@ fn confined(
         .map_err(|e| Setup::new(format!("starting the skill: {e}"), None))?;
 
     // 7. Serve, stream, enforce the wall clock, wait; then no survivors.
-    let refusals = running
-        .seccomp_notify
-        .take()
-        .map(|fd| observe_seccomp(fd, prepared.plan.seccomp, prepared.plan.seccomp_observe));
+    let refusals = running.seccomp_notify.take().map(|fd| {
+        observe_seccomp(
+            fd,
+            prepared.plan.seccomp_plan(),
+            prepared.plan.seccomp_observe,
+        )
+    });
     let deadline = started + Duration::from_secs(policy.limits.max_runtime_seconds);
     let end = supervise(req, &mut running, cgroup.as_ref(), deadline, outcome, trace);
     if let Some(msg) = running.late_failure.take() {
@@ -529,11 +532,11 @@ fn drain_refusals(seen: Seen) -> (Vec<audit::Violation>, Vec<Access>, u64) {
 }
 
 /// Serve the seccomp listener on its own thread: every refused syscall is answered
-/// with the profile's errno and recorded as a violation; with `observe`, every call
+/// with the plan's errno and recorded as a violation; with `observe`, every call
 /// naming a path or destination is recorded and let through.
 fn observe_seccomp(
     fd: std::os::fd::OwnedFd,
-    profile: skillsandbox_manifest::SyscallProfile,
+    plan: skillsandbox_sandbox::seccomp::SeccompPlan,
     observe: bool,
 ) -> Seen {
     use skillsandbox_sandbox::seccomp::{serve_notifications, serve_observing, SyscallRefusal};
@@ -557,7 +560,7 @@ fn observe_seccomp(
             }
         };
         if observe {
-            let _ = serve_observing(fd, profile, refused, |a| {
+            let _ = serve_observing(fd, &plan, refused, |a| {
                 if let Ok(mut g) = l.lock() {
                     if g.accesses.len() < MAX_OBSERVED {
                         g.accesses.push(a);
@@ -567,7 +570,7 @@ fn observe_seccomp(
                 }
             });
         } else {
-            let _ = serve_notifications(fd, profile, refused);
+            let _ = serve_notifications(fd, &plan, refused);
         }
         d.store(true, std::sync::atomic::Ordering::Release);
     });

@@ -119,7 +119,7 @@ pub fn apply_seccomp(
         return Ok((note("seccomp", "unavailable", DISABLED_FOR_TESTS), None));
     }
     let report = apply_seccomp_on_current_thread(
-        plan.seccomp,
+        &plan.seccomp_plan(),
         &SeccompOptions {
             notify_denied: plan.seccomp_notify,
             observe: plan.seccomp_observe,

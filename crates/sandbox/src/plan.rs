@@ -190,6 +190,10 @@ pub struct LaunchPlan {
     pub rlimits: Rlimits,
     pub landlock: LandlockPlan,
     pub seccomp: SyscallProfile,
+    /// A file the skill creates can outlive the run on the host (a declared writable
+    /// path; anything on the process tier): the profile's set-id refusals stay in the
+    /// filter. Otherwise they are left out ([`crate::seccomp::SeccompPlan::without_setid_rules`]).
+    pub files_outlive_run: bool,
     /// Observe seccomp refusals through user notification (the supervisor answers).
     pub seccomp_notify: bool,
     /// `skillsandbox learn`: the supervisor also observes every path and destination
@@ -203,6 +207,18 @@ pub struct LaunchPlan {
     /// Set for the process tier (no namespaces, no mounts); `None`: container tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<crate::process_tier::ProcessTierPlan>,
+}
+
+impl LaunchPlan {
+    /// The seccomp plan this launch installs, and the supervisor answers by.
+    pub fn seccomp_plan(&self) -> crate::seccomp::SeccompPlan {
+        let plan = crate::seccomp::seccomp_plan(self.seccomp);
+        if self.files_outlive_run {
+            plan
+        } else {
+            plan.without_setid_rules()
+        }
+    }
 }
 
 /// Errors of lowering a policy that cannot be expressed.
@@ -470,6 +486,18 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
     argv.extend(policy.entrypoint.args.iter().cloned());
     argv.extend(input.extra_args.iter().cloned());
 
+    // Device nodes are bound writable too, but a node of the host is not the skill's
+    // to chmod, and it creates none.
+    let files_outlive_run = mounts.iter().any(|m| {
+        matches!(
+            m,
+            MountOp::Bind {
+                writable: true,
+                device: false,
+                ..
+            }
+        )
+    });
     let limits = &policy.limits;
     Ok(LaunchPlan {
         identity: input.identity.clone(),
@@ -488,6 +516,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         // The mount view is the filesystem boundary here: no Landlock path rules.
         landlock: LandlockPlan::default(),
         seccomp: policy.syscalls,
+        files_outlive_run,
         seccomp_notify: input.seccomp_notify,
         seccomp_observe: false,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
@@ -661,6 +690,25 @@ mod tests {
         }));
         assert_eq!(plan.argv, vec!["python3", "main.py"]);
         assert!(!plan.egress);
+    }
+
+    #[test]
+    fn setid_refusals_stay_exactly_when_a_declared_path_is_writable() {
+        let host = HostLayout::default();
+        let creat_suid = [libc::AT_FDCWD as u64, 0, 0o100, 0o4755, 0, 0];
+        let plan = lower(&policy(), &input(&host, &[])).unwrap();
+        assert!(plan.files_outlive_run);
+        assert!(plan
+            .seccomp_plan()
+            .refusal_for("openat", &creat_suid)
+            .is_some());
+        let mut p = policy();
+        p.filesystem.write.clear();
+        let plan = lower(&p, &input(&host, &[])).unwrap();
+        assert!(!plan.files_outlive_run);
+        let sc = plan.seccomp_plan();
+        assert!(sc.refusal_for("openat", &creat_suid).is_none());
+        assert!(sc.refusal_for("ioctl", &[0, 0x5412, 0, 0, 0, 0]).is_some());
     }
 
     #[test]

@@ -186,6 +186,8 @@ pub fn lower_process(
             read_write,
         },
         seccomp: policy.syscalls,
+        // The host filesystem is the skill's filesystem here.
+        files_outlive_run: true,
         seccomp_notify: input.seccomp_notify,
         seccomp_observe: false,
         dangerously_disabled_layer: input.dangerously_disabled_layer,

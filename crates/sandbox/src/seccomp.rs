@@ -32,7 +32,8 @@ pub use apply::{apply_seccomp_on_current_thread, SeccompOptions, SeccompReport};
 pub use notify::{serve_notifications, SyscallRefusal};
 pub use observe::{observed_syscalls, serve_observing, Access, AccessKind, OBSERVED_SYSCALLS};
 pub use tables::{
-    DEFAULT_ARG_RULES, DEFAULT_DENIED, STRICT_ARG_RULES, STRICT_DENIED, STRICT_SOCKET_FAMILIES,
+    DEFAULT_ARG_RULES, DEFAULT_DENIED, SETID_ARG_RULES, STRICT_ARG_RULES, STRICT_DENIED,
+    STRICT_SOCKET_FAMILIES,
 };
 
 /// What happens to a syscall made through a non-native ABI, in every profile.
@@ -199,10 +200,31 @@ impl SeccompPlan {
         names
     }
 
+    /// The plan without [`SETID_ARG_RULES`], for a run where nothing the skill
+    /// creates outlives it on the host: a set-id bit then lands only on the run's own
+    /// tmpfs, where it is inert (`no_new_privs` and `nosuid` mounts), and `openat`,
+    /// `chmod` & co. get no argument rule, so the kernel's per-syscall cache lets them
+    /// through without running the filter (measured: ~70 ns per `openat` here).
+    pub fn without_setid_rules(mut self) -> Self {
+        self.arg_rules.retain(|r| !SETID_ARG_RULES.contains(r));
+        self
+    }
+
+    /// Whether the set-id refusals are in the plan (a profile that has them).
+    pub fn refuses_setid(&self) -> bool {
+        self.arg_rules.iter().any(|r| SETID_ARG_RULES.contains(r))
+    }
+
     /// One line for the enforcement report.
     pub fn summary(&self) -> String {
+        let setid = if self.profile != SyscallProfile::Permissive && !self.refuses_setid() {
+            " (set-id modes allowed: no file of the run outlives it on the host)"
+        } else {
+            ""
+        };
         format!(
-            "{} profile: {} syscalls refused by name, {} argument rules; non-native ABIs: {}",
+            "{} profile: {} syscalls refused by name, {} argument rules{setid}; non-native \
+             ABIs: {}",
             profile_name(self.profile),
             self.denied.len(),
             self.arg_rules.len(),
@@ -225,10 +247,13 @@ pub fn profile_name(profile: SyscallProfile) -> &'static str {
 pub fn seccomp_plan(profile: SyscallProfile) -> SeccompPlan {
     let (denied, arg_rules): (Vec<_>, Vec<_>) = match profile {
         SyscallProfile::Permissive => (Vec::new(), Vec::new()),
-        SyscallProfile::Default => (DEFAULT_DENIED.to_vec(), DEFAULT_ARG_RULES.to_vec()),
+        SyscallProfile::Default => (
+            DEFAULT_DENIED.to_vec(),
+            [SETID_ARG_RULES, DEFAULT_ARG_RULES].concat(),
+        ),
         SyscallProfile::Strict => (
             [DEFAULT_DENIED, STRICT_DENIED].concat(),
-            [DEFAULT_ARG_RULES, STRICT_ARG_RULES].concat(),
+            [SETID_ARG_RULES, DEFAULT_ARG_RULES, STRICT_ARG_RULES].concat(),
         ),
     };
     SeccompPlan {

@@ -6,7 +6,7 @@ use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, S
 use skillsandbox_manifest::SyscallProfile;
 
 use super::lower::lower_conditions;
-use super::{profile_name, seccomp_plan, syscall_number, SeccompError, SeccompPlan};
+use super::{profile_name, syscall_number, SeccompError, SeccompPlan};
 
 /// How the filter refuses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,7 +131,7 @@ fn build_filter(
     Ok((ctx, rules))
 }
 
-/// Installs the filter of `profile` on the calling thread (and everything it later
+/// Installs the filter of `plan` on the calling thread (and everything it later
 /// `execve`s or forks). Sets `no_new_privs` first if it is not set yet. Irreversible:
 /// call it in the single-threaded child as the last step before `execve` (no TSYNC:
 /// other threads, if any, stay unfiltered).
@@ -139,11 +139,11 @@ fn build_filter(
 /// Call at most once per process in notify mode: the kernel allows one listener per
 /// filter chain.
 pub fn apply_seccomp_on_current_thread(
-    profile: SyscallProfile,
+    plan: &SeccompPlan,
     opts: &SeccompOptions,
 ) -> Result<SeccompReport, SeccompError> {
-    let plan = seccomp_plan(profile);
-    let (ctx, filter_rules) = build_filter(&plan, opts)?;
+    let profile = plan.profile;
+    let (ctx, filter_rules) = build_filter(plan, opts)?;
 
     let no_new_privs_was_set = nix::sys::prctl::get_no_new_privs()
         .map_err(|source| SeccompError::SetNoNewPrivs { source })?;

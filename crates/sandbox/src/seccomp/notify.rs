@@ -7,9 +7,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::Serialize;
-use skillsandbox_manifest::SyscallProfile;
 
-use super::{errno_name, seccomp_plan, Refusal, SeccompError, NEWER_SYSCALLS};
+use super::{errno_name, Refusal, SeccompError, SeccompPlan, NEWER_SYSCALLS};
 
 /// One refused call, as the supervisor observed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,16 +61,15 @@ const MISMATCH: Refusal = Refusal {
     reason: "sent by the filter but not in the plan (refused: fail closed)",
 };
 
-/// Serves the listener fd of a filter installed with `notify_denied` for `profile`:
+/// Serves the listener fd of a filter installed with `notify_denied` for `plan`:
 /// receives each refused call, answers it with `-errno` from the plan, and passes it
 /// to `on_event`. Blocks until every process using the filter is gone (the fd hangs
 /// up), then returns how many calls it answered.
 pub fn serve_notifications(
     fd: OwnedFd,
-    profile: SyscallProfile,
+    plan: &SeccompPlan,
     mut on_event: impl FnMut(SyscallRefusal),
 ) -> Result<u64, SeccompError> {
-    let plan = seccomp_plan(profile);
     let mut served = 0u64;
     loop {
         let req = match next_request(&fd)? {

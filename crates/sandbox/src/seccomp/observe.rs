@@ -12,10 +12,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
 use serde::{Deserialize, Serialize};
-use skillsandbox_manifest::SyscallProfile;
 
 use super::notify::{next_request, refusal_of, respond, syscall_name, Next, SyscallRefusal};
-use super::{seccomp_plan, SeccompError, SeccompPlan};
+use super::{SeccompError, SeccompPlan};
 
 /// The calls observe mode sends to the supervisor, when the plan does not refuse
 /// them outright (those keep their direct errno).
@@ -122,12 +121,11 @@ const PATH_MAX: usize = 4096;
 /// `on_access` (then allowed to continue). Returns when every filtered process is gone.
 pub fn serve_observing(
     fd: OwnedFd,
-    profile: SyscallProfile,
+    plan: &SeccompPlan,
     mut on_refusal: impl FnMut(SyscallRefusal),
     mut on_access: impl FnMut(Access),
 ) -> Result<u64, SeccompError> {
-    let plan = seccomp_plan(profile);
-    let observed = observed_syscalls(&plan);
+    let observed = observed_syscalls(plan);
     let mut programs: std::collections::HashMap<u32, (Option<String>, Option<String>)> =
         std::collections::HashMap::new();
     let mut served = 0u64;

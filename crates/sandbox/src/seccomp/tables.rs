@@ -199,8 +199,10 @@ macro_rules! no_setid {
     };
 }
 
-/// Argument-dependent refusals of `default` (and therefore `strict`).
-pub const DEFAULT_ARG_RULES: &[ArgRule] = &[
+/// Set-id refusals of `default` (and therefore `strict`): part of every plan unless
+/// nothing the skill creates can outlive the run on the host
+/// ([`super::SeccompPlan::without_setid_rules`]).
+pub const SETID_ARG_RULES: &[ArgRule] = &[
     no_setid!("chmod", 1, 0o4000, "S_ISUID"),
     no_setid!("chmod", 1, 0o2000, "S_ISGID"),
     no_setid!("fchmod", 1, 0o4000, "S_ISUID"),
@@ -219,6 +221,10 @@ pub const DEFAULT_ARG_RULES: &[ArgRule] = &[
     no_setid!("open", 1, 2, 0o2000, "S_ISGID"),
     no_setid!("openat", 2, 3, 0o4000, "S_ISUID"),
     no_setid!("openat", 2, 3, 0o2000, "S_ISGID"),
+];
+
+/// The other argument-dependent refusals of `default` (and therefore `strict`).
+pub const DEFAULT_ARG_RULES: &[ArgRule] = &[
     ArgRule {
         name: "ioctl",
         errno: EPERM,

@@ -293,6 +293,7 @@ fn rules_are_expressible_in_libseccomp() {
 fn docs_render_the_same_tables() {
     for (title, table) in [
         ("DEFAULT_DENIED", denied_table_markdown(DEFAULT_DENIED)),
+        ("SETID_ARG_RULES", arg_rules_table_markdown(SETID_ARG_RULES)),
         (
             "DEFAULT_ARG_RULES",
             arg_rules_table_markdown(DEFAULT_ARG_RULES),
@@ -315,4 +316,35 @@ fn docs_render_the_same_tables() {
             "docs/seccomp.md lacks `{name}`"
         );
     }
+}
+
+#[test]
+fn without_setid_rules_drops_those_and_nothing_else() {
+    let creat_suid = [libc::AT_FDCWD as u64, 0, 0o100, 0o4755, 0, 0];
+    for profile in [SyscallProfile::Default, SyscallProfile::Strict] {
+        let full = seccomp_plan(profile);
+        assert!(full.refuses_setid());
+        assert!(full.refusal_for("openat", &creat_suid).is_some());
+        let lean = full.clone().without_setid_rules();
+        assert!(!lean.refuses_setid());
+        assert!(lean.refusal_for("openat", &creat_suid).is_none());
+        assert!(lean
+            .refusal_for("chmod", &[0, 0o4755, 0, 0, 0, 0])
+            .is_none());
+        // No rule names openat any more: the kernel's action cache allows it.
+        assert!(!lean.syscall_names().contains(&"openat"));
+        assert_eq!(lean.denied, full.denied);
+        assert_eq!(
+            lean.arg_rules.len(),
+            full.arg_rules.len() - SETID_ARG_RULES.len()
+        );
+        assert!(
+            lean.summary().contains("set-id modes allowed"),
+            "{}",
+            lean.summary()
+        );
+        assert!(!full.summary().contains("set-id"), "{}", full.summary());
+    }
+    let permissive = seccomp_plan(SyscallProfile::Permissive).without_setid_rules();
+    assert!(!permissive.summary().contains("set-id"));
 }

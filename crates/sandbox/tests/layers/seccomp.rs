@@ -4,7 +4,7 @@ use std::os::fd::AsRawFd;
 
 use skillsandbox_manifest::SyscallProfile;
 use skillsandbox_sandbox::seccomp::{
-    apply_seccomp_on_current_thread, syscall_number, SeccompOptions, DEFAULT_DENIED,
+    apply_seccomp_on_current_thread, seccomp_plan, syscall_number, SeccompOptions, DEFAULT_DENIED,
 };
 
 use crate::child::{
@@ -17,7 +17,7 @@ const X32_SYSCALL_BIT: i64 = 0x4000_0000;
 const BAD_ARGS: [u64; 6] = [u64::MAX; 6];
 
 fn apply(profile: SyscallProfile) -> Result<(), String> {
-    apply_seccomp_on_current_thread(profile, &SeccompOptions::default())
+    apply_seccomp_on_current_thread(&seccomp_plan(profile), &SeccompOptions::default())
         .map(|_| ())
         .map_err(|e| format!("apply {profile:?}: {e}"))
 }

@@ -6,8 +6,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use skillsandbox_manifest::SyscallProfile;
 use skillsandbox_sandbox::seccomp::{
-    apply_seccomp_on_current_thread, serve_notifications, syscall_number, SeccompOptions,
-    SyscallRefusal, DEFAULT_DENIED,
+    apply_seccomp_on_current_thread, seccomp_plan, serve_notifications, syscall_number,
+    SeccompOptions, SyscallRefusal, DEFAULT_DENIED,
 };
 
 use crate::child::{feature, in_child, in_child_with, raw_clone, raw_syscall, recv_fd, send_fd};
@@ -41,8 +41,9 @@ fn supervisor_sees_and_answers_every_refusal() {
 
     let child = move || -> Result<(), String> {
         let _ = nix::unistd::setsid();
-        let report = apply_seccomp_on_current_thread(SyscallProfile::Default, &NOTIFY)
-            .map_err(|e| format!("apply: {e}"))?;
+        let report =
+            apply_seccomp_on_current_thread(&seccomp_plan(SyscallProfile::Default), &NOTIFY)
+                .map_err(|e| format!("apply: {e}"))?;
         let fd = report.notify_fd.ok_or("no notify fd in notify mode")?;
         send_fd(child_sock.as_fd(), fd.as_raw_fd())?;
         drop(fd);
@@ -75,8 +76,10 @@ fn supervisor_sees_and_answers_every_refusal() {
     let (result, events) = in_child_with(child, |pid| {
         let fd = recv_fd(parent_sock.as_fd());
         let mut events: Vec<SyscallRefusal> = Vec::new();
-        let served = serve_notifications(fd, SyscallProfile::Default, |e| events.push(e))
-            .expect("serve_notifications");
+        let served = serve_notifications(fd, &seccomp_plan(SyscallProfile::Default), |e| {
+            events.push(e)
+        })
+        .expect("serve_notifications");
         assert_eq!(served, events.len() as u64);
         (pid, events)
     });
@@ -121,8 +124,9 @@ fn refusals_stay_refused_when_nobody_answers() {
         return;
     }
     in_child(|| {
-        let report = apply_seccomp_on_current_thread(SyscallProfile::Default, &NOTIFY)
-            .map_err(|e| format!("apply: {e}"))?;
+        let report =
+            apply_seccomp_on_current_thread(&seccomp_plan(SyscallProfile::Default), &NOTIFY)
+                .map_err(|e| format!("apply: {e}"))?;
         // The only listener fd goes away: the kernel fails notified calls with ENOSYS.
         drop(report.notify_fd);
         let nr = syscall_number("ptrace").ok_or("no ptrace number")?;

@@ -8,8 +8,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use skillsandbox_manifest::SyscallProfile;
 use skillsandbox_sandbox::seccomp::{
-    apply_seccomp_on_current_thread, serve_observing, Access, AccessKind, SeccompOptions,
-    SyscallRefusal,
+    apply_seccomp_on_current_thread, seccomp_plan, serve_observing, Access, AccessKind,
+    SeccompOptions, SyscallRefusal,
 };
 
 use crate::child::{feature, in_child_with, raw_syscall, recv_fd, send_fd};
@@ -43,7 +43,7 @@ fn observed_calls_run_and_are_recorded_refused_ones_stay_refused() {
             notify_denied: true,
             observe: true,
         };
-        let report = apply_seccomp_on_current_thread(SyscallProfile::Default, &opts)
+        let report = apply_seccomp_on_current_thread(&seccomp_plan(SyscallProfile::Default), &opts)
             .map_err(|e| format!("apply: {e}"))?;
         let fd = report.notify_fd.ok_or("no notify fd in observe mode")?;
         send_fd(child_sock.as_fd(), fd.as_raw_fd())?;
@@ -122,7 +122,7 @@ fn observed_calls_run_and_are_recorded_refused_ones_stay_refused() {
         let mut refusals: Vec<SyscallRefusal> = Vec::new();
         serve_observing(
             fd,
-            SyscallProfile::Default,
+            &seccomp_plan(SyscallProfile::Default),
             |r| refusals.push(r),
             |a| accesses.push(a),
         )
