@@ -61,6 +61,19 @@ pub struct Trace {
     /// `tool_use_id`, Codex's call id); `null` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Where the run's time went, phase by phase, in order (`skillsandbox exec
+    /// --timings` prints the same list): supervisor and sandbox steps on one clock.
+    /// Empty when the run never started a launch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<PhaseTiming>,
+}
+
+/// One phase of a run and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PhaseTiming {
+    pub phase: String,
+    /// Microseconds.
+    pub us: u64,
 }
 
 /// The skill a run executed.

@@ -55,6 +55,7 @@ fn outcome(exit_code: i32, termination: Termination, kinds: &[ViolationKind]) ->
             .collect(),
         setup_error: None,
         tool_call_id: None,
+        timings: Vec::new(),
     };
     RunOutcome {
         exit_code,

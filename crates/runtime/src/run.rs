@@ -17,6 +17,7 @@ use skillsandbox_sandbox::cgroup::{CgroupLimits, CgroupRoots, SandboxCgroup};
 use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use skillsandbox_sandbox::launch::{self, LaunchError, Running, StartOptions, WaitEnd};
 use skillsandbox_sandbox::seccomp::Access;
+use skillsandbox_sandbox::timing::Marks;
 
 use crate::enforcement;
 use crate::lower::{self, Mode, Prepared};
@@ -141,6 +142,7 @@ fn new_trace(req: &RunRequest, session_id: Option<&str>, trace_id: &str) -> Trac
         policy_violations: Vec::new(),
         setup_error: None,
         tool_call_id: req.tool_call_id.clone(),
+        timings: Vec::new(),
     }
 }
 
@@ -186,6 +188,7 @@ pub fn run(mut req: RunRequest) -> Result<RunOutcome, Refusal> {
 
 fn confine_and_record(mut req: RunRequest, session_id: Option<&str>) -> RunOutcome {
     let started = Instant::now();
+    let mut marks = Marks::start();
     let trace_id = audit::new_trace_id();
     let mut trace = new_trace(&req, session_id, &trace_id);
     let mut outcome = RunOutcome {
@@ -201,7 +204,7 @@ fn confine_and_record(mut req: RunRequest, session_id: Option<&str>) -> RunOutco
         session: None,
         observed: Vec::new(),
     };
-    if let Err(setup) = confined(&mut req, &mut trace, &mut outcome, started) {
+    if let Err(setup) = confined(&mut req, &mut trace, &mut outcome, started, &mut marks) {
         trace.termination = Termination::SetupFailed;
         trace.exit_code = setup.exit_code;
         trace.setup_error = Some(match &setup.hint {
@@ -215,9 +218,22 @@ fn confine_and_record(mut req: RunRequest, session_id: Option<&str>) -> RunOutco
     }
     trace.finished_at = audit::now();
     trace.duration_ms = started.elapsed().as_millis() as u64;
+    trace.timings = timings(&marks);
     record(&req, &mut trace, &mut outcome);
+    // Writing the records is the last phase: in what the caller gets, not in the
+    // trace file (which cannot time its own writing).
+    marks.mark("record");
+    trace.timings = timings(&marks);
     outcome.trace = trace;
     outcome
+}
+
+fn timings(marks: &Marks) -> Vec<audit::PhaseTiming> {
+    marks
+        .phases()
+        .into_iter()
+        .map(|(phase, us)| audit::PhaseTiming { phase, us })
+        .collect()
 }
 
 fn record(req: &RunRequest, trace: &mut Trace, outcome: &mut RunOutcome) {
@@ -255,6 +271,7 @@ fn confined(
     trace: &mut Trace,
     outcome: &mut RunOutcome,
     started: Instant,
+    marks: &mut Marks,
 ) -> Result<(), Setup> {
     let policy = req.policy.clone();
     // 0. Request-level rules: the run's CA and the sandbox's trust in it.
@@ -288,6 +305,7 @@ fn confined(
         prepared.plan.env.extend(i.env.iter().cloned());
         prepared.plan.env.sort();
     }
+    marks.mark("prepare");
     trace.tier = prepared.choice.name().to_string();
     for (kind, detail) in &prepared.events {
         trace.events.push(event(kind, detail.clone()));
@@ -303,6 +321,7 @@ fn confined(
             format!("cgroup limits not applied: {why}"),
         ));
     }
+    marks.mark("cgroup_create");
 
     // 2–6. Spawn the stages; they come back once the skill is about to exec.
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
@@ -318,6 +337,7 @@ fn confined(
         },
     )
     .map_err(|e| Setup::launch(&policy, &e))?;
+    marks.extend(std::mem::take(&mut running.marks));
     let egress_service = match running.egress.take() {
         Some((ports, fds)) => Some(
             crate::egress::start(
@@ -340,11 +360,15 @@ fn confined(
             .as_ref()
             .map(|_| crate::egress::describe(&policy.network)),
     );
+    if egress_service.is_some() {
+        marks.mark("egress_start");
+    }
     refuse_unenforced(&trace.enforcement, &prepared, req.allow_degraded)?;
     // Only now may the skill run (it has been waiting, fully confined, for this).
     running
         .go()
         .map_err(|e| Setup::new(format!("starting the skill: {e}"), None))?;
+    marks.mark("go");
 
     // 7. Serve, stream, enforce the wall clock, wait; then no survivors.
     let refusals = running.seccomp_notify.take().map(|fd| {
@@ -355,7 +379,15 @@ fn confined(
         )
     });
     let deadline = started + Duration::from_secs(policy.limits.max_runtime_seconds);
-    let end = supervise(req, &mut running, cgroup.as_ref(), deadline, outcome, trace);
+    let end = supervise(
+        req,
+        &mut running,
+        cgroup.as_ref(),
+        deadline,
+        outcome,
+        trace,
+        marks,
+    );
     if let Some(msg) = running.late_failure.take() {
         trace.events.push(event("exec", msg));
     }
@@ -388,6 +420,7 @@ fn confined(
         },
         &policy.limits,
     );
+    marks.mark("verdict");
     outcome.exit_code = v.exit_code;
     outcome.termination = v.termination;
     trace.exit_code = v.exit_code;
@@ -418,6 +451,7 @@ fn supervise(
     deadline: Instant,
     outcome: &mut RunOutcome,
     trace: &mut Trace,
+    marks: &mut Marks,
 ) -> Result<WaitEnd, LaunchError> {
     let cap = req.policy.limits.max_output_bytes;
     let stdout_sink = std::mem::replace(&mut req.stdout, Sink::Capture);
@@ -431,6 +465,7 @@ fn supervise(
         .take()
         .map(|s| output::pump(s, stderr_sink, cap, "stderr"));
     let end = running.wait(deadline, &mut req.should_stop);
+    marks.mark("skill");
     if let Some(cg) = cgroup {
         if let Err(e) = cg.kill_all() {
             trace
@@ -442,6 +477,7 @@ fn supervise(
     // Joined only now: a daemon the skill left could hold the pipes open until killed.
     outcome.stdout = out_pump.and_then(|h| h.join().ok()).unwrap_or_default();
     outcome.stderr = err_pump.and_then(|h| h.join().ok()).unwrap_or_default();
+    marks.mark("teardown");
     end
 }
 

@@ -90,6 +90,8 @@ pub struct Running {
     exited: Option<(Option<i32>, Option<i32>)>,
     /// A failure reported after `Ready` (execve itself failed).
     pub late_failure: Option<String>,
+    /// The launch's phases so far: the supervisor's and the stage's ([`crate::timing`]).
+    pub marks: Vec<crate::timing::Mark>,
 }
 
 /// How [`Running::wait`] ended.
@@ -128,6 +130,7 @@ pub fn start(
         exe: opts.exe.clone(),
         source,
     })?;
+    let spawned = crate::timing::now_us();
     drop(child_end);
 
     let mut running = Running {
@@ -140,11 +143,16 @@ pub fn start(
         layers: Vec::new(),
         exited: None,
         late_failure: None,
+        marks: vec![crate::timing::Mark {
+            phase: "spawn_stage".into(),
+            at_us: spawned,
+        }],
     };
     if let Err(e) = attach(running.child.id()) {
         running.kill();
         return Err(LaunchError::Cgroup(e));
     }
+    running.mark("cgroup_attach");
     match handshake(&mut running, plan) {
         Ok(()) => Ok(running),
         Err(e) => {
@@ -181,13 +189,16 @@ fn handshake(r: &mut Running, plan: &LaunchPlan) -> Result<(), LaunchError> {
             FromChild::Unshared { pid } => {
                 write_id_maps(pid, plan)?;
                 let trees = idmapped_trees(pid, plan)?;
+                r.mark("write_uid_map");
                 let raw: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
                 proto::send(r.control.as_fd(), &ToChild::Mapped, &raw)?;
             }
             FromChild::EgressSockets { ports } => r.egress = Some((ports, fds)),
             FromChild::SeccompNotify => r.seccomp_notify = fds.pop(),
-            FromChild::Ready { layers } => {
+            FromChild::Ready { layers, marks } => {
                 r.layers = layers;
+                r.marks.extend(marks);
+                r.mark("ready");
                 return Ok(());
             }
             FromChild::Failed {
@@ -262,6 +273,13 @@ fn idmapped_trees(pid: i32, plan: &LaunchPlan) -> Result<Vec<OwnedFd>, LaunchErr
 }
 
 impl Running {
+    fn mark(&mut self, phase: &str) {
+        self.marks.push(crate::timing::Mark {
+            phase: phase.into(),
+            at_us: crate::timing::now_us(),
+        });
+    }
+
     /// Host pid of the stage process (outside the sandbox's PID namespace).
     pub fn pid(&self) -> u32 {
         self.child.id()

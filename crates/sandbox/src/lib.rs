@@ -20,3 +20,4 @@ pub mod proto;
 pub mod seccomp;
 pub mod stage;
 pub mod sys;
+pub mod timing;

@@ -47,8 +47,13 @@ pub enum FromChild {
     EgressSockets { ports: Vec<u16> },
     /// The seccomp user-notification fd (attached).
     SeccompNotify,
-    /// The skill process applied every layer and is about to `execve`.
-    Ready { layers: Vec<LayerNote> },
+    /// The skill process applied every layer and is about to `execve`; `marks` are
+    /// the stage-side launch phases ([`crate::timing`]).
+    Ready {
+        layers: Vec<LayerNote>,
+        #[serde(default)]
+        marks: Vec<crate::timing::Mark>,
+    },
     /// A setup step failed; the skill never ran.
     Failed {
         step: String,

@@ -80,6 +80,7 @@ pub(crate) fn report_failure(e: &StageError) {
 }
 
 fn stage_main() -> ! {
+    crate::timing::stage_mark("stage_exec");
     // Nothing of the supervisor's but stdio and the control socket survives, and no
     // stage process keeps the invoker's controlling terminal (PID 1 runs without the
     // seccomp filter: it must have no terminal to TIOCSTI into).
@@ -106,6 +107,7 @@ fn stage_outer() -> Result<i32, StageError> {
     let ToChild::Plan(plan) = msg else {
         return Err(StageError::new("receive plan", "unexpected message"));
     };
+    crate::timing::stage_mark("receive_plan");
     let supervisor = sys::getppid();
     if let Some(process) = &plan.process {
         // Process tier: no namespaces, no mounts (crate::process_tier).
@@ -144,6 +146,7 @@ fn stage_outer() -> Result<i32, StageError> {
              kernel.apparmor_restrict_unprivileged_userns=0), or use --tier process",
         )
     })?;
+    crate::timing::stage_mark("unshare");
     proto::send(control(), &FromChild::Unshared { pid: sys::getpid() }, &[])
         .map_err(|e| StageError::new("report namespaces", e))?;
     let idmapped = match proto::recv::<ToChild>(control()) {
@@ -151,6 +154,7 @@ fn stage_outer() -> Result<i32, StageError> {
         Ok(_) => return Err(StageError::new("wait for uid map", "unexpected message")),
         Err(e) => return Err(StageError::new("wait for uid map", e)),
     };
+    crate::timing::stage_mark("uid_map");
     sys::setresgid(0)
         .and_then(|()| sys::setresuid(0))
         .map_err(|e| StageError::new("become sandbox root", e))?;
@@ -182,8 +186,10 @@ fn init_main(plan: &LaunchPlan, idmapped: Vec<OwnedFd>) -> Result<i32, StageErro
     // must not reach its fds or write its memory through /proc/1/mem.
     sys::set_not_dumpable().map_err(|e| StageError::new("not dumpable", e))?;
 
+    crate::timing::stage_mark("fork_init");
     // 3. Network.
     confine::setup_network(plan)?;
+    crate::timing::stage_mark("network");
 
     // 4. Filesystem.
     mounts::enter_scratch_root().map_err(|e| StageError::new("prepare mounts", e))?;
@@ -193,7 +199,9 @@ fn init_main(plan: &LaunchPlan, idmapped: Vec<OwnedFd>) -> Result<i32, StageErro
              declare the real path",
         )
     })?;
+    crate::timing::stage_mark("mounts");
     mounts::enter_new_root().map_err(|e| StageError::new("pivot_root", e))?;
+    crate::timing::stage_mark("pivot_root");
     sys::sethostname(&plan.hostname).map_err(|e| StageError::new("hostname", e))?;
 
     let skill = sys::fork().map_err(|e| StageError::new("fork skill", e))?;
@@ -257,6 +265,7 @@ pub(crate) type Exec = (CString, Vec<CString>, Vec<CString>);
 fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
     // 5. Process: own session (no TIOCSTI into the caller's terminal), workdir,
     // rlimits, fds, environment, capabilities, no_new_privs.
+    crate::timing::stage_mark("fork_skill");
     sys::setsid().map_err(|e| StageError::new("setsid", e))?;
     enter_workdir_with_limits(plan, None)?;
     let (path_c, argv, envp) = exec_args(plan)?;
@@ -264,9 +273,12 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
     let mut layers = confine::drop_capabilities()?;
     sys::set_no_new_privs().map_err(|e| StageError::new("no_new_privs", e))?;
 
+    crate::timing::stage_mark("process");
     // 6. Landlock, then seccomp as the very last step before execve.
     layers.extend(confine::apply_landlock(plan)?);
+    crate::timing::stage_mark("landlock");
     let (seccomp_layer, notify_fd) = confine::apply_seccomp(plan)?;
+    crate::timing::stage_mark("seccomp");
     layers.push(seccomp_layer);
     if let Some(fd) = notify_fd {
         send_fd(FromChild::SeccompNotify, fd.as_fd())?;
@@ -280,7 +292,8 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
 /// instruction if it refuses (fail closed). The filter is already in place here;
 /// `recvmsg` is allowed by every profile.
 pub(crate) fn report_ready_and_wait_for_go(layers: Vec<LayerNote>) -> Result<(), StageError> {
-    proto::send(control(), &FromChild::Ready { layers }, &[])
+    let marks = crate::timing::stage_marks();
+    proto::send(control(), &FromChild::Ready { layers, marks }, &[])
         .map_err(|e| StageError::new("report ready", e))?;
     match proto::recv::<ToChild>(control()) {
         Ok((ToChild::Go, _)) => Ok(()),

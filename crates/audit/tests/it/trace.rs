@@ -90,6 +90,7 @@ fn sample_trace() -> Trace {
         ],
         setup_error: None,
         tool_call_id: None,
+        timings: Vec::new(),
     }
 }
 

@@ -28,6 +28,10 @@ pub struct RunFlags {
     /// No summary on stderr after the run.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print where the run's time went, phase by phase (supervisor and sandbox steps
+    /// on one clock), on stderr after the run; the trace has the same list.
+    #[arg(long)]
+    pub timings: bool,
     /// Run even when a requested protection (e.g. cgroup limits) cannot be applied;
     /// the trace lists exactly what was not enforced.
     #[arg(long)]
@@ -108,7 +112,25 @@ pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {
     if !flags.json && !flags.quiet && std::io::stderr().is_terminal() {
         eprint!("{}", summary(&outcome));
     }
+    if flags.timings {
+        eprint!("{}", timings_table(&outcome.trace.timings));
+    }
     Ok(u8::try_from(outcome.exit_code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// The phases of a run, one per line, with a total.
+fn timings_table(t: &[skillsandbox_audit::PhaseTiming]) -> String {
+    let mut s = String::from("skillsandbox: timings (ms)\n");
+    for p in t {
+        s.push_str(&format!("  {:<16}{:>9.3}\n", p.phase, p.us as f64 / 1000.0));
+    }
+    let total: u64 = t.iter().map(|p| p.us).sum();
+    s.push_str(&format!(
+        "  {:<16}{:>9.3}\n",
+        "total",
+        total as f64 / 1000.0
+    ));
+    s
 }
 
 /// The machine-readable result of a run (also the MCP tool result shape).

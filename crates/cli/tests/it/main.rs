@@ -23,3 +23,4 @@ mod scan;
 mod session;
 mod skills;
 mod tier;
+mod timings;

@@ -52,6 +52,7 @@ pub(crate) fn run_stage(plan: &LaunchPlan, p: &ProcessTierPlan) -> Result<i32, S
     let stage_pid = sys::getpid();
     let skill = sys::fork().map_err(|e| StageError::new("fork skill", e))?;
     if skill == 0 {
+        crate::timing::stage_mark("fork_skill");
         let err = skill_main(plan, p, stage_pid);
         report_failure(&err);
         sys::exit_now(err.exit_code);
@@ -156,6 +157,7 @@ fn prepare(
         LandlockEnforcement::NotEnforced => "unavailable",
     };
     layers.push(note("landlock", status, report.detail.clone()));
+    crate::timing::stage_mark("landlock");
     if report.abi >= 4 {
         layers.push(restrict_tcp_bind()?);
     }
@@ -177,6 +179,7 @@ fn finish(
         p.allow_udp,
     )?);
     let (seccomp_layer, notify_fd) = crate::confine::apply_seccomp(plan)?;
+    crate::timing::stage_mark("seccomp");
     layers.push(seccomp_layer);
     if let Some(fd) = notify_fd {
         proto::send(
