@@ -305,6 +305,14 @@ fn confined(
         prepared.plan.env.extend(i.env.iter().cloned());
         prepared.plan.env.sort();
     }
+    if prepared.disabled() != Some(LayerDisabledForTests::Seccomp) {
+        prepared.plan.compile_seccomp().map_err(|e| {
+            Setup::new(
+                format!("seccomp: {e}"),
+                Some("the kernel needs CONFIG_SECCOMP_FILTER; see skillsandbox doctor".into()),
+            )
+        })?;
+    }
     marks.mark("prepare");
     trace.tier = prepared.choice.name().to_string();
     for (kind, detail) in &prepared.events {

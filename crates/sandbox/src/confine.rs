@@ -114,17 +114,14 @@ pub fn apply_landlock(plan: &LaunchPlan) -> Result<Vec<LayerNote>, StageError> {
 pub fn apply_seccomp(
     plan: &LaunchPlan,
 ) -> Result<(LayerNote, Option<std::os::fd::OwnedFd>), StageError> {
-    use crate::seccomp::{apply_seccomp_on_current_thread, SeccompOptions};
+    use crate::seccomp::{apply_seccomp_on_current_thread, load_compiled_on_current_thread};
     if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Seccomp) {
         return Ok((note("seccomp", "unavailable", DISABLED_FOR_TESTS), None));
     }
-    let report = apply_seccomp_on_current_thread(
-        &plan.seccomp_plan(),
-        &SeccompOptions {
-            notify_denied: plan.seccomp_notify,
-            observe: plan.seccomp_observe,
-        },
-    )
+    let report = match &plan.seccomp_filter {
+        Some(filter) => load_compiled_on_current_thread(filter),
+        None => apply_seccomp_on_current_thread(&plan.seccomp_plan(), &plan.seccomp_options()),
+    }
     .map_err(|e| StageError::new("seccomp", e))?;
     Ok((note("seccomp", "enforced", report.detail), report.notify_fd))
 }

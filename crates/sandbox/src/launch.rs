@@ -301,11 +301,14 @@ impl Running {
 
     /// Wait for the skill to end, the deadline to pass, or `should_stop` to return a
     /// reason (checked every 100 ms). Kills the sandbox in the latter two cases.
+    /// Wakes on the stage's exit itself (a pidfd), not on the next poll tick.
     pub fn wait(
         &mut self,
         deadline: Instant,
         mut should_stop: impl FnMut() -> Option<String>,
     ) -> Result<WaitEnd, LaunchError> {
+        let pidfd = sys::pidfd_open(self.child.id()).ok();
+        let mut control_open = true;
         loop {
             if let Some(status) = self
                 .child
@@ -333,8 +336,22 @@ impl Running {
                 self.kill();
                 return Ok(WaitEnd::Stopped(reason));
             }
-            if sys::poll_readable(self.control.as_fd(), 100)? {
-                self.read_one();
+            match (&pidfd, control_open) {
+                (Some(p), true) => {
+                    let [control, _] = sys::poll_any([self.control.as_fd(), p.as_fd()], 100)?;
+                    if control && !self.read_one() {
+                        // Closed: the stage is exiting; only its pidfd is left to wait on.
+                        control_open = false;
+                    }
+                }
+                (Some(p), false) => {
+                    sys::poll_readable(p.as_fd(), 100)?;
+                }
+                (None, _) => {
+                    if sys::poll_readable(self.control.as_fd(), 100)? && !self.read_one() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
             }
         }
     }
@@ -347,13 +364,15 @@ impl Running {
         }
     }
 
-    fn read_one(&mut self) {
+    /// Reads one message; false when the socket is closed or sent garbage (the stage
+    /// is exiting: `try_wait` will see it soon).
+    fn read_one(&mut self) -> bool {
         match proto::recv::<FromChild>(self.control.as_fd()) {
-            Ok((msg, _)) => self.note(msg),
-            Err(_) => {
-                // Closed or garbage: the stage is exiting; try_wait will see it soon.
-                std::thread::sleep(Duration::from_millis(1));
+            Ok((msg, _)) => {
+                self.note(msg);
+                true
             }
+            Err(_) => false,
         }
     }
 

@@ -196,6 +196,10 @@ pub struct LaunchPlan {
     pub files_outlive_run: bool,
     /// Observe seccomp refusals through user notification (the supervisor answers).
     pub seccomp_notify: bool,
+    /// The filter, compiled by the supervisor ([`LaunchPlan::compile_seccomp`]); `None`:
+    /// the stage compiles it itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_filter: Option<crate::seccomp::CompiledFilter>,
     /// `skillsandbox learn`: the supervisor also observes every path and destination
     /// the skill names (see [`crate::seccomp::serve_observing`]). Set by the runtime
     /// after lowering, never by a manifest.
@@ -210,6 +214,47 @@ pub struct LaunchPlan {
 }
 
 impl LaunchPlan {
+    /// How the stage installs the filter.
+    pub fn seccomp_options(&self) -> crate::seccomp::SeccompOptions {
+        crate::seccomp::SeccompOptions {
+            notify_denied: self.seccomp_notify,
+            observe: self.seccomp_observe,
+        }
+    }
+
+    /// Compiles the filter now, so the stage only loads it (call after the last
+    /// change to the seccomp fields). The profile, whether files outlive the run and
+    /// the two notify options decide the program entirely (the tables are constants),
+    /// so a long-lived supervisor (`serve`, the MCP server) compiles each one once.
+    pub fn compile_seccomp(&mut self) -> Result<(), crate::seccomp::SeccompError> {
+        use std::sync::Mutex;
+        type Key = (&'static str, bool, bool, bool);
+        static COMPILED: Mutex<Vec<(Key, crate::seccomp::CompiledFilter)>> = Mutex::new(Vec::new());
+        let key = (
+            crate::seccomp::profile_name(self.seccomp),
+            self.files_outlive_run,
+            self.seccomp_notify,
+            self.seccomp_observe,
+        );
+        let cached = COMPILED
+            .lock()
+            .ok()
+            .and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, f)| f.clone()));
+        let filter = match cached {
+            Some(f) => f,
+            None => {
+                let f =
+                    crate::seccomp::compile_filter(&self.seccomp_plan(), &self.seccomp_options())?;
+                if let Ok(mut c) = COMPILED.lock() {
+                    c.push((key, f.clone()));
+                }
+                f
+            }
+        };
+        self.seccomp_filter = Some(filter);
+        Ok(())
+    }
+
     /// The seccomp plan this launch installs, and the supervisor answers by.
     pub fn seccomp_plan(&self) -> crate::seccomp::SeccompPlan {
         let plan = crate::seccomp::seccomp_plan(self.seccomp);
@@ -518,6 +563,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         seccomp: policy.syscalls,
         files_outlive_run,
         seccomp_notify: input.seccomp_notify,
+        seccomp_filter: None,
         seccomp_observe: false,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: None,

@@ -189,6 +189,7 @@ pub fn lower_process(
         // The host filesystem is the skill's filesystem here.
         files_outlive_run: true,
         seccomp_notify: input.seccomp_notify,
+        seccomp_filter: None,
         seccomp_observe: false,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: Some(ProcessTierPlan {

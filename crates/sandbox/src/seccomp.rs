@@ -28,7 +28,10 @@ use std::fmt;
 use serde::Serialize;
 use skillsandbox_manifest::SyscallProfile;
 
-pub use apply::{apply_seccomp_on_current_thread, SeccompOptions, SeccompReport};
+pub use apply::{
+    apply_seccomp_on_current_thread, compile_filter, load_compiled_on_current_thread,
+    CompiledFilter, SeccompOptions, SeccompReport,
+};
 pub use notify::{serve_notifications, SyscallRefusal};
 pub use observe::{observed_syscalls, serve_observing, Access, AccessKind, OBSERVED_SYSCALLS};
 pub use tables::{
@@ -334,31 +337,20 @@ pub enum SeccompError {
         #[source]
         source: nix::Error,
     },
-    #[error(
-        "seccomp_load ({profile} profile) => {source}; the kernel needs CONFIG_SECCOMP_FILTER \
-         (and user notification, Linux >= 5.0, when refusals are observed)"
-    )]
-    Load {
-        profile: &'static str,
-        #[source]
-        source: libseccomp::error::SeccompError,
-    },
-    #[error(
-        "seccomp_notify_fd => {source}; observe refusals needs libseccomp >= 2.5 and Linux >= 5.0"
-    )]
-    NotifyFd {
-        #[source]
-        source: libseccomp::error::SeccompError,
-    },
-    #[error("fcntl(seccomp listener, F_DUPFD_CLOEXEC) => {source}")]
-    DupNotifyFd {
+    #[error("seccomp_export_bpf => {source}")]
+    Export {
         #[source]
         source: std::io::Error,
     },
-    #[error("seccomp_reset(NULL, 0) => {source}")]
-    ResetLibraryState {
+    #[error(
+        "seccomp(SECCOMP_SET_MODE_FILTER) ({profile} profile) => {source}; the kernel needs \
+         CONFIG_SECCOMP_FILTER (and user notification, Linux >= 5.0, when refusals are \
+         observed)"
+    )]
+    LoadProgram {
+        profile: &'static str,
         #[source]
-        source: libseccomp::error::SeccompError,
+        source: std::io::Error,
     },
     #[error("poll(seccomp listener) => {source}")]
     PollNotifyFd {

@@ -492,6 +492,32 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> SysResult<bool> {
     check(ret.into(), || format!("poll({}, {timeout_ms})", p.fd)).map(|n| n > 0)
 }
 
+/// `poll` on several fds for readability (a pidfd is readable once its process
+/// exited); which of them are ready, in order. Interrupted: none.
+pub fn poll_any<const N: usize>(fds: [BorrowedFd<'_>; N], timeout_ms: i32) -> SysResult<[bool; N]> {
+    let mut p = fds.map(|fd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // SAFETY: p is a valid pollfd array of length N.
+    let ret = unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, timeout_ms) };
+    if ret < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+        return Ok([false; N]);
+    }
+    check(ret.into(), || format!("poll({N} fds, {timeout_ms})"))?;
+    Ok(p.map(|p| p.revents != 0))
+}
+
+/// `pidfd_open(pid, 0)`: an fd that becomes readable when the process exits.
+pub fn pidfd_open(pid: u32) -> SysResult<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags, touches no memory of ours.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    let fd = check(ret, || format!("pidfd_open({pid})"))?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// `setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, 1)`: let a socket send from an IPv6
 /// address no interface holds. The sandbox's DNS socket answers queries sent to any
 /// resolver address; with `local ::/0` routes IPv4 needs nothing, IPv6 source

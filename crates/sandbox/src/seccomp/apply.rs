@@ -3,6 +3,7 @@
 use std::os::fd::OwnedFd;
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use serde::{Deserialize, Serialize};
 use skillsandbox_manifest::SyscallProfile;
 
 use super::lower::lower_conditions;
@@ -131,58 +132,84 @@ fn build_filter(
     Ok((ctx, rules))
 }
 
+/// A filter compiled ahead of the launch: classic BPF as the kernel takes it (8 bytes
+/// per instruction), so the stage only has to load it. The supervisor compiles it
+/// while it prepares the launch (and may reuse it for the same plan); libseccomp's
+/// tree building stays off the sandbox's critical path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompiledFilter {
+    pub profile: SyscallProfile,
+    pub program: Vec<u8>,
+    /// Load with `SECCOMP_FILTER_FLAG_NEW_LISTENER`: the filter notifies.
+    pub listener: bool,
+    /// Rules handed to libseccomp after lowering.
+    pub filter_rules: usize,
+    /// One line for the enforcement report.
+    pub detail: String,
+}
+
+/// Compiles `plan` with `opts` into the program [`load_compiled_on_current_thread`]
+/// installs. Pure: loads nothing.
+pub fn compile_filter(
+    plan: &SeccompPlan,
+    opts: &SeccompOptions,
+) -> Result<CompiledFilter, SeccompError> {
+    let (ctx, filter_rules) = build_filter(plan, opts)?;
+    let program = super::sys::export_bpf(&ctx).map_err(|source| SeccompError::Export { source })?;
+    let listener = (opts.notify_denied || opts.observe) && filter_rules > 0;
+    let mode = if listener && opts.observe {
+        "refusals answered and paths observed by the supervisor (user notification)"
+    } else if listener {
+        "refusals answered by the supervisor (user notification)"
+    } else {
+        "refusals answered by the filter"
+    };
+    Ok(CompiledFilter {
+        profile: plan.profile,
+        program,
+        listener,
+        filter_rules,
+        detail: format!("{}; {filter_rules} filter rules; {mode}", plan.summary()),
+    })
+}
+
 /// Installs the filter of `plan` on the calling thread (and everything it later
-/// `execve`s or forks). Sets `no_new_privs` first if it is not set yet. Irreversible:
-/// call it in the single-threaded child as the last step before `execve` (no TSYNC:
-/// other threads, if any, stay unfiltered).
-///
-/// Call at most once per process in notify mode: the kernel allows one listener per
-/// filter chain.
+/// `execve`s or forks): [`compile_filter`], then [`load_compiled_on_current_thread`].
 pub fn apply_seccomp_on_current_thread(
     plan: &SeccompPlan,
     opts: &SeccompOptions,
 ) -> Result<SeccompReport, SeccompError> {
-    let profile = plan.profile;
-    let (ctx, filter_rules) = build_filter(plan, opts)?;
+    load_compiled_on_current_thread(&compile_filter(plan, opts)?)
+}
 
+/// Installs a compiled filter on the calling thread (and everything it later
+/// `execve`s or forks). Sets `no_new_privs` first if it is not set yet. Irreversible:
+/// call it in the single-threaded child as the last step before `execve` (no TSYNC:
+/// other threads, if any, stay unfiltered).
+///
+/// Call at most once per process with a listener: the kernel allows one listener
+/// per filter chain.
+pub fn load_compiled_on_current_thread(
+    filter: &CompiledFilter,
+) -> Result<SeccompReport, SeccompError> {
     let no_new_privs_was_set = nix::sys::prctl::get_no_new_privs()
         .map_err(|source| SeccompError::SetNoNewPrivs { source })?;
     if !no_new_privs_was_set {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|source| SeccompError::SetNoNewPrivs { source })?;
     }
-
-    ctx.load().map_err(|source| SeccompError::Load {
-        profile: profile_name(profile),
-        source,
-    })?;
-
-    let notify_fd = if (opts.notify_denied || opts.observe) && filter_rules > 0 {
-        let raw = ctx
-            .get_notify_fd()
-            .map_err(|source| SeccompError::NotifyFd { source })?;
-        let owned =
-            super::sys::dup_listener(raw).map_err(|source| SeccompError::DupNotifyFd { source })?;
-        // Drops libseccomp's own copy and cached state, so the only listener fd is ours.
-        libseccomp::reset_global_state()
-            .map_err(|source| SeccompError::ResetLibraryState { source })?;
-        Some(owned)
-    } else {
-        None
-    };
-
-    let mode = if notify_fd.is_some() && opts.observe {
-        "refusals answered and paths observed by the supervisor (user notification)"
-    } else if notify_fd.is_some() {
-        "refusals answered by the supervisor (user notification)"
-    } else {
-        "refusals answered by the filter"
-    };
+    let notify_fd =
+        super::sys::load_filter(&filter.program, filter.listener).map_err(|source| {
+            SeccompError::LoadProgram {
+                profile: profile_name(filter.profile),
+                source,
+            }
+        })?;
     Ok(SeccompReport {
-        profile,
-        filter_rules,
+        profile: filter.profile,
+        filter_rules: filter.filter_rules,
         no_new_privs_was_set,
         notify_fd,
-        detail: format!("{}; {filter_rules} filter rules; {mode}", plan.summary()),
+        detail: filter.detail.clone(),
     })
 }
