@@ -404,14 +404,7 @@ async fn literal_addresses_need_a_cidr_rule() {
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up = upstream.local_addr().unwrap();
     echo_upstream_on(upstream);
-    let (svc, _) = start_service(vec![cidr("127.0.0.0/8", &[up.port()])], &[], &[]);
-    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let front_addr = front.local_addr().unwrap();
-    let shared = svc.handle.shared.clone();
-    let server = tokio::spawn(async move {
-        let (s, _) = front.accept().await.unwrap();
-        tcp::literal(s, up.ip(), up.port(), &shared).await;
-    });
+    let (svc, front_addr, server) = literal_relay_to(up).await;
     let mut c = tokio::net::TcpStream::connect(front_addr).await.unwrap();
     c.write_all(b"ping").await.unwrap();
     let mut b = [0u8; 4];
@@ -430,6 +423,20 @@ async fn literal_addresses_need_a_cidr_rule() {
         conn.reason
     );
     assert_eq!((conn.bytes_out, conn.bytes_in), (4, 4));
+}
+
+/// A service allowing 127.0.0.0/8 on `up`'s port, and a front listener whose one
+/// accepted connection it relays to `up` as a literal destination.
+async fn literal_relay_to(up: SocketAddr) -> (Service, SocketAddr, tokio::task::JoinHandle<()>) {
+    let (svc, _) = start_service(vec![cidr("127.0.0.0/8", &[up.port()])], &[], &[]);
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let shared = svc.handle.shared.clone();
+    let server = tokio::spawn(async move {
+        let (s, _) = front.accept().await.unwrap();
+        tcp::literal(s, up.ip(), up.port(), &shared).await;
+    });
+    (svc, front_addr, server)
 }
 
 fn echo_upstream_on(l: tokio::net::TcpListener) {
@@ -530,14 +537,7 @@ async fn bulk_relay_is_intact_passes_half_close_and_counts() {
         s.write_all(&back).await.unwrap();
         got
     });
-    let (svc, _) = start_service(vec![cidr("127.0.0.0/8", &[up.port()])], &[], &[]);
-    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let front_addr = front.local_addr().unwrap();
-    let shared = svc.handle.shared.clone();
-    let server = tokio::spawn(async move {
-        let (s, _) = front.accept().await.unwrap();
-        tcp::literal(s, up.ip(), up.port(), &shared).await;
-    });
+    let (svc, front_addr, server) = literal_relay_to(up).await;
     let mut c = tokio::net::TcpStream::connect(front_addr).await.unwrap();
     let out: Vec<u8> = (0..OUT).map(pattern).collect();
     c.write_all(&out).await.unwrap();
