@@ -2,7 +2,7 @@
 //! together, prints the whole error chain once and turns outcomes into exit codes.
 
 mod cmd;
-mod probe;
+use skillsandbox_probe as probe;
 
 use std::process::ExitCode;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::params::ProbeParams;
 use super::{emit, fail, io_name, pass, read_text};
-use crate::probe::catalog::Status;
+use crate::catalog::Status;
 
 const WAIT: Duration = Duration::from_millis(1500);
 
@@ -25,7 +25,7 @@ pub fn run_all(p: &ProbeParams) {
         .ok();
     if inside.is_some() && inside.as_ref() == p.host.namespaces.get("net") {
         // The attacks would work and really reach the network: say so, send nothing.
-        for spec in crate::probe::catalog::items_of(crate::probe::catalog::Run::Main) {
+        for spec in crate::catalog::items_of(crate::catalog::Run::Main) {
             if spec.id.starts_with("egress.") && spec.id != "egress.host_loopback" {
                 fail(spec.id, "the sandbox shares the host's network namespace: this would reach the network (not attempted)");
             }
@@ -54,7 +54,7 @@ pub fn run_all(p: &ProbeParams) {
 }
 
 /// The resolver `/etc/resolv.conf` names inside (the sandbox's fixed address).
-pub(crate) fn resolver() -> IpAddr {
+pub fn resolver() -> IpAddr {
     read_text("/etc/resolv.conf")
         .and_then(|t| {
             t.lines()
@@ -80,9 +80,9 @@ fn query(name: &str, qtype: u16, id: u16) -> Vec<u8> {
 
 /// What came back: the rcode and the A/AAAA addresses in the answer section.
 #[derive(Debug)]
-pub(crate) struct Answer {
+pub struct Answer {
     rcode: u8,
-    pub(crate) addrs: Vec<IpAddr>,
+    pub addrs: Vec<IpAddr>,
 }
 
 fn skip_name(b: &[u8], mut i: usize) -> Option<usize> {
@@ -132,7 +132,7 @@ fn parse_answer(b: &[u8]) -> Option<Answer> {
 }
 
 /// Ask `server` (port 53) about `name`. `Err` carries what happened instead.
-pub(crate) fn ask(server: IpAddr, name: &str, qtype: u16) -> Result<Answer, String> {
+pub fn ask(server: IpAddr, name: &str, qtype: u16) -> Result<Answer, String> {
     let bind: SocketAddr = match server {
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -296,7 +296,7 @@ fn dns_exfiltration(p: &ProbeParams) {
 }
 
 /// The name the exfiltration item asks for over IPv`family`.
-pub(crate) fn exfil_name(secret: &str, family: u8) -> String {
+pub fn exfil_name(secret: &str, family: u8) -> String {
     format!("{secret}.v{family}.exfil.skillsandbox-check.invalid")
 }
 
@@ -427,7 +427,7 @@ fn declared_name(p: &ProbeParams, resolver: IpAddr) {
 }
 
 /// Whether `addr` lies in one of the CIDR `ranges` ("198.18.0.0/15", "fd5b::/64").
-pub(crate) fn in_ranges(addr: IpAddr, ranges: &[String]) -> bool {
+pub fn in_ranges(addr: IpAddr, ranges: &[String]) -> bool {
     ranges.iter().any(|r| {
         let Some((net, len)) = r.split_once('/') else {
             return false;

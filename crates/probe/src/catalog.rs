@@ -413,7 +413,7 @@ mod tests {
 
     #[test]
     fn docs_describe_every_item() {
-        let docs = include_str!("../../../../docs/check.md");
+        let docs = include_str!("../../../docs/check.md");
         for s in ITEMS {
             assert!(
                 docs.contains(&format!("| `{}` |", s.id)),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::egress::{ask, resolver};
 use super::params::{HttpCheck, ProbeParams};
 use super::{emit, fail};
-use crate::probe::catalog::Status;
+use crate::catalog::Status;
 
 const WAIT: Duration = Duration::from_secs(3);
 

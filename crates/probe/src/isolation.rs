@@ -32,7 +32,7 @@ fn try_read(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Tally of refusals: "3×ENOENT, 1×EACCES".
-pub(crate) fn tally(errors: &[String]) -> String {
+pub fn tally(errors: &[String]) -> String {
     let mut counts: Vec<(String, usize)> = Vec::new();
     for e in errors {
         match counts.iter_mut().find(|(k, _)| k == e) {
@@ -75,7 +75,7 @@ fn secrets_env(p: &ProbeParams) {
     );
 }
 
-pub(crate) fn proc_pids() -> Vec<u32> {
+pub fn proc_pids() -> Vec<u32> {
     let mut pids: Vec<u32> = fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())

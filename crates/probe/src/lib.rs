@@ -39,7 +39,7 @@ pub fn leak_fd_into_children(fd: std::os::fd::RawFd) -> std::io::Result<()> {
 }
 
 /// Print one result line. Each line is flushed at once: later items may kill us.
-pub(crate) fn emit(id: &str, status: Status, detail: impl Into<String>) {
+pub fn emit(id: &str, status: Status, detail: impl Into<String>) {
     let r = ItemResult {
         id: id.to_string(),
         status,
@@ -53,21 +53,21 @@ pub(crate) fn emit(id: &str, status: Status, detail: impl Into<String>) {
     }
 }
 
-pub(crate) fn pass(id: &str, detail: impl Into<String>) {
+pub fn pass(id: &str, detail: impl Into<String>) {
     emit(id, Status::Pass, detail);
 }
 
-pub(crate) fn fail(id: &str, detail: impl Into<String>) {
+pub fn fail(id: &str, detail: impl Into<String>) {
     emit(id, Status::Fail, detail);
 }
 
 /// `PASS` when `ok`, else `FAIL`, with the same detail.
-pub(crate) fn verdict(id: &str, ok: bool, detail: impl Into<String>) {
+pub fn verdict(id: &str, ok: bool, detail: impl Into<String>) {
     emit(id, if ok { Status::Pass } else { Status::Fail }, detail);
 }
 
 /// The errno's symbolic name (`EPERM`), or its number.
-pub(crate) fn errno_name(e: i32) -> String {
+pub fn errno_name(e: i32) -> String {
     let name = match e {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
@@ -97,7 +97,7 @@ pub(crate) fn errno_name(e: i32) -> String {
 }
 
 /// The errno name of an I/O error (or its text when it has no errno).
-pub(crate) fn io_name(e: &std::io::Error) -> String {
+pub fn io_name(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => errno_name(n),
         None => e.to_string(),
@@ -105,12 +105,12 @@ pub(crate) fn io_name(e: &std::io::Error) -> String {
 }
 
 /// Read a small text file; `None` when it cannot be read.
-pub(crate) fn read_text(p: impl AsRef<Path>) -> Option<String> {
+pub fn read_text(p: impl AsRef<Path>) -> Option<String> {
     std::fs::read_to_string(p).ok()
 }
 
 /// A field of `/proc/self/status` (`"NoNewPrivs"` → `"1"`).
-pub(crate) fn status_field(name: &str) -> Option<String> {
+pub fn status_field(name: &str) -> Option<String> {
     let text = read_text("/proc/self/status")?;
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -148,6 +148,6 @@ pub fn probe_main(run: &str, params_json: &str) -> u8 {
     }
     0
 }
-pub(crate) fn kill_survivor(pid: i32) {
+pub fn kill_survivor(pid: i32) {
     let _ = sys::kill(pid, libc::SIGKILL);
 }

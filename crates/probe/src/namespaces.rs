@@ -9,7 +9,7 @@ use std::path::Path;
 use super::isolation::{proc_pids, tally};
 use super::params::ProbeParams;
 use super::{emit, fail, io_name, pass, read_text, status_field, sys, verdict};
-use crate::probe::catalog::Status;
+use crate::catalog::Status;
 
 pub fn run_all(p: &ProbeParams) {
     ns_items(p);

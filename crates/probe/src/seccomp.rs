@@ -6,7 +6,7 @@
 use super::params::ProbeParams;
 use super::sys::{self, ChildEnd};
 use super::{emit, errno_name, fail, pass, status_field, verdict};
-use crate::probe::catalog::Status;
+use crate::catalog::Status;
 
 const CLONE_NEWUSER: i32 = libc::CLONE_NEWUSER;
 
