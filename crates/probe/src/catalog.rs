@@ -291,6 +291,36 @@ pub const ITEMS: &[Spec] = &[
         "userfaultfd is refused",
     ),
     spec(
+        "cve.2019_5736",
+        I,
+        Run::Main,
+        "the runtime's binary cannot be overwritten through /proc/<pid>/exe",
+    ),
+    spec(
+        "cve.2024_21626",
+        I,
+        Run::Main,
+        "no leaked working directory climbs out to the host root",
+    ),
+    spec(
+        "cve.2022_0492",
+        I,
+        Run::Main,
+        "no cgroup v1 mount, no writable release_agent",
+    ),
+    spec(
+        "cve.shocker",
+        I,
+        Run::Main,
+        "open_by_handle_at cannot open host files by inode",
+    ),
+    spec(
+        "cve.kernel_code",
+        I,
+        Run::Main,
+        "kexec and kernel modules cannot be loaded",
+    ),
+    spec(
         "limits.memory",
         L,
         Run::Memory,

@@ -14,6 +14,7 @@
 
 pub mod bwrap;
 pub mod catalog;
+mod cve;
 mod egress;
 pub mod host;
 mod isolation;
@@ -137,6 +138,7 @@ pub fn probe_main(run: &str, params_json: &str) -> u8 {
             isolation::run_all(&params);
             namespaces::run_all(&params);
             seccomp::run_all(&params);
+            cve::run_all(&params);
             egress::run_all(&params);
         }
         Run::Limits => limits::run_limits(&params),

@@ -161,6 +161,82 @@ pub fn mount_tmpfs(target: &Path) -> Sys<()> {
     check(r as libc::c_long).map(|_| ())
 }
 
+/// `mount(source, target, fstype, 0, data)`.
+pub fn mount_fs(source: &str, target: &Path, fstype: &str, data: &str) -> Sys<()> {
+    let t = cpath(target)?;
+    let (src, fs, d) = (
+        CString::new(source).map_err(|_| libc::EINVAL)?,
+        CString::new(fstype).map_err(|_| libc::EINVAL)?,
+        CString::new(data).map_err(|_| libc::EINVAL)?,
+    );
+    // SAFETY: every pointer is a valid NUL-terminated string living across the call.
+    let r = unsafe { libc::mount(src.as_ptr(), t.as_ptr(), fs.as_ptr(), 0, d.as_ptr().cast()) };
+    check(r as libc::c_long).map(|_| ())
+}
+
+/// `umount2(target, MNT_DETACH)`.
+pub fn umount(target: &Path) -> Sys<()> {
+    let t = cpath(target)?;
+    // SAFETY: `t` is a valid C string for the call.
+    check(unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) } as libc::c_long).map(|_| ())
+}
+
+/// `struct file_handle` with room for any handle the kernel makes.
+#[repr(C)]
+struct FileHandle {
+    bytes: u32,
+    kind: i32,
+    data: [u8; 128],
+}
+
+/// `name_to_handle_at(AT_FDCWD, "/", &handle, &mount_id, 0)`.
+pub fn name_to_handle_root() -> Sys<i64> {
+    let mut h = FileHandle {
+        bytes: 128,
+        kind: 0,
+        data: [0; 128],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: the path is a valid C string; `h` has `bytes` of room after its header
+    // as the call requires; `mount_id` is a valid int.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            &mut h as *mut FileHandle,
+            &mut mount_id as *mut libc::c_int,
+            0,
+        )
+    };
+    check(r)
+}
+
+/// `open_by_handle_at(AT_FDCWD, &handle, O_RDONLY)` with the shocker's guess: inode 2
+/// (the root of an ext4 filesystem), generation 0. An fd it returns is closed.
+pub fn open_by_handle_root() -> Sys<i64> {
+    let mut h = FileHandle {
+        bytes: 8,
+        kind: 1, // FILEID_INO32_GEN
+        data: [0; 128],
+    };
+    h.data[0] = 2;
+    // SAFETY: `h` is a valid handle buffer of `bytes` bytes after its header.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            libc::AT_FDCWD,
+            &mut h as *mut FileHandle,
+            libc::O_RDONLY,
+        )
+    };
+    let r = check(r);
+    if let Ok(fd) = r {
+        close(fd as RawFd);
+    }
+    r
+}
+
 /// `mknod(path, S_IFCHR|0600, makedev(major, minor))`.
 pub fn mknod_char(path: &Path, major: u32, minor: u32) -> Sys<()> {
     let p = cpath(path)?;

@@ -237,6 +237,7 @@ fn without_seccomp_the_syscall_items_fail() {
             "seccomp.unshare",
             "seccomp.ptrace",
             "seccomp.keyctl",
+            "cve.shocker",
         ],
     );
 }
