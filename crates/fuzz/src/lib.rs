@@ -10,6 +10,8 @@
 //! | `policy` | the session policy file | every error names a line inside the input |
 //! | `mcp_args` | MCP tool arguments (JSON) and the domain-grant syntax | an accepted grant round-trips through its own text |
 //! | `audit_log` | `audit verify` over a hostile log file | a verdict, never a panic |
+//! | `skill_md` | SKILL.md front matter (`skill::skill_md::parse`) | every error names a line inside the input |
+//! | `hook_event` | the agent-shell hook's PreToolUse JSON and its decision (`hook::parse_event`, `decide`) | a shell tool call is confined or refused, never passed through; the rewritten command splits back (POSIX single quotes) into exactly our `exec` argv ending in `/bin/sh -c <the agent's command>` |
 //!
 //! The same functions are driven three ways: `cargo test -p skillsandbox-fuzz`
 //! (bolero's test engine: the committed corpus under `tests/__fuzz__/`, then random
@@ -192,5 +194,97 @@ pub fn audit_log(data: &[u8]) {
     let path = dir.path().join("audit.jsonl");
     if std::fs::write(&path, data).is_ok() {
         let _ = skillsandbox_audit::verify(&path);
+    }
+}
+
+/// A SKILL.md file's text.
+pub fn skill_md(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let lines = line_count(&text);
+    if let Err(diagnostics) = skillsandbox_skill::skill_md::parse(&text, "SKILL.md") {
+        for d in diagnostics {
+            if let Some(pos) = d.pos {
+                assert!(pos.line <= lines, "error at line {} of {lines}", pos.line);
+            }
+        }
+    }
+}
+
+/// The words a POSIX shell makes of `s` when it holds only single-quoted words
+/// separated by single spaces (what the hook writes); `None` for anything else.
+fn split_single_quoted(s: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    let mut in_word = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        ch => cur.push(ch),
+                    }
+                }
+            }
+            '\\' if in_word => cur.push(chars.next()?),
+            ' ' if in_word => {
+                words.push(std::mem::take(&mut cur));
+                in_word = false;
+            }
+            _ => return None,
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Some(words)
+}
+
+/// A PreToolUse payload through the hook's parser and decision.
+pub fn hook_event(data: &[u8]) {
+    use skillsandbox_hook::{decide, parse_event, Decision, HookProfile, SessionView};
+    let Ok(event) = parse_event(data) else {
+        return;
+    };
+    let profile = HookProfile {
+        path: "/project/.skillsandbox/profile.yaml".into(),
+        hidden: vec!["/project/secrets".into()],
+        protected: vec!["/project/.skillsandbox".into()],
+        exe: "/usr/bin/skillsandbox".into(),
+    };
+    let shell_field = match event.tool_name.as_str() {
+        "Bash" | "shell" | "local_shell" => Some("command"),
+        "exec_command" => Some("cmd"),
+        _ => None,
+    };
+    let decision = decide(&event, &profile, &SessionView::Open);
+    let Some(field) = shell_field else {
+        return;
+    };
+    if event.hook_event_name != "PreToolUse" {
+        assert!(matches!(decision, Decision::Deny { .. }), "{decision:?}");
+        return;
+    }
+    match decision {
+        Decision::PassThrough => panic!("a {} call passed through unconfined", event.tool_name),
+        Decision::Deny { .. } => {}
+        Decision::Allow { updated_input, .. } => {
+            let cmd = updated_input[field].as_str().unwrap_or_default();
+            let words = split_single_quoted(cmd)
+                .unwrap_or_else(|| panic!("not a list of single-quoted words: {cmd:?}"));
+            assert_eq!(
+                words.first().map(String::as_str),
+                Some("/usr/bin/skillsandbox")
+            );
+            assert_eq!(words.get(1).map(String::as_str), Some("exec"));
+            let n = words.len();
+            assert!(n >= 4, "{words:?}");
+            assert_eq!(&words[n - 4..n - 1], ["--", "/bin/sh", "-c"], "{words:?}");
+            if let Some(original) = event.tool_input.get(field).and_then(|v| v.as_str()) {
+                assert_eq!(words[n - 1], original, "the agent's command changed");
+            }
+        }
     }
 }

@@ -29,3 +29,5 @@ target!(manifest);
 target!(policy);
 target!(mcp_args);
 target!(audit_log);
+target!(skill_md);
+target!(hook_event);
