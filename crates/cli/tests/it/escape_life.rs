@@ -237,20 +237,26 @@ fn many_runs_of_every_kind_leave_nothing_behind() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    // `bench/soak.sh` and CI's soak step raise both.
+    let workers: usize = std::env::var("SKILLSANDBOX_LEAK_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
     let marker = unique("LEAK");
     let link = lab.path("link");
     std::os::unix::fs::symlink(&lab.home, &link).unwrap();
     let link = link.display().to_string();
     let mounts_before = host_mounts();
 
-    // Two workers, like two agents sharing a host.
+    // Two workers by default, like two agents sharing a host.
     let trace_ids: Vec<String> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
+        let workers: Vec<_> = (0..workers)
             .map(|w| {
                 let (lab, marker, link) = (&lab, &marker, &link);
                 s.spawn(move || {
                     let mut ids = Vec::new();
-                    for i in (w..runs).step_by(2) {
+                    for i in (w..runs).step_by(workers) {
                         let kind = MIX[i % MIX.len()];
                         let o = one_run(lab, kind, marker, link);
                         assert_eq!(
@@ -271,6 +277,27 @@ fn many_runs_of_every_kind_leave_nothing_behind() {
             .collect()
     });
     assert_eq!(trace_ids.len(), runs);
+    // Every run has exactly one trace, and the audit chain holds all of them.
+    let unique: BTreeSet<&String> = trace_ids.iter().collect();
+    assert_eq!(unique.len(), runs, "a trace id was reused");
+    let traces = std::fs::read_dir(lab.path("state/skillsandbox/traces"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .count();
+    assert_eq!(traces, runs, "trace files vs runs");
+    let verify = lab.cmd().args(["audit", "verify"]).output().unwrap();
+    assert!(
+        verify.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let records = std::fs::read_to_string(lab.path("state/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(records, runs, "audit records vs runs");
 
     // Supervisor fds during a run: stdio, the control socket, the output pipes, the
     // cgroup, the seccomp listener, a few for the trace — not dozens.

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Soak (issue 20): RUNS mixed runs (default 10,000) through `skillsandbox exec`, 8 at
+# a time: benign, non-zero exit, a detached daemon, timeout (its fork survives the
+# skill), OOM, a missing command, a refused setup. Afterwards the leak test asserts
+# zero leaked processes, orphaned stages, cgroups, mounts, scratch and temp dirs, a
+# supervisor holding few fds during a run, exactly one trace and one audit record per
+# run, and an audit chain that verifies (crates/cli/tests/it/escape_life.rs).
+# CI runs the same with RUNS=1000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SKILLSANDBOX_TEST_REQUIRE=full
+export SKILLSANDBOX_LEAK_RUNS=${RUNS:-10000}
+export SKILLSANDBOX_LEAK_WORKERS=${WORKERS:-8}
+start=$(date +%s)
+cargo test -q -p skillsandbox-cli --test it -- --exact \
+    escape_life::many_runs_of_every_kind_leave_nothing_behind
+echo "soak: $SKILLSANDBOX_LEAK_RUNS runs, $SKILLSANDBOX_LEAK_WORKERS at a time, nothing leaked, in $(( $(date +%s) - start )) s"
