@@ -73,7 +73,9 @@ impl LaunchError {
 pub struct StartOptions {
     /// Our own binary (the stage entry point), usually `/proc/self/exe`.
     pub exe: PathBuf,
-    /// The skill's stdin; `None` gives it `/dev/null`.
+    /// What the skill reads on stdin; `None` gives it `/dev/null`. Never handed over
+    /// as it is: the skill gets the read end of a fresh pipe that a supervisor thread
+    /// fills from it ([`relay_stdin`]).
     pub stdin: Option<OwnedFd>,
 }
 
@@ -122,7 +124,7 @@ pub fn start(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(match opts.stdin {
-            Some(fd) => Stdio::from(fd),
+            Some(fd) => Stdio::from(relay_stdin(fd)?),
             None => Stdio::null(),
         });
     sys::pass_control_fd(&mut cmd, child_end.as_raw_fd(), CHILD_CONTROL_FD);
@@ -160,6 +162,36 @@ pub fn start(
             Err(e)
         }
     }
+}
+
+/// The read end of a new pipe, fed from `source` by a thread until either side ends.
+/// A descriptor of the caller's (a file, a directory, a terminal) would otherwise be
+/// the skill's fd 0, and through it `/proc/self/fd/0` reaches a host inode past every
+/// mount: rewrite or `fchmod` the file, walk `..` from a directory onto the host's
+/// filesystem. A pipe of our own carries the bytes and nothing else.
+fn relay_stdin(source: OwnedFd) -> Result<OwnedFd, LaunchError> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+        LaunchError::Sys(sys::SysError {
+            call: "pipe2(stdin relay)".into(),
+            source: std::io::Error::from(e),
+        })
+    })?;
+    std::thread::Builder::new()
+        .name("skillsandbox-stdin".into())
+        .spawn(move || {
+            let mut from = std::fs::File::from(source);
+            let mut to = std::fs::File::from(write);
+            // Ends at the caller's end of input, or when the skill's side is closed
+            // (EPIPE: Rust ignores SIGPIPE).
+            let _ = std::io::copy(&mut from, &mut to);
+        })
+        .map_err(|source| {
+            LaunchError::Sys(sys::SysError {
+                call: "spawn stdin relay".into(),
+                source,
+            })
+        })?;
+    Ok(read)
 }
 
 fn handshake(r: &mut Running, plan: &LaunchPlan) -> Result<(), LaunchError> {

@@ -62,7 +62,9 @@ pub const PROC_MASKED_FILES: &[&str] = &[
     "/proc/sched_debug",
 ];
 /// Directories under `/proc` hidden behind an empty read-only tmpfs.
-pub const PROC_MASKED_DIRS: &[&str] = &["/proc/acpi", "/proc/scsi", "/proc/asound"];
+/// (`/proc/pressure`: a PSI trigger written there is a system-wide kernel object.)
+pub const PROC_MASKED_DIRS: &[&str] =
+    &["/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/pressure"];
 
 /// Device nodes bound from the host `/dev`.
 pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];

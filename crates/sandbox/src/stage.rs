@@ -100,6 +100,19 @@ fn stage_main() -> ! {
     }
 }
 
+/// An unset audit login uid may be set once by anyone: the skill would pick what the
+/// host's audit records attribute its processes to. Set it first, to the invoker's
+/// uid (this process's, before any drop); it is inherited and, once set, needs
+/// `CAP_AUDIT_CONTROL` to change. No audit support (no file) or already set: nothing
+/// to do.
+fn claim_login_uid() {
+    const UNSET: &str = "4294967295";
+    let path = "/proc/self/loginuid";
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == UNSET) {
+        let _ = std::fs::write(path, sys::getuid().to_string());
+    }
+}
+
 /// Stage process: steps 2 (namespaces, maps) and the fork of PID 1.
 fn stage_outer() -> Result<i32, StageError> {
     let (msg, _) =
@@ -108,6 +121,7 @@ fn stage_outer() -> Result<i32, StageError> {
         return Err(StageError::new("receive plan", "unexpected message"));
     };
     crate::timing::stage_mark("receive_plan");
+    claim_login_uid();
     let supervisor = sys::getppid();
     if let Some(process) = &plan.process {
         // Process tier: no namespaces, no mounts (crate::process_tier).

@@ -561,3 +561,98 @@ fn deny_carve_outs_inside_a_write_tree_are_refused() {
     assert!(text.contains("lies inside the write path"), "{text}");
     assert!(!text.contains(&lab.secret), "{text}");
 }
+
+/// The host uid a sandbox's files get: the invoker, or the dedicated id when root.
+fn sandbox_host_uid() -> u32 {
+    // SAFETY: getuid cannot fail and touches no memory.
+    match unsafe { libc::getuid() } {
+        0 => 65534,
+        uid => uid,
+    }
+}
+
+/// `--stdin` with a file or a directory on it: the skill reads the bytes, but its fd
+/// 0 is a pipe of the supervisor's, so `/proc/self/fd/0` leads to no host inode (found
+/// by the third review: the file could be rewritten and made set-uid, and `..` from a
+/// directory reached the host's whole filesystem).
+#[test]
+fn a_file_or_directory_on_stdin_is_relayed_not_handed_over() {
+    let Some(lab) = Lab::new() else { return };
+    let uid = sandbox_host_uid();
+    let victim = lab.path("victim.txt");
+    std::fs::write(&victim, "ORIGINAL\n").unwrap();
+    let dir = lab.path("stdin-dir");
+    std::fs::create_dir(&dir).unwrap();
+    for p in [&victim, &dir] {
+        std::os::unix::fs::chown(p, Some(uid), None).unwrap();
+    }
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let file_attack = "cat; echo OVERWRITTEN > /proc/self/fd/0; echo w=$?; \
+                       chmod 4755 /proc/self/fd/0; echo c=$?; \
+                       python3 -c 'import os; os.fchmod(0, 0o6755)'; echo f=$?";
+    let dir_attack = "ls /proc/self/fd/0/../../../..; echo l=$?; \
+                      touch /proc/self/fd/0/created; echo t=$?; \
+                      cat /proc/self/fd/0/../../../../etc/hostname; echo h=$?";
+    for (input, script) in [(&victim, file_attack), (&dir, dir_attack)] {
+        let out = lab
+            .cmd()
+            .args(["exec", "--json", "--stdin", "--", "sh", "-c", script])
+            .stdin(std::fs::File::open(input).unwrap())
+            .output()
+            .unwrap();
+        let o = Outcome::from(out);
+        let so = o.json["stdout"].as_str().unwrap_or_default().to_string();
+        if input == &victim {
+            assert!(
+                so.contains("ORIGINAL"),
+                "stdin bytes must arrive:\n{}",
+                o.dump()
+            );
+        }
+        for ok in ["w=0", "c=0", "f=0", "l=0", "t=0", "h=0"] {
+            assert!(!so.contains(ok), "BREACH: {ok} through fd 0:\n{}", o.dump());
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "ORIGINAL\n");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o7777,
+        0o644,
+        "BREACH: the file's mode changed to {mode:o}"
+    );
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "BREACH: something was created in the directory"
+    );
+}
+
+/// Left open by the mount view once Landlock stopped handling filesystem rights on
+/// the container tier (third review): the audit login uid, which an unset one lets
+/// anybody set once, and PSI triggers, system-wide kernel objects.
+#[test]
+fn login_uid_and_pressure_triggers_are_out_of_reach() {
+    let Some(lab) = Lab::new() else { return };
+    let script = "echo 0 > /proc/self/loginuid; echo l=$?; \
+                  printf 'some 150000 1000000' > /proc/pressure/cpu; echo p=$?; \
+                  ls /proc/pressure; cat /proc/self/loginuid";
+    let out = lab
+        .cmd()
+        .args(["exec", "--json", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let o = Outcome::from(out);
+    let so = o.json["stdout"].as_str().unwrap_or_default().to_string();
+    assert!(so.contains("l=") && so.contains("p="), "{}", o.dump());
+    assert!(
+        !so.contains("l=0"),
+        "BREACH: the login uid was set:\n{}",
+        o.dump()
+    );
+    assert!(
+        !so.contains("p=0"),
+        "BREACH: a PSI trigger was created:\n{}",
+        o.dump()
+    );
+}
