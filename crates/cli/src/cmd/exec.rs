@@ -67,7 +67,9 @@ pub struct Args {
     /// Working directory inside the sandbox (default: the private $HOME).
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
-    /// Pass our stdin through to the command (default: /dev/null).
+    /// Relay our stdin to the command through a pipe (default: /dev/null). The command
+    /// never gets our descriptor itself, so a file or directory on stdin gives it
+    /// the bytes, not the file.
     #[arg(long)]
     pub stdin: bool,
     #[command(flatten)]
