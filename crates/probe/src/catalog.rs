@@ -291,6 +291,12 @@ pub const ITEMS: &[Spec] = &[
         "userfaultfd is refused",
     ),
     spec(
+        "cve.2020_15257",
+        I,
+        Run::Main,
+        "a host service on an abstract unix socket is unreachable",
+    ),
+    spec(
         "cve.2019_5736",
         I,
         Run::Main,

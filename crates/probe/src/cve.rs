@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use super::params::ProbeParams;
 use super::{errno_name, io_name, sys, verdict};
 
-pub fn run_all(_p: &ProbeParams) {
+pub fn run_all(p: &ProbeParams) {
+    host_abstract_unix(p);
     proc_exe_overwrite();
     leaked_cwd();
     release_agent();
@@ -24,6 +25,24 @@ fn open_for_write(path: &Path) -> Result<(), String> {
     match OpenOptions::new().write(true).open(path) {
         Ok(_) => Err(format!("{} opened for writing", path.display())),
         Err(_) => Ok(()),
+    }
+}
+
+/// CVE-2020-15257 (containerd-shim): the shim's API listened on an abstract unix
+/// socket, which a container sharing the host's network namespace could reach and
+/// use to start a privileged container. Abstract names belong to a network
+/// namespace: connect to one the check holds on the host.
+fn host_abstract_unix(p: &ProbeParams) {
+    use std::os::linux::net::SocketAddrExt;
+    let id = "cve.2020_15257";
+    let Some(name) = &p.host_abstract_unix else {
+        return verdict(id, false, "the check gave no abstract socket to try");
+    };
+    let r = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a));
+    match r {
+        Ok(_) => verdict(id, false, format!("connected to the host's @{name}")),
+        Err(e) => verdict(id, true, format!("connect(@{name}) → {}", io_name(&e))),
     }
 }
 

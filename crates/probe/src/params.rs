@@ -73,6 +73,9 @@ pub struct ProbeParams {
     /// The `requests` run's names, port and secret.
     #[serde(default)]
     pub http: Option<HttpCheck>,
+    /// An abstract unix socket the check listens on in the host's network namespace.
+    #[serde(default)]
+    pub host_abstract_unix: Option<String>,
 }
 
 /// What the `requests` run is given: two names only the check declares, leading to

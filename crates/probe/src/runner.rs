@@ -367,6 +367,13 @@ fn judge_item(
                 ),
             }
         }
+        ("cve.2020_15257", Some(r)) if r.status == Pass && ws.abstract_unix_was_reached() => {
+            result(
+                id,
+                Fail,
+                "the host's abstract unix listener accepted a connection from the sandbox",
+            )
+        }
         ("egress.host_loopback", Some(r)) if r.status == Pass => match ws.loopback_was_reached() {
             Some(how) => result(id, Fail, how),
             None => result(

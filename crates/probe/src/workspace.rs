@@ -69,6 +69,8 @@ pub struct Workspace {
     pub canary_fd: File,
     pub loopback_v4: TcpListener,
     pub loopback_v6: Option<TcpListener>,
+    /// A host service on an abstract unix socket (CVE-2020-15257's shape), and its name.
+    pub abstract_unix: (std::os::unix::net::UnixListener, String),
     pub env: EnvCanary,
     /// The `requests` run's upstream, and the secret bound to its checked name.
     pub upstream: CheckUpstream,
@@ -219,7 +221,9 @@ impl Workspace {
             let up = CheckUpstream::start().map_err(WorkspaceError::Listen)?;
             Ok((x, up, secret))
         });
-        let ((canary_fd, loopback_v4, loopback_v6), upstream, secret) = match made {
+        let made = made.and_then(|x| Ok((x, abstract_listener()?)));
+        let (((canary_fd, loopback_v4, loopback_v6), upstream, secret), abstract_unix) = match made
+        {
             Ok(x) => x,
             Err(e) => {
                 let _ = fs::remove_dir_all(&root);
@@ -236,10 +240,16 @@ impl Workspace {
             canary_fd,
             loopback_v4,
             loopback_v6,
+            abstract_unix,
             env,
             upstream,
             secret,
         })
+    }
+
+    /// Whether anything connected to the host's abstract unix listener.
+    pub fn abstract_unix_was_reached(&self) -> bool {
+        self.abstract_unix.0.accept().is_ok()
     }
 
     /// Whether anything connected to the host loopback listeners.
@@ -300,6 +310,7 @@ impl Workspace {
             ],
             limits,
             survivor_marker: self.survivor_marker.clone(),
+            host_abstract_unix: Some(self.abstract_unix.1.clone()),
             http: Some(HttpCheck {
                 port: self.upstream.port,
                 checked: CHECKED_NAME.to_string(),
@@ -323,6 +334,17 @@ impl Workspace {
             })
             .collect()
     }
+}
+
+/// A listener on a fresh abstract unix name in this (the host's) network namespace.
+fn abstract_listener() -> Result<(std::os::unix::net::UnixListener, String), WorkspaceError> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("skillsandbox-check-{}", random_hex()?);
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(WorkspaceError::Listen)?;
+    let l = std::os::unix::net::UnixListener::bind_addr(&addr).map_err(WorkspaceError::Listen)?;
+    l.set_nonblocking(true).map_err(WorkspaceError::Listen)?;
+    Ok((l, name))
 }
 
 impl Drop for Workspace {
