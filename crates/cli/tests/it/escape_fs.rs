@@ -656,3 +656,92 @@ fn login_uid_and_pressure_triggers_are_out_of_reach() {
         o.dump()
     );
 }
+
+/// A declared path swapped under the supervisor (TOCTOU between its checks and the
+/// bind): a host thread atomically exchanges the declared directory — and, in a
+/// second round, a parent of it — with a symlink to a secret directory, as fast as
+/// it can, while runs read through the declared path. Each run must either refuse
+/// (the path is a symlink, 125) or see the real directory; none may see the secret.
+#[test]
+fn a_declared_path_swapped_for_a_symlink_during_setup_never_leaks() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(lab) = Lab::new() else { return };
+    let uid = sandbox_host_uid();
+    let race = lab.path("race");
+    let secret_dir = lab.path("race-secret");
+    for d in [&race, &secret_dir, &race.join("p")] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::create_dir_all(race.join("p/inner")).unwrap();
+    std::fs::create_dir_all(race.join("cur")).unwrap();
+    std::fs::create_dir_all(secret_dir.join("inner")).unwrap();
+    for (f, text) in [
+        (race.join("cur/file"), "BENIGN".to_string()),
+        (race.join("p/inner/file"), "BENIGN".to_string()),
+        (secret_dir.join("file"), lab.secret.clone()),
+        (secret_dir.join("inner/file"), lab.secret.clone()),
+    ] {
+        std::fs::write(&f, text).unwrap();
+        std::os::unix::fs::chown(&f, Some(uid), None).unwrap();
+    }
+    std::os::unix::fs::symlink(&secret_dir, race.join("alt")).unwrap();
+    std::os::unix::fs::symlink(&secret_dir, race.join("palt")).unwrap();
+
+    // (swapped name, its symlink twin, the declared path, the file read through it)
+    let rounds = [
+        ("cur", "alt", race.join("cur"), race.join("cur/file")),
+        ("p", "palt", race.join("p/inner"), race.join("p/inner/file")),
+    ];
+    for (name, twin, declared, file) in rounds {
+        let stop = AtomicBool::new(false);
+        let (a, b) = (
+            CString::new(race.join(name).as_os_str().as_bytes()).unwrap(),
+            CString::new(race.join(twin).as_os_str().as_bytes()).unwrap(),
+        );
+        let (mut refused, mut benign) = (0, 0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: two valid C paths; RENAME_EXCHANGE swaps them atomically.
+                    unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                }
+            });
+            for _ in 0..40 {
+                let out = lab
+                    .cmd()
+                    .args(["exec", "--json", "--read"])
+                    .arg(&declared)
+                    .args(["--", "cat"])
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                let o = Outcome::from(out);
+                o.assert_no_secret(&lab.secret);
+                match o.exit_code {
+                    125 => refused += 1,
+                    0 if o.json["stdout"].as_str() == Some("BENIGN") => benign += 1,
+                    // The swap can also land between the bind and `cat`'s open: the
+                    // path inside may then be a dangling name (cat fails), never the
+                    // secret (asserted above).
+                    _ => {}
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert!(
+            refused + benign > 0,
+            "{name}: no run was refused or read the real file"
+        );
+    }
+}
