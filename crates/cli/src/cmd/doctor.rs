@@ -191,6 +191,9 @@ pub fn render(r: &HostReport) -> String {
             format!("{}  {}", yes(i.available), i.detail),
         );
     }
+    if let Some(k) = &r.kvm {
+        line("kvm", format!("{}  {}", yes(k.available), k.detail));
+    }
     let tier = match r.auto.tier {
         Tier::Process => "process",
         _ => "container",

@@ -524,3 +524,28 @@ fn auto_falls_back_to_the_process_tier_without_user_namespaces() {
     assert!(err.contains("needs user namespaces"), "{err}");
     assert!(err.contains("--tier process"), "{err}");
 }
+
+#[test]
+fn doctor_reports_kvm_and_the_pvm_limit() {
+    let kvm = &doctor()["kvm"];
+    let detail = kvm["detail"].as_str().unwrap_or_default().to_string();
+    let available = kvm["available"].as_bool().unwrap();
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        assert!(!available, "{detail}");
+        assert!(detail.starts_with("/dev/kvm: "), "{detail}");
+        return;
+    }
+    assert!(detail.contains("API version 12"), "{detail}");
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        // A PVM host cannot boot a packaged guest kernel: never reported as usable.
+        assert!(!available, "{detail}");
+        assert!(detail.contains("kvm_pvm"), "{detail}");
+    } else {
+        assert!(available, "{detail}");
+    }
+}
