@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -75,6 +75,9 @@ pub struct Workspace {
     /// The `requests` run's upstream, and the secret bound to its checked name.
     pub upstream: CheckUpstream,
     pub secret: CheckSecret,
+    /// [`OWNER_LOCK`] of `root`, locked for the whole check: a workspace whose lock can
+    /// be taken belongs to a check that died without cleaning up (SIGKILL).
+    _owner: File,
 }
 
 /// The secret the `requests` run is given: its value lives in a file of the
@@ -149,11 +152,97 @@ fn private_base(policy: &Policy) -> Result<PathBuf, WorkspaceError> {
     ))
 }
 
+/// Each workspace's lock file, held with `flock(LOCK_EX)` by the check that made it.
+pub const OWNER_LOCK: &str = ".owner.lock";
+/// A workspace directory's name: this prefix and a random tag.
+const WORKSPACE_PREFIX: &str = "skillsandbox-check-";
+
+/// Create `root/OWNER_LOCK` and lock it; the file stays close-on-exec, so no sandboxed
+/// child holds it.
+fn lock_owner(root: &Path) -> Result<File, WorkspaceError> {
+    let path = root.join(OWNER_LOCK);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|source| WorkspaceError::Create {
+            path: path.clone(),
+            source,
+        })?;
+    // Blocking: a reaper that opened the still-empty file holds it for a moment only.
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(WorkspaceError::Create {
+            path,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // Non-empty marks the lock as taken: a reaper skips an empty one (being created).
+    (&f).write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(|source| WorkspaceError::Create { path, source })?;
+    Ok(f)
+}
+
+/// Remove the workspaces under `base` left by checks that died (SIGKILL, a crash):
+/// directories of ours, named like a workspace, whose owner lock nobody holds. A
+/// directory without a lock file is one being created (or made by someone else) and
+/// is left alone, as is anything not owned by this uid or not a real directory.
+/// Returns what was removed.
+pub fn reap_stale(base: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(base) else {
+        return removed;
+    };
+    // SAFETY: geteuid has no failure mode.
+    let me = unsafe { libc::geteuid() };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(WORKSPACE_PREFIX) {
+            continue;
+        }
+        let dir = e.path();
+        let Ok(md) = fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !md.is_dir() || md.uid() != me {
+            continue;
+        }
+        let lock = dir.join(OWNER_LOCK);
+        let Ok(f) = fs::OpenOptions::new().read(true).open(&lock) else {
+            continue;
+        };
+        if !f
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.uid() == me && m.len() > 0)
+        {
+            continue; // not ours, or its check is between creating and locking it
+        }
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue; // its check is alive
+        }
+        if fs::remove_dir_all(&dir).is_ok() {
+            removed.push(dir);
+        }
+    }
+    removed
+}
+
 impl Workspace {
     pub fn create(policy: &Policy, env: EnvCanary) -> Result<Workspace, WorkspaceError> {
         let tag = random_hex()?;
-        let root = private_base(policy)?.join(format!("skillsandbox-check-{tag}"));
+        let base = private_base(policy)?;
+        reap_stale(&base);
+        let root = base.join(format!("{WORKSPACE_PREFIX}{tag}"));
         mkdir(&root)?;
+        let owner = match lock_owner(&root) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&root);
+                return Err(e);
+            }
+        };
         // From here on, Drop cleans up whatever was made.
         let home = root.join("home");
         let write_dir = root.join("write");
@@ -242,6 +331,7 @@ impl Workspace {
             loopback_v6,
             abstract_unix,
             env,
+            _owner: owner,
             upstream,
             secret,
         })
@@ -373,5 +463,55 @@ pub fn host_view(policy: &Policy) -> HostView {
             .unwrap_or_default(),
         root_dev: fs::metadata("/").map(|m| m.dev()).unwrap_or(0),
         home,
+    }
+}
+
+#[cfg(test)]
+mod reap_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn base() -> PathBuf {
+        let b =
+            std::env::temp_dir().join(format!("skillsandbox-reap-test-{}", random_hex().unwrap()));
+        fs::create_dir(&b).unwrap();
+        b
+    }
+
+    #[test]
+    fn only_unlocked_workspaces_of_dead_checks_are_removed() {
+        let b = base();
+        // A check killed with SIGKILL: its lock file is there, nobody holds it.
+        let dead = b.join(format!("{WORKSPACE_PREFIX}dead"));
+        fs::create_dir(&dead).unwrap();
+        drop(lock_owner(&dead).unwrap());
+        fs::write(dead.join("secret"), "x").unwrap();
+        // A live check: the lock is held (by this test).
+        let live = b.join(format!("{WORKSPACE_PREFIX}live"));
+        fs::create_dir(&live).unwrap();
+        let held = lock_owner(&live).unwrap();
+        // A check between mkdir and its lock; one between creating and locking it.
+        let young = b.join(format!("{WORKSPACE_PREFIX}young"));
+        fs::create_dir(&young).unwrap();
+        let empty = b.join(format!("{WORKSPACE_PREFIX}empty"));
+        fs::create_dir(&empty).unwrap();
+        File::create(empty.join(OWNER_LOCK)).unwrap();
+        // Not a workspace; a symlink named like one.
+        let other = b.join("unrelated");
+        fs::create_dir(&other).unwrap();
+        drop(lock_owner(&other).unwrap());
+        let link = b.join(format!("{WORKSPACE_PREFIX}link"));
+        std::os::unix::fs::symlink(&dead, &link).unwrap();
+
+        let removed = reap_stale(&b);
+        assert_eq!(removed, vec![dead.clone()]);
+        assert!(!dead.exists());
+        for kept in [&live, &young, &empty, &other] {
+            assert!(kept.is_dir(), "{} was removed", kept.display());
+        }
+        drop(held);
+        // Once its owner lets go, the live one is stale too.
+        assert_eq!(reap_stale(&b), vec![live.clone()]);
+        fs::remove_dir_all(&b).unwrap();
     }
 }
