@@ -6,8 +6,11 @@ alike); the report gives medians and ratios. Usage:
 
     cargo build --release
     python3 bench/launch.py [--runs 200] [--bin target/release/skillsandbox]
+    python3 bench/launch.py --runs 40 --gate bench/baseline.json   # CI
 
-Writes a JSON summary to stdout's last line for scripts.
+Writes a JSON summary to stdout's last line for scripts. With --gate, exits 1 when a
+ratio is more than twice the one recorded in the baseline file (a gross regression:
+shared hosts are too noisy for a finer bound), naming each.
 """
 import argparse
 import json
@@ -33,12 +36,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--bin", default="target/release/skillsandbox")
+    ap.add_argument("--gate", metavar="BASELINE_JSON",
+                    help="fail on a ratio above twice the recorded one")
     a = ap.parse_args()
     state = tempfile.mkdtemp(prefix="ss-bench-")
     env = dict(os.environ, XDG_STATE_HOME=state, SKILLSANDBOX_AUDIT_LOG=os.path.join(state, "audit.jsonl"))
     variants = {
         "fork+exec": ["/bin/true"],
         "skillsandbox exec": [a.bin, "exec", "-q", "--", "/bin/true"],
+        "skillsandbox process": [a.bin, "exec", "-q", "--tier", "process", "--", "/bin/true"],
     }
     bwrap = shutil.which("bwrap")
     if bwrap:
@@ -58,7 +64,25 @@ def main():
         p90 = statistics.quantiles(v, n=10)[-1]
         vs_bwrap = f"{med[k] / med['bwrap']:.2f}" if "bwrap" in med else "-"
         print(f"{k:<20} {med[k]:>10.2f} {p90:>8.2f} {med[k] / base:>12.2f} {vs_bwrap:>8}")
-    print(json.dumps({"runs": a.runs, "median_ms": med}))
+    ratios = {"container_vs_fork_exec": med["skillsandbox exec"] / base,
+              "process_vs_fork_exec": med["skillsandbox process"] / base}
+    if "bwrap" in med:
+        ratios["container_vs_bwrap"] = med["skillsandbox exec"] / med["bwrap"]
+    print(json.dumps({"runs": a.runs, "median_ms": med, "ratios": ratios}))
+    if a.gate:
+        with open(a.gate) as f:
+            recorded = json.load(f)["launch"]
+        bad = []
+        for k, limit in recorded.items():
+            if k not in ratios:
+                bad.append(f"{k}: not measured (bwrap missing?)")
+            elif ratios[k] > 2 * limit:
+                bad.append(f"{k}: {ratios[k]:.2f}x, recorded {limit:.2f}x (limit {2 * limit:.2f}x)")
+        for b in bad:
+            print(f"gross launch regression: {b}", file=sys.stderr)
+        if bad:
+            sys.exit(1)
+        print(f"launch gate: every ratio within 2x of {a.gate}", file=sys.stderr)
 
 
 if __name__ == "__main__":
