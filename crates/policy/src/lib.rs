@@ -13,6 +13,7 @@
 pub mod decide;
 pub mod file;
 mod load;
+pub mod locate;
 pub mod notify;
 pub mod price;
 mod read;
@@ -31,6 +32,7 @@ pub use file::{
 pub use load::{
     default_policy_path, find_policy, load_policy_file, parse_policy, LoadedPolicy, PolicyFileError,
 };
+pub use locate::{StoreLocation, STORE_URL_ENV};
 pub use status::SessionStatus;
 pub use store::{
     check_session_id, default_store_path, Accounted, Admission, Killed, SessionRow, SessionState,

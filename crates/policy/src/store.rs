@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::decide::{refusal, Decision, Refusal, Totals};
 use crate::file::PolicyFile;
+use crate::locate::StoreLocation;
 use crate::sql::{
     connect, decide_and_trip, ensure_session, kill_in, session_row, standing, totals, SCHEMA,
     SCHEMA_VERSION,
@@ -56,6 +57,10 @@ pub enum StoreError {
     UnknownSession { id: String },
     #[error("session store {}: the connection lock was poisoned by a panic", path.display())]
     Poisoned { path: PathBuf },
+    #[error("invalid session store URL: {why}\n  hint: use sqlite:PATH (set by --store or $SKILLSANDBOX_STORE)")]
+    InvalidStoreUrl { why: &'static str },
+    #[error("session store backend {backend:?} is not available in this build\n  hint: use sqlite:PATH, or unset $SKILLSANDBOX_STORE")]
+    BackendUnavailable { backend: &'static str },
 }
 
 /// Session ids: 1–128 characters of `A-Z a-z 0-9 . _ : @ -`.
@@ -204,9 +209,21 @@ impl Store {
         })
     }
 
-    /// The store at [`default_store_path`].
+    /// The store named by `$SKILLSANDBOX_STORE`, else the SQLite file at
+    /// [`default_store_path`].
     pub fn open_default() -> Result<Store, StoreError> {
-        Store::open(default_store_path())
+        Store::open_location(&StoreLocation::from_env()?)
+    }
+
+    /// The store at `loc`. Only SQLite exists in this build: a PostgreSQL location
+    /// is refused, never replaced by a local file.
+    pub fn open_location(loc: &StoreLocation) -> Result<Store, StoreError> {
+        match loc {
+            StoreLocation::Sqlite(path) => Store::open(path.clone()),
+            StoreLocation::Postgres(_) => Err(StoreError::BackendUnavailable {
+                backend: loc.backend(),
+            }),
+        }
     }
 
     pub fn path(&self) -> &Path {
