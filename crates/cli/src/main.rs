@@ -21,7 +21,8 @@ use clap::{Parser, Subcommand};
 #[command(name = "skillsandbox", version, propagate_version = true)]
 struct Cli {
     /// The session store: sqlite:PATH (the default is the state directory's
-    /// sessions.db) or a PostgreSQL URL (not available in this build: refused).
+    /// sessions.db) or postgres://USER@HOST/DB, one database shared by many hosts
+    /// (no TLS in this build: sslmode=require is refused).
     /// Same as $SKILLSANDBOX_STORE, which it overrides.
     #[arg(long, global = true, value_name = "URL")]
     store: Option<String>,

@@ -2,9 +2,9 @@
 //! from `--store` or `$SKILLSANDBOX_STORE`, else the SQLite file of
 //! [`default_store_path`].
 //!
-//! Only the SQLite backend exists in this build. A PostgreSQL URL is recognised and
-//! refused with [`StoreError::BackendUnavailable`], so a host that was told to share
-//! a database never falls back to a private file (fail closed: no run starts).
+//! A PostgreSQL URL that cannot be used (unreachable, `sslmode=require`) is an
+//! error, so a host that was told to share a database never falls back to a
+//! private file (fail closed: no run starts).
 
 use std::path::PathBuf;
 
