@@ -108,9 +108,18 @@ pub(crate) fn redacted(c: &Config) -> String {
 }
 
 pub(crate) fn connect(c: &Config, label: &str) -> Result<Client, StoreError> {
-    c.connect(NoTls).map_err(|source| StoreError::PgConnect {
-        store: label.to_owned(),
-        source,
+    c.connect(NoTls).map_err(|e| {
+        let mut why = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            why.push_str(": ");
+            why.push_str(&c.to_string());
+            cause = c.source();
+        }
+        StoreError::PgConnect {
+            store: label.to_owned(),
+            why,
+        }
     })
 }
 

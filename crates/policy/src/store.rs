@@ -47,11 +47,9 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("cannot connect to the session store {store}: {source}\n  hint: check that the database is up and the URL in --store / $SKILLSANDBOX_STORE is right")]
-    PgConnect {
-        store: String,
-        source: postgres::Error,
-    },
+    // The whole cause chain in the message, before the hint (`why`, not `source`).
+    #[error("cannot connect to the session store {store}: {why}\n  hint: check that the database is up and the URL in --store / $SKILLSANDBOX_STORE is right")]
+    PgConnect { store: String, why: String },
     #[error("session store {store}: {what}: {source}")]
     Query {
         store: String,
