@@ -20,6 +20,12 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "skillsandbox", version, propagate_version = true)]
 struct Cli {
+    /// The session store: sqlite:PATH (the default is the state directory's
+    /// sessions.db) or postgres://USER@HOST/DB, one database shared by many hosts
+    /// (no TLS in this build: sslmode=require is refused).
+    /// Same as $SKILLSANDBOX_STORE, which it overrides.
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +59,14 @@ fn main() -> ExitCode {
     // Best effort: a failure leaves the usual limit, which still works for small loads.
     let _ = skillsandbox_sandbox::sys::raise_nofile_soft_limit();
     let cli = Cli::parse();
+    if let Some(url) = &cli.store {
+        if let Err(e) = skillsandbox_policy::StoreLocation::parse(url) {
+            eprintln!("skillsandbox: --store: {e}");
+            return ExitCode::from(2);
+        }
+        // Still one thread here: every later store opening reads it from there.
+        std::env::set_var(skillsandbox_policy::STORE_URL_ENV, url);
+    }
     let result = match cli.command {
         Command::Run(a) => cmd::run::main(a),
         Command::Exec(a) => cmd::exec::main(a),

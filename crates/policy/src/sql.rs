@@ -1,5 +1,5 @@
-//! The store's SQL: the schema, and the reads and writes its transactions are
-//! made of. Callers hold the transaction; nothing here commits.
+//! The SQLite backend's SQL: the schema, and [`Tx`] for a SQLite transaction.
+//! Callers hold the (`IMMEDIATE`) transaction; nothing here commits.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::decide::{decisions_after, Standing, Totals};
-use crate::file::{Action, PolicyFile};
-use crate::store::{to_u64, Accounted, SessionRow, SessionState, StoreError};
+use crate::decide::{Standing, Totals};
+use crate::store::{to_i64, to_u64, SessionRow, SessionState, StoreError};
+use crate::tx::{DbError, Tx};
+use crate::usage::{CostEntry, RunUsage};
 
 pub(crate) const SCHEMA_VERSION: i64 = 1;
 
@@ -69,67 +70,6 @@ pub(crate) fn connect(path: &Path, busy: Duration) -> Result<Connection, StoreEr
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(open)?;
     Ok(conn)
-}
-
-pub(crate) fn ensure_session(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    now: i64,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT OR IGNORE INTO sessions (id, state, created_at_ms, opened_at_ms, epoch)
-         VALUES (?1, 'open', ?2, ?2, 0)",
-        params![id, now],
-    )?;
-    Ok(())
-}
-
-pub(crate) fn kill_in(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    reason: &str,
-    now: i64,
-) -> rusqlite::Result<bool> {
-    let n = tx.execute(
-        "UPDATE sessions SET state = 'killed', killed_at_ms = ?2, kill_reason = ?3,
-                kill_count = kill_count + 1
-         WHERE id = ?1 AND state = 'open'",
-        params![id, now, reason],
-    )?;
-    Ok(n == 1)
-}
-
-/// After a change: decide against the totals before it; a `kill` decision trips
-/// the switch (when the usage belongs to the session's current epoch).
-pub(crate) fn decide_and_trip(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    epoch: i64,
-    policy: &PolicyFile,
-    before: &Totals,
-    now: i64,
-) -> rusqlite::Result<Accounted> {
-    let after = totals(tx, id, epoch)?;
-    let row = session_row(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    if row.epoch != epoch {
-        // The session was reset since this run started: its usage is history.
-        return Ok(Accounted {
-            totals: after,
-            ..Accounted::default()
-        });
-    }
-    let decisions = decisions_after(policy, before, &after);
-    let mut killed = None;
-    if let Some(d) = decisions.iter().find(|d| d.action == Action::Kill) {
-        if kill_in(tx, id, &d.message, now)? {
-            killed = Some(d.message.clone());
-        }
-    }
-    Ok(Accounted {
-        decisions,
-        killed,
-        totals: after,
-    })
 }
 
 pub(crate) fn standing(row: &SessionRow) -> Standing {
@@ -205,4 +145,126 @@ pub(crate) fn totals(conn: &Connection, id: &str, epoch: i64) -> rusqlite::Resul
         t.violations.insert(k, n);
     }
     Ok(t)
+}
+
+/// [`Tx`] over a SQLite transaction. The `IMMEDIATE` transaction already holds the
+/// write lock on the whole file, so [`Tx::lock_session`] has nothing to add.
+pub(crate) struct SqliteTx<'a>(pub(crate) &'a rusqlite::Transaction<'a>);
+
+impl Tx for SqliteTx<'_> {
+    fn ensure_session(&mut self, id: &str, now: i64) -> Result<(), DbError> {
+        self.0.execute(
+            "INSERT OR IGNORE INTO sessions (id, state, created_at_ms, opened_at_ms, epoch)
+             VALUES (?1, 'open', ?2, ?2, 0)",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    fn lock_session(&mut self, _id: &str) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    fn session_row(&mut self, id: &str) -> Result<Option<SessionRow>, DbError> {
+        Ok(session_row(self.0, id)?)
+    }
+
+    fn totals(&mut self, id: &str, epoch: i64) -> Result<Totals, DbError> {
+        Ok(totals(self.0, id, epoch)?)
+    }
+
+    fn kill(&mut self, id: &str, reason: &str, now: i64) -> Result<bool, DbError> {
+        let n = self.0.execute(
+            "UPDATE sessions SET state = 'killed', killed_at_ms = ?2, kill_reason = ?3,
+                    kill_count = kill_count + 1
+             WHERE id = ?1 AND state = 'open'",
+            params![id, now, reason],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn insert_run(&mut self, id: &str, epoch: i64, now: i64) -> Result<i64, DbError> {
+        self.0.execute(
+            "INSERT INTO runs (session_id, epoch, started_at_ms) VALUES (?1, ?2, ?3)",
+            params![id, epoch, now],
+        )?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn set_policy(&mut self, id: &str, policy_json: &str) -> Result<(), DbError> {
+        self.0.execute(
+            "UPDATE sessions SET policy_json = ?2 WHERE id = ?1",
+            params![id, policy_json],
+        )?;
+        Ok(())
+    }
+
+    fn finish_run(&mut self, run_id: i64, now: i64, u: &RunUsage) -> Result<bool, DbError> {
+        let n = self.0.execute(
+            "UPDATE runs SET finished_at_ms = ?2, trace_id = ?3, cpu_ms = ?4, wall_ms = ?5,
+                    egress_bytes = ?6, exit_code = ?7, termination = ?8
+             WHERE id = ?1 AND finished_at_ms IS NULL",
+            params![
+                run_id,
+                now,
+                u.trace_id,
+                to_i64(u.cpu_ms),
+                to_i64(u.wall_ms),
+                to_i64(u.egress_bytes),
+                u.exit_code,
+                u.termination,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn add_violations(&mut self, id: &str, epoch: i64, kind: &str, n: i64) -> Result<(), DbError> {
+        self.0.execute(
+            "INSERT INTO violations (session_id, epoch, kind, count) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (session_id, epoch, kind) DO UPDATE SET count = count + excluded.count",
+            params![id, epoch, kind, n],
+        )?;
+        Ok(())
+    }
+
+    fn insert_cost(
+        &mut self,
+        id: &str,
+        epoch: i64,
+        now: i64,
+        e: &CostEntry,
+    ) -> Result<(), DbError> {
+        self.0.execute(
+            "INSERT INTO costs (session_id, epoch, at_ms, model, input_tokens, output_tokens, usd)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                id,
+                epoch,
+                now,
+                e.model,
+                e.input_tokens.map(to_i64),
+                e.output_tokens.map(to_i64),
+                e.usd
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn reset(&mut self, id: &str, now: i64) -> Result<(), DbError> {
+        self.0.execute(
+            "UPDATE sessions SET state = 'open', killed_at_ms = NULL, kill_reason = NULL,
+                    epoch = epoch + 1, opened_at_ms = ?2
+             WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    fn session_ids(&mut self) -> Result<Vec<String>, DbError> {
+        Ok(self
+            .0
+            .prepare("SELECT id FROM sessions ORDER BY created_at_ms, id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
 }

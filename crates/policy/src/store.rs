@@ -1,24 +1,27 @@
 //! The session store: one SQLite file (WAL, busy timeout) shared by every process
-//! that runs skills, so limits hold across processes and restarts.
+//! of a host, or one PostgreSQL database shared by many hosts, so limits hold
+//! across processes, hosts and restarts.
 //!
-//! Every change happens in an `IMMEDIATE` transaction that reads the totals, decides
-//! (`decide.rs`) and writes in one step: concurrent admissions cannot overshoot
-//! `max_runs` and concurrent accountings never lose an update. This module never
+//! Every change happens in one transaction that locks the session (SQLite: an
+//! `IMMEDIATE` transaction; PostgreSQL: `SELECT … FOR UPDATE` on its row), reads
+//! the totals, decides (`decide.rs`) and writes: concurrent admissions cannot
+//! overshoot `max_runs` and concurrent accountings never lose an update. This module never
 //! sends anything anywhere; it returns what it decided.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
-use crate::decide::{refusal, Decision, Refusal, Totals};
-use crate::file::PolicyFile;
-use crate::sql::{
-    connect, decide_and_trip, ensure_session, kill_in, session_row, standing, totals, SCHEMA,
-    SCHEMA_VERSION,
-};
+use crate::decide::{decisions_after, refusal, Decision, Refusal, Totals};
+use crate::file::{Action, PolicyFile};
+use crate::locate::StoreLocation;
+use crate::pg::PgStore;
+use crate::sql::{connect, standing, SqliteTx, SCHEMA, SCHEMA_VERSION};
+use crate::tx::{DbError, Tx};
 use crate::usage::{CostEntry, RunUsage};
+use crate::watch::WatchTarget;
 
 /// Environment variable that overrides the store location (tests, per-user setups).
 pub const SESSION_DB_ENV: &str = "SKILLSANDBOX_SESSION_DB";
@@ -44,18 +47,37 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("session store {}: {what}: {source}", path.display())]
+    // The whole cause chain in the message, before the hint (`why`, not `source`).
+    #[error("cannot connect to the session store {store}: {why}\n  hint: check that the database is up and the URL in --store / $SKILLSANDBOX_STORE is right")]
+    PgConnect { store: String, why: String },
+    #[error("session store {store}: {what}: {source}")]
     Query {
-        path: PathBuf,
+        store: String,
         what: &'static str,
-        source: rusqlite::Error,
+        source: DbError,
+    },
+    #[error(
+        "session store {store}: the kill watch has not reached the database for {secs} s: {why}"
+    )]
+    WatchSilent {
+        store: String,
+        secs: u64,
+        why: String,
     },
     #[error("invalid session id {id:?}: {why}")]
     InvalidSessionId { id: String, why: &'static str },
     #[error("no session {id:?}\n  hint: `skillsandbox session list` shows the known sessions")]
     UnknownSession { id: String },
-    #[error("session store {}: the connection lock was poisoned by a panic", path.display())]
-    Poisoned { path: PathBuf },
+    #[error("session store {store}: the connection lock was poisoned by a panic")]
+    Poisoned { store: String },
+    #[error("invalid session store URL: {why}\n  hint: use sqlite:PATH or postgres://USER@HOST/DB (set by --store or $SKILLSANDBOX_STORE)")]
+    InvalidStoreUrl { why: &'static str },
+    #[error(
+        "invalid PostgreSQL URL: {why}\n  hint: write postgres://USER[:PASSWORD]@HOST[:PORT]/DB"
+    )]
+    InvalidPostgresUrl { why: String },
+    #[error("session store {store}: sslmode=require, but this build has no TLS client for PostgreSQL; refusing rather than connecting in plaintext\n  hint: reach the database over a trusted network or a local TLS tunnel and use sslmode=disable")]
+    TlsUnavailable { store: String },
 }
 
 /// Session ids: 1–128 characters of `A-Z a-z 0-9 . _ : @ -`.
@@ -142,11 +164,19 @@ pub struct Killed {
     pub totals: Totals,
 }
 
-/// The session store at one path.
+/// The session store: a SQLite file on this host, or a PostgreSQL database shared
+/// by many hosts. Every operation below is written once against [`Tx`].
 #[derive(Debug)]
 pub struct Store {
+    /// The SQLite file, or the PostgreSQL URL without its password (for messages).
     path: PathBuf,
-    conn: Mutex<Connection>,
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Sqlite(Mutex<Connection>),
+    Postgres(Box<PgStore>),
 }
 
 fn now_ms() -> i64 {
@@ -170,8 +200,12 @@ impl Store {
         prepare_file(&path)?;
         let mut conn = connect(&path, BUSY_TIMEOUT)?;
         let q = |what| {
-            let path = path.clone();
-            move |source| StoreError::Query { path, what, source }
+            let store = path.display().to_string();
+            move |source: rusqlite::Error| StoreError::Query {
+                store,
+                what,
+                source: source.into(),
+            }
         };
         // Switching to WAL needs a moment alone with the file; only the very first
         // opener does it, others may see SQLITE_BUSY meanwhile.
@@ -200,37 +234,82 @@ impl Store {
         tx.commit().map_err(q("creating the tables"))?;
         Ok(Store {
             path,
-            conn: Mutex::new(conn),
+            backend: Backend::Sqlite(Mutex::new(conn)),
         })
     }
 
-    /// The store at [`default_store_path`].
+    /// The store named by `$SKILLSANDBOX_STORE`, else the SQLite file at
+    /// [`default_store_path`].
     pub fn open_default() -> Result<Store, StoreError> {
-        Store::open(default_store_path())
+        Store::open_location(&StoreLocation::from_env()?)
     }
 
+    /// The store at `loc`: a SQLite file, or a PostgreSQL database (connected and
+    /// migrated now; an unreachable database is an error, never replaced by a file).
+    pub fn open_location(loc: &StoreLocation) -> Result<Store, StoreError> {
+        match loc {
+            StoreLocation::Sqlite(path) => Store::open(path.clone()),
+            StoreLocation::Postgres(url) => Store::open_postgres(url),
+        }
+    }
+
+    /// Connects to the PostgreSQL database at `url` and migrates its schema.
+    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let pg = PgStore::open(url)?;
+        Ok(Store {
+            path: PathBuf::from(&pg.label),
+            backend: Backend::Postgres(Box::new(pg)),
+        })
+    }
+
+    /// The SQLite file, or the PostgreSQL URL without its password: for messages.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A watch on session `id`'s kill state (see [`KillWatch`]) from this store's
+    /// location; `'static`, so a run's stop check can own it.
+    pub fn watch_target(&self) -> WatchTarget {
+        match &self.backend {
+            Backend::Sqlite(_) => WatchTarget::Sqlite(self.path.clone()),
+            Backend::Postgres(pg) => WatchTarget::Postgres {
+                config: Box::new(pg.config().clone()),
+                label: pg.label.clone(),
+            },
+        }
     }
 
     fn with<T>(
         &self,
         what: &'static str,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+        mut f: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned {
-            path: self.path.clone(),
-        })?;
-        let q = |source| StoreError::Query {
-            path: self.path.clone(),
+        let conn = match &self.backend {
+            Backend::Postgres(pg) => return pg.with(what, f),
+            Backend::Sqlite(conn) => conn,
+        };
+        let store = || self.path.display().to_string();
+        let mut conn = conn
+            .lock()
+            .map_err(|_| StoreError::Poisoned { store: store() })?;
+        let q = |source: DbError| StoreError::Query {
+            store: store(),
             what,
             source,
         };
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(q)?;
-        let out = f(&tx).map_err(q)?;
-        tx.commit().map_err(q)?;
+            .map_err(|e| q(e.into()))?;
+        let out = f(&mut SqliteTx(&tx)).map_err(q)?;
+        tx.commit().map_err(|e| q(e.into()))?;
         Ok(out)
     }
 
@@ -245,21 +324,15 @@ impl Store {
         let now = now_ms();
         let policy_json = serde_json::to_string(policy).unwrap_or_default();
         self.with("admitting a run", |tx| {
-            ensure_session(tx, id, now)?;
-            let row = session_row(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            let totals = totals(tx, id, row.epoch)?;
+            tx.ensure_session(id, now)?;
+            tx.lock_session(id)?;
+            let row = tx.session_row(id)?.ok_or(DbError::MissingRow)?;
+            let totals = tx.totals(id, row.epoch)?;
             if let Some(r) = refusal(id, policy, &standing(&row), &totals, now) {
                 return Ok(Err(r));
             }
-            tx.execute(
-                "INSERT INTO runs (session_id, epoch, started_at_ms) VALUES (?1, ?2, ?3)",
-                params![id, row.epoch, now],
-            )?;
-            let run_id = tx.last_insert_rowid();
-            tx.execute(
-                "UPDATE sessions SET policy_json = ?2 WHERE id = ?1",
-                params![id, policy_json],
-            )?;
+            let run_id = tx.insert_run(id, row.epoch, now)?;
+            tx.set_policy(id, &policy_json)?;
             Ok(Ok(Admission {
                 session_id: id.to_owned(),
                 run_id,
@@ -279,23 +352,9 @@ impl Store {
     ) -> Result<Accounted, StoreError> {
         let now = now_ms();
         self.with("accounting a run", |tx| {
-            let before = totals(tx, &a.session_id, a.epoch)?;
-            let changed = tx.execute(
-                "UPDATE runs SET finished_at_ms = ?2, trace_id = ?3, cpu_ms = ?4, wall_ms = ?5,
-                        egress_bytes = ?6, exit_code = ?7, termination = ?8
-                 WHERE id = ?1 AND finished_at_ms IS NULL",
-                params![
-                    a.run_id,
-                    now,
-                    usage.trace_id,
-                    to_i64(usage.cpu_ms),
-                    to_i64(usage.wall_ms),
-                    to_i64(usage.egress_bytes),
-                    usage.exit_code,
-                    usage.termination,
-                ],
-            )?;
-            if changed == 0 {
+            tx.lock_session(&a.session_id)?;
+            let before = tx.totals(&a.session_id, a.epoch)?;
+            if !tx.finish_run(a.run_id, now, usage)? {
                 // Already accounted: never count a run twice.
                 return Ok(Accounted {
                     totals: before,
@@ -303,11 +362,7 @@ impl Store {
                 });
             }
             for (kind, n) in &usage.violations {
-                tx.execute(
-                    "INSERT INTO violations (session_id, epoch, kind, count) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (session_id, epoch, kind) DO UPDATE SET count = count + excluded.count",
-                    params![a.session_id, a.epoch, kind, to_i64(*n)],
-                )?;
+                tx.add_violations(&a.session_id, a.epoch, kind, to_i64(*n))?;
             }
             decide_and_trip(tx, &a.session_id, a.epoch, policy, &before, now)
         })
@@ -323,22 +378,11 @@ impl Store {
         check_session_id(id)?;
         let now = now_ms();
         self.with("recording a cost", |tx| {
-            ensure_session(tx, id, now)?;
-            let row = session_row(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            let before = totals(tx, id, row.epoch)?;
-            tx.execute(
-                "INSERT INTO costs (session_id, epoch, at_ms, model, input_tokens, output_tokens, usd)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    id,
-                    row.epoch,
-                    now,
-                    entry.model,
-                    entry.input_tokens.map(to_i64),
-                    entry.output_tokens.map(to_i64),
-                    entry.usd
-                ],
-            )?;
+            tx.ensure_session(id, now)?;
+            tx.lock_session(id)?;
+            let row = tx.session_row(id)?.ok_or(DbError::MissingRow)?;
+            let before = tx.totals(id, row.epoch)?;
+            tx.insert_cost(id, row.epoch, now, entry)?;
             decide_and_trip(tx, id, row.epoch, policy, &before, now)
         })
     }
@@ -348,13 +392,14 @@ impl Store {
         check_session_id(id)?;
         let now = now_ms();
         self.with("killing a session", |tx| {
-            ensure_session(tx, id, now)?;
-            let newly = kill_in(tx, id, reason, now)?;
-            let row = session_row(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            tx.ensure_session(id, now)?;
+            tx.lock_session(id)?;
+            let newly = tx.kill(id, reason, now)?;
+            let row = tx.session_row(id)?.ok_or(DbError::MissingRow)?;
             Ok(Killed {
                 newly,
                 reason: row.kill_reason.unwrap_or_else(|| reason.to_owned()),
-                totals: totals(tx, id, row.epoch)?,
+                totals: tx.totals(id, row.epoch)?,
             })
         })
     }
@@ -365,13 +410,9 @@ impl Store {
         check_session_id(id)?;
         let now = now_ms();
         let row = self.with("resetting a session", |tx| {
-            tx.execute(
-                "UPDATE sessions SET state = 'open', killed_at_ms = NULL, kill_reason = NULL,
-                        epoch = epoch + 1, opened_at_ms = ?2
-                 WHERE id = ?1",
-                params![id, now],
-            )?;
-            session_row(tx, id)
+            tx.lock_session(id)?;
+            tx.reset(id, now)?;
+            tx.session_row(id)
         })?;
         row.ok_or_else(|| StoreError::UnknownSession { id: id.to_owned() })
     }
@@ -379,10 +420,10 @@ impl Store {
     /// The session row and its current totals, if the session exists.
     pub fn get(&self, id: &str) -> Result<Option<(SessionRow, Totals)>, StoreError> {
         self.with("reading a session", |tx| {
-            let Some(row) = session_row(tx, id)? else {
+            let Some(row) = tx.session_row(id)? else {
                 return Ok(None);
             };
-            let t = totals(tx, id, row.epoch)?;
+            let t = tx.totals(id, row.epoch)?;
             Ok(Some((row, t)))
         })
     }
@@ -390,20 +431,50 @@ impl Store {
     /// Every session with its current totals, oldest first.
     pub fn list(&self) -> Result<Vec<(SessionRow, Totals)>, StoreError> {
         self.with("listing sessions", |tx| {
-            let ids: Vec<String> = tx
-                .prepare("SELECT id FROM sessions ORDER BY created_at_ms, id")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let ids = tx.session_ids()?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                if let Some(row) = session_row(tx, &id)? {
-                    let t = totals(tx, &id, row.epoch)?;
+                if let Some(row) = tx.session_row(&id)? {
+                    let t = tx.totals(&id, row.epoch)?;
                     out.push((row, t));
                 }
             }
             Ok(out)
         })
     }
+}
+
+/// After a change: decide against the totals before it; a `kill` decision trips
+/// the switch (when the usage belongs to the session's current epoch).
+fn decide_and_trip(
+    tx: &mut dyn Tx,
+    id: &str,
+    epoch: i64,
+    policy: &PolicyFile,
+    before: &Totals,
+    now: i64,
+) -> Result<Accounted, DbError> {
+    let after = tx.totals(id, epoch)?;
+    let row = tx.session_row(id)?.ok_or(DbError::MissingRow)?;
+    if row.epoch != epoch {
+        // The session was reset since this run started: its usage is history.
+        return Ok(Accounted {
+            totals: after,
+            ..Accounted::default()
+        });
+    }
+    let decisions = decisions_after(policy, before, &after);
+    let mut killed = None;
+    if let Some(d) = decisions.iter().find(|d| d.action == Action::Kill) {
+        if tx.kill(id, &d.message, now)? {
+            killed = Some(d.message.clone());
+        }
+    }
+    Ok(Accounted {
+        decisions,
+        killed,
+        totals: after,
+    })
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -1,18 +1,89 @@
-//! The session store on a real SQLite file: admission, accounting, decisions, kill
-//! and reset, concurrency across connections, and persistence across reopen.
+//! The session store on a real SQLite file and on a real PostgreSQL server, one
+//! suite for both (`<test>::sqlite`, `<test>::postgres`): admission, accounting,
+//! decisions, kill and reset, concurrency across connections and hosts, and
+//! persistence across reopen.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use skillsandbox_policy::{
-    parse_policy, Action, KillWatch, RefusalKind, RunUsage, SessionState, Store, UsageReport,
+    parse_policy, Action, KillWatch, RefusalKind, RunUsage, SessionState, Store, StoreLocation,
+    UsageReport,
 };
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path().join("state/sessions.db")).unwrap();
-    (dir, s)
+/// Where a test's store lives; [`Backend::open`] is one more process (or host)
+/// opening the same store.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn postgres() -> Option<Backend> {
+        support::pg::database().map(Backend::Postgres)
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Backend::Sqlite(d) => {
+                format!("sqlite:{}", d.path().join("state/sessions.db").display())
+            }
+            Backend::Postgres(u) => u.clone(),
+        }
+    }
+
+    fn open(&self) -> Store {
+        Store::open_location(&StoreLocation::parse(&self.url()).unwrap()).unwrap()
+    }
+}
+
+/// One test per backend, both running the same body.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(&super::Backend::sqlite());
+            }
+            #[test]
+            fn postgres() {
+                if let Some(b) = super::Backend::postgres() {
+                    super::$name(&b);
+                }
+            }
+        }
+    )*};
+}
+
+both!(
+    max_runs_counts_at_admission,
+    budget_block_then_reset,
+    threshold_kill_trips_the_switch_and_the_watch_sees_it,
+    kill_persists_across_reopen_and_keeps_the_first_reason,
+    costs_count_against_the_budget,
+    concurrent_connections_never_lose_an_update_or_overshoot,
+    concurrent_supervisors_never_overspend_a_budget,
+    a_kill_reaches_every_watch_within_a_second,
+);
+
+/// A watch may learn of a kill a moment later (PostgreSQL: its own thread).
+fn wait_killed(w: &KillWatch) -> Option<String> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        if let Some(r) = w.killed().unwrap() {
+            return Some(r);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }
 
 fn usage(cpu_ms: u64, violations: &[(&str, u64)]) -> RunUsage {
@@ -33,7 +104,8 @@ fn usage(cpu_ms: u64, violations: &[(&str, u64)]) -> RunUsage {
 #[test]
 fn files_are_private_and_wal() {
     use std::os::unix::fs::PermissionsExt;
-    let (dir, s) = store();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("state/sessions.db")).unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir.path().join("state")), 0o700);
     assert_eq!(mode(s.path()), 0o600);
@@ -44,9 +116,8 @@ fn files_are_private_and_wal() {
     assert_eq!(jm, "wal");
 }
 
-#[test]
-fn max_runs_counts_at_admission() {
-    let (_d, s) = store();
+fn max_runs_counts_at_admission(b: &Backend) {
+    let s = b.open();
     let p = parse_policy("session: {max_runs: 2}\n", "p").unwrap();
     let a1 = s.admit("s1", &p).unwrap().unwrap();
     let _a2 = s.admit("s1", &p).unwrap().unwrap();
@@ -63,9 +134,8 @@ fn max_runs_counts_at_admission() {
     assert!(s.admit("s2", &p).unwrap().is_ok());
 }
 
-#[test]
-fn budget_block_then_reset() {
-    let (_d, s) = store();
+fn budget_block_then_reset(b: &Backend) {
+    let s = b.open();
     let p = parse_policy("budget: {cpu_seconds: 1, on_exceed: block}\n", "p").unwrap();
     let a = s.admit("b", &p).unwrap().unwrap();
     let acc = s.finish_run(&a, &usage(700, &[]), &p).unwrap();
@@ -87,16 +157,15 @@ fn budget_block_then_reset() {
     assert!(s.admit("b", &p).unwrap().is_ok());
 }
 
-#[test]
-fn threshold_kill_trips_the_switch_and_the_watch_sees_it() {
-    let (_d, s) = store();
+fn threshold_kill_trips_the_switch_and_the_watch_sees_it(b: &Backend) {
+    let s = b.open();
     let p = parse_policy(
         "violations: {thresholds: {syscall_blocked: 2}, on_threshold: kill}\n",
         "p",
     )
     .unwrap();
     let long = s.admit("k", &p).unwrap().unwrap();
-    let watch = KillWatch::open(s.path(), "k", Some(long.kill_count)).unwrap();
+    let watch = s.watch_target().open("k", Some(long.kill_count)).unwrap();
     assert_eq!(watch.killed().unwrap(), None);
     let a = s.admit("k", &p).unwrap().unwrap();
     let acc = s
@@ -109,7 +178,7 @@ fn threshold_kill_trips_the_switch_and_the_watch_sees_it() {
         .unwrap();
     let reason = acc.killed.unwrap();
     assert!(reason.contains("syscall_blocked 2 of 2"), "{reason}");
-    assert!(watch.killed().unwrap().unwrap().contains("syscall_blocked"));
+    assert!(wait_killed(&watch).unwrap().contains("syscall_blocked"));
     let r = s.admit("k", &p).unwrap().unwrap_err();
     assert_eq!(r.kind, RefusalKind::Killed);
     // A reset reopens, but a run admitted before the kill stays stopped.
@@ -132,20 +201,17 @@ fn threshold_kill_trips_the_switch_and_the_watch_sees_it() {
     );
 }
 
-#[test]
-fn kill_persists_across_reopen_and_keeps_the_first_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
+fn kill_persists_across_reopen_and_keeps_the_first_reason(b: &Backend) {
     let p = parse_policy("", "p").unwrap();
     {
-        let s = Store::open(&path).unwrap();
+        let s = b.open();
         let k = s.kill("x", "operator said so").unwrap();
         assert!(k.newly);
         let k = s.kill("x", "again").unwrap();
         assert!(!k.newly);
         assert_eq!(k.reason, "operator said so");
     }
-    let s = Store::open(&path).unwrap();
+    let s = b.open();
     let r = s.admit("x", &p).unwrap().unwrap_err();
     assert_eq!(r.kind, RefusalKind::Killed);
     assert!(r.reason.contains("operator said so"));
@@ -153,9 +219,8 @@ fn kill_persists_across_reopen_and_keeps_the_first_reason() {
     assert!(s.admit("bad id!", &p).is_err());
 }
 
-#[test]
-fn costs_count_against_the_budget() {
-    let (_d, s) = store();
+fn costs_count_against_the_budget(b: &Backend) {
+    let s = b.open();
     let p = parse_policy(
         "budget: {cost_usd: 1, on_exceed: kill}\nprices: {m: {input_per_mtok: 1000000, output_per_mtok: 0}}\n",
         "p",
@@ -179,17 +244,15 @@ fn costs_count_against_the_budget() {
     );
 }
 
-#[test]
-fn concurrent_connections_never_lose_an_update_or_overshoot() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.db");
+fn concurrent_connections_never_lose_an_update_or_overshoot(b: &Backend) {
+    let url = b.url();
     let p = parse_policy("session: {max_runs: 12}\n", "p").unwrap();
     let barrier = Arc::new(Barrier::new(8));
     let handles: Vec<_> = (0..8)
         .map(|_| {
-            let (path, p, barrier) = (path.clone(), p.clone(), barrier.clone());
+            let (url, p, barrier) = (url.clone(), p.clone(), barrier.clone());
             std::thread::spawn(move || {
-                let s = Store::open(&path).unwrap();
+                let s = Store::open_location(&StoreLocation::parse(&url).unwrap()).unwrap();
                 barrier.wait();
                 let mut admitted = 0;
                 for _ in 0..2 {
@@ -205,9 +268,102 @@ fn concurrent_connections_never_lose_an_update_or_overshoot() {
         .collect();
     let admitted: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(admitted, 12);
-    let s = Store::open(&path).unwrap();
+    let s = b.open();
     let (_, t) = s.get("shared").unwrap().unwrap();
     assert_eq!((t.runs_started, t.runs_finished, t.cpu_ms), (12, 12, 36));
     assert_eq!(t.violations["dns_blocked"], 12);
     assert_eq!(t.egress_bytes, 84);
+}
+
+/// N supervisors (each its own store connection, as separate hosts have) start
+/// runs at once against one CPU budget: usage is never lost, and once the recorded
+/// spend reaches the budget no supervisor gets another run in.
+fn concurrent_supervisors_never_overspend_a_budget(b: &Backend) {
+    let p = parse_policy("budget: {cpu_seconds: 1, on_exceed: block}\n", "p").unwrap();
+    let n = 6;
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (url, p, barrier) = (b.url(), p.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let s = Store::open_location(&StoreLocation::parse(&url).unwrap()).unwrap();
+                barrier.wait();
+                let (mut admitted, mut refused) = (0u64, 0u64);
+                for _ in 0..10 {
+                    match s.admit("budget", &p).unwrap() {
+                        Ok(a) => {
+                            // Each run spends 100 ms of CPU.
+                            s.finish_run(&a, &usage(100, &[]), &p).unwrap();
+                            admitted += 1;
+                        }
+                        Err(r) => {
+                            assert_eq!(r.kind, RefusalKind::Budget, "{}", r.reason);
+                            refused += 1;
+                        }
+                    }
+                }
+                (admitted, refused)
+            })
+        })
+        .collect();
+    let (mut admitted, mut refused) = (0, 0);
+    for h in handles {
+        let (a, r) = h.join().unwrap();
+        admitted += a;
+        refused += r;
+    }
+    let (_, t) = b.open().get("budget").unwrap().unwrap();
+    // Every admitted run's usage is there.
+    assert_eq!((t.runs_started, t.runs_finished), (admitted, admitted));
+    assert_eq!(t.cpu_ms, admitted * 100);
+    assert_eq!(admitted + refused, 60);
+    // A budget counts recorded usage: a run is admitted only while the recorded
+    // spend is under 1 s, so at most the n - 1 runs in flight on the other
+    // supervisors can land past it — never more, however the hosts interleave.
+    assert!(
+        (10..10 + n as u64).contains(&admitted),
+        "admitted {admitted}, cpu_ms {}",
+        t.cpu_ms
+    );
+}
+
+/// Three watchers (three supervisors' stop checks) on one session: a kill from a
+/// fourth connection reaches all three; prints how long it took.
+fn a_kill_reaches_every_watch_within_a_second(b: &Backend) {
+    let s = b.open();
+    let p = parse_policy("", "p").unwrap();
+    let a = s.admit("fleet", &p).unwrap().unwrap();
+    let stores: Vec<Store> = (0..3).map(|_| b.open()).collect();
+    let watches: Vec<KillWatch> = stores
+        .iter()
+        .map(|st| st.watch_target().open("fleet", Some(a.kill_count)).unwrap())
+        .collect();
+    // Let the PostgreSQL watches connect and LISTEN.
+    std::thread::sleep(Duration::from_millis(500));
+    for w in &watches {
+        assert_eq!(w.killed().unwrap(), None);
+    }
+    let t = Instant::now();
+    s.kill("fleet", "operator: stop everywhere").unwrap();
+    let mut pending: Vec<usize> = (0..3).collect();
+    let mut latencies = Vec::new();
+    while !pending.is_empty() && t.elapsed() < Duration::from_secs(10) {
+        pending.retain(|i| match watches[*i].killed().unwrap() {
+            Some(r) => {
+                assert!(r.contains("stop everywhere"), "{r}");
+                latencies.push(t.elapsed());
+                false
+            }
+            None => true,
+        });
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!(
+        "kill latency ({}): {:?}",
+        s.backend(),
+        latencies.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    assert!(pending.is_empty(), "watches {pending:?} never saw the kill");
+    // Generous bound: the issue asks for 1 s; fail only well past it.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }

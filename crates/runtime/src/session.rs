@@ -177,7 +177,7 @@ impl SessionEngine {
     /// process — also when it was killed and reset since this check was made. If
     /// the store stays unreadable for [`STORE_UNREADABLE_LIMIT`], it stops the run.
     pub fn stop_check(&self, session_id: &str) -> impl FnMut() -> Option<String> + Send + 'static {
-        let path = self.store.path().to_owned();
+        let target = self.store.watch_target();
         let id = session_id.to_owned();
         let baseline = match self.store.get(session_id) {
             Ok(found) => found.map(|(row, _)| row.kill_count),
@@ -198,7 +198,7 @@ impl SessionEngine {
             last = Some(now);
             let read = match &watch {
                 Some(w) => w.killed(),
-                None => match KillWatch::open(&path, &id, baseline) {
+                None => match target.open(&id, baseline) {
                     Ok(w) => watch.insert(w).killed(),
                     Err(e) => Err(e),
                 },

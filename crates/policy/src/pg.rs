@@ -1,0 +1,437 @@
+//! The PostgreSQL backend: one database shared by many hosts. Connection settings
+//! (no TLS in this build: `sslmode=require` is refused), the schema and its
+//! migration on open, and [`Tx`] for a PostgreSQL transaction.
+//!
+//! Atomic across hosts: every mutating operation locks its session row
+//! (`SELECT … FOR UPDATE`) before it reads the totals, so admissions and accountings
+//! of one session are serialized by the database, whichever host they come from.
+//! A kill sends `NOTIFY skillsandbox_kill, '<session id>'` in the same transaction
+//! (delivered on commit). The URL is never printed: [`redacted`] is what messages show.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::config::{Host, SslMode};
+use postgres::error::SqlState;
+use postgres::{Client, Config, NoTls};
+
+use crate::decide::Totals;
+use crate::store::{to_i64, to_u64, SessionRow, SessionState, StoreError};
+use crate::tx::{DbError, Tx};
+use crate::usage::{CostEntry, RunUsage};
+
+/// The channel kills are announced on; the payload is the session id.
+pub(crate) const KILL_CHANNEL: &str = "skillsandbox_kill";
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// Any fixed number: held while one opener migrates, so concurrent openers on many
+/// hosts do not race on `CREATE TABLE`.
+const MIGRATION_LOCK: i64 = 0x0053_5353_544f_5245;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS skillsandbox.sessions (
+    id            TEXT PRIMARY KEY,
+    state         TEXT NOT NULL CHECK (state IN ('open', 'killed')),
+    created_at_ms BIGINT NOT NULL,
+    opened_at_ms  BIGINT NOT NULL,
+    epoch         BIGINT NOT NULL,
+    kill_count    BIGINT NOT NULL DEFAULT 0,
+    killed_at_ms  BIGINT,
+    kill_reason   TEXT,
+    policy_json   TEXT
+);
+CREATE TABLE IF NOT EXISTS skillsandbox.runs (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_id     TEXT NOT NULL REFERENCES skillsandbox.sessions(id),
+    epoch          BIGINT NOT NULL,
+    started_at_ms  BIGINT NOT NULL,
+    finished_at_ms BIGINT,
+    trace_id       TEXT,
+    cpu_ms         BIGINT NOT NULL DEFAULT 0,
+    wall_ms        BIGINT NOT NULL DEFAULT 0,
+    egress_bytes   BIGINT NOT NULL DEFAULT 0,
+    exit_code      INTEGER,
+    termination    TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_session ON skillsandbox.runs (session_id, epoch);
+CREATE TABLE IF NOT EXISTS skillsandbox.violations (
+    session_id TEXT NOT NULL REFERENCES skillsandbox.sessions(id),
+    epoch      BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    count      BIGINT NOT NULL,
+    PRIMARY KEY (session_id, epoch, kind)
+);
+CREATE TABLE IF NOT EXISTS skillsandbox.costs (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_id    TEXT NOT NULL REFERENCES skillsandbox.sessions(id),
+    epoch         BIGINT NOT NULL,
+    at_ms         BIGINT NOT NULL,
+    model         TEXT,
+    input_tokens  BIGINT,
+    output_tokens BIGINT,
+    usd           DOUBLE PRECISION NOT NULL
+);
+";
+
+/// Parses a `postgres://` URL into connection settings, or refuses it. TLS is not
+/// built in: `sslmode=require` is refused rather than connected in plaintext, and
+/// the default `prefer` is made explicit as `disable`.
+pub(crate) fn config(url: &str) -> Result<(Config, String), StoreError> {
+    let mut c =
+        Config::from_str(url).map_err(|e| StoreError::InvalidPostgresUrl { why: e.to_string() })?;
+    let label = redacted(&c);
+    if c.get_ssl_mode() == SslMode::Require {
+        return Err(StoreError::TlsUnavailable { store: label });
+    }
+    c.ssl_mode(SslMode::Disable)
+        .application_name("skillsandbox")
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives_idle(Duration::from_secs(10))
+        .tcp_user_timeout(Duration::from_secs(15));
+    Ok((c, label))
+}
+
+/// `postgres://USER@HOST:PORT/DB`, never the password.
+pub(crate) fn redacted(c: &Config) -> String {
+    let host = match c.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    let user = c.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = c.get_dbname().unwrap_or("");
+    format!("postgres://{user}{host}:{port}/{db}")
+}
+
+pub(crate) fn connect(c: &Config, label: &str) -> Result<Client, StoreError> {
+    c.connect(NoTls).map_err(|e| {
+        let mut why = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            why.push_str(": ");
+            why.push_str(&c.to_string());
+            cause = c.source();
+        }
+        StoreError::PgConnect {
+            store: label.to_owned(),
+            why,
+        }
+    })
+}
+
+/// The store's connection: reconnected when it broke.
+pub(crate) struct PgStore {
+    config: Config,
+    pub(crate) label: String,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    // Not the config: it holds the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects and migrates the schema to the current version.
+    pub(crate) fn open(url: &str) -> Result<PgStore, StoreError> {
+        let (config, label) = config(url)?;
+        let mut client = connect(&config, &label)?;
+        migrate(&mut client).map_err(|source| StoreError::Query {
+            store: label.clone(),
+            what: "migrating the schema",
+            source,
+        })?;
+        Ok(PgStore {
+            config,
+            label,
+            client: Mutex::new(Some(client)),
+        })
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs `f` in one transaction; retries it when the database reports a
+    /// deadlock or serialization failure (nothing was committed then).
+    pub(crate) fn with<T>(
+        &self,
+        what: &'static str,
+        mut f: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.client.lock().map_err(|_| StoreError::Poisoned {
+            store: self.label.clone(),
+        })?;
+        let q = |source| StoreError::Query {
+            store: self.label.clone(),
+            what,
+            source,
+        };
+        let mut tries = 0;
+        loop {
+            if guard.as_ref().is_none_or(Client::is_closed) {
+                *guard = None;
+                *guard = Some(connect(&self.config, &self.label)?);
+            }
+            let Some(client) = guard.as_mut() else {
+                continue;
+            };
+            let result = (|| {
+                let mut tx = client.transaction()?;
+                let out = f(&mut PgTx(&mut tx))?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            match result {
+                Ok(v) => return Ok(v),
+                Err(DbError::Postgres(e)) if tries < 5 && retryable(&e) => tries += 1,
+                Err(e) => {
+                    if client.is_closed() {
+                        *guard = None;
+                    }
+                    return Err(q(e));
+                }
+            }
+        }
+    }
+}
+
+fn retryable(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+fn migrate(client: &mut Client) -> Result<(), DbError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS skillsandbox;
+         CREATE TABLE IF NOT EXISTS skillsandbox.schema_version (version BIGINT NOT NULL);",
+    )?;
+    let version: i64 = tx
+        .query_opt("SELECT version FROM skillsandbox.schema_version", &[])?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    if version < 1 {
+        tx.batch_execute(SCHEMA_V1)?;
+    }
+    if version == 0 {
+        tx.execute(
+            "INSERT INTO skillsandbox.schema_version (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )?;
+    } else if version < SCHEMA_VERSION {
+        tx.execute(
+            "UPDATE skillsandbox.schema_version SET version = $1",
+            &[&SCHEMA_VERSION],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(crate) fn session_row(
+    c: &mut impl postgres::GenericClient,
+    id: &str,
+) -> Result<Option<SessionRow>, DbError> {
+    let row = c.query_opt(
+        "SELECT id, state, created_at_ms, opened_at_ms, epoch, kill_count, killed_at_ms, kill_reason
+         FROM skillsandbox.sessions WHERE id = $1",
+        &[&id],
+    )?;
+    Ok(row.map(|r| {
+        let state: String = r.get(1);
+        SessionRow {
+            id: r.get(0),
+            state: if state == "killed" {
+                SessionState::Killed
+            } else {
+                SessionState::Open
+            },
+            created_at_ms: r.get(2),
+            opened_at_ms: r.get(3),
+            epoch: r.get(4),
+            kill_count: r.get(5),
+            killed_at_ms: r.get(6),
+            kill_reason: r.get(7),
+        }
+    }))
+}
+
+/// [`Tx`] over a PostgreSQL transaction (READ COMMITTED: after the row lock, each
+/// statement sees everything the previous holder committed).
+pub(crate) struct PgTx<'a, 'b>(pub(crate) &'a mut postgres::Transaction<'b>);
+
+impl Tx for PgTx<'_, '_> {
+    fn ensure_session(&mut self, id: &str, now: i64) -> Result<(), DbError> {
+        self.0.execute(
+            "INSERT INTO skillsandbox.sessions (id, state, created_at_ms, opened_at_ms, epoch)
+             VALUES ($1, 'open', $2, $2, 0) ON CONFLICT (id) DO NOTHING",
+            &[&id, &now],
+        )?;
+        Ok(())
+    }
+
+    fn lock_session(&mut self, id: &str) -> Result<(), DbError> {
+        self.0.query(
+            "SELECT 1 FROM skillsandbox.sessions WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )?;
+        Ok(())
+    }
+
+    fn session_row(&mut self, id: &str) -> Result<Option<SessionRow>, DbError> {
+        session_row(self.0, id)
+    }
+
+    fn totals(&mut self, id: &str, epoch: i64) -> Result<Totals, DbError> {
+        let r = self.0.query_one(
+            "SELECT COUNT(*), COUNT(finished_at_ms), COALESCE(SUM(cpu_ms), 0)::BIGINT,
+                    COALESCE(SUM(wall_ms), 0)::BIGINT, COALESCE(SUM(egress_bytes), 0)::BIGINT
+             FROM skillsandbox.runs WHERE session_id = $1 AND epoch = $2",
+            &[&id, &epoch],
+        )?;
+        let cost: f64 = self
+            .0
+            .query_one(
+                "SELECT COALESCE(SUM(usd), 0.0)::DOUBLE PRECISION FROM skillsandbox.costs
+                 WHERE session_id = $1 AND epoch = $2",
+                &[&id, &epoch],
+            )?
+            .get(0);
+        let mut violations = BTreeMap::new();
+        for v in self.0.query(
+            "SELECT kind, count FROM skillsandbox.violations WHERE session_id = $1 AND epoch = $2",
+            &[&id, &epoch],
+        )? {
+            violations.insert(v.get::<_, String>(0), to_u64(v.get(1)));
+        }
+        Ok(Totals {
+            runs_started: to_u64(r.get(0)),
+            runs_finished: to_u64(r.get(1)),
+            cpu_ms: to_u64(r.get(2)),
+            wall_ms: to_u64(r.get(3)),
+            egress_bytes: to_u64(r.get(4)),
+            cost_usd: cost,
+            violations,
+        })
+    }
+
+    fn kill(&mut self, id: &str, reason: &str, now: i64) -> Result<bool, DbError> {
+        let n = self.0.execute(
+            "UPDATE skillsandbox.sessions SET state = 'killed', killed_at_ms = $2,
+                    kill_reason = $3, kill_count = kill_count + 1
+             WHERE id = $1 AND state = 'open'",
+            &[&id, &now, &reason],
+        )?;
+        if n == 1 {
+            self.0
+                .execute("SELECT pg_notify($1, $2)", &[&KILL_CHANNEL, &id])?;
+        }
+        Ok(n == 1)
+    }
+
+    fn insert_run(&mut self, id: &str, epoch: i64, now: i64) -> Result<i64, DbError> {
+        Ok(self
+            .0
+            .query_one(
+                "INSERT INTO skillsandbox.runs (session_id, epoch, started_at_ms)
+                 VALUES ($1, $2, $3) RETURNING id",
+                &[&id, &epoch, &now],
+            )?
+            .get(0))
+    }
+
+    fn set_policy(&mut self, id: &str, policy_json: &str) -> Result<(), DbError> {
+        self.0.execute(
+            "UPDATE skillsandbox.sessions SET policy_json = $2 WHERE id = $1",
+            &[&id, &policy_json],
+        )?;
+        Ok(())
+    }
+
+    fn finish_run(&mut self, run_id: i64, now: i64, u: &RunUsage) -> Result<bool, DbError> {
+        let n = self.0.execute(
+            "UPDATE skillsandbox.runs SET finished_at_ms = $2, trace_id = $3, cpu_ms = $4,
+                    wall_ms = $5, egress_bytes = $6, exit_code = $7, termination = $8
+             WHERE id = $1 AND finished_at_ms IS NULL",
+            &[
+                &run_id,
+                &now,
+                &u.trace_id,
+                &to_i64(u.cpu_ms),
+                &to_i64(u.wall_ms),
+                &to_i64(u.egress_bytes),
+                &u.exit_code,
+                &u.termination,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn add_violations(&mut self, id: &str, epoch: i64, kind: &str, n: i64) -> Result<(), DbError> {
+        self.0.execute(
+            "INSERT INTO skillsandbox.violations AS v (session_id, epoch, kind, count)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (session_id, epoch, kind) DO UPDATE SET count = v.count + excluded.count",
+            &[&id, &epoch, &kind, &n],
+        )?;
+        Ok(())
+    }
+
+    fn insert_cost(
+        &mut self,
+        id: &str,
+        epoch: i64,
+        now: i64,
+        e: &CostEntry,
+    ) -> Result<(), DbError> {
+        self.0.execute(
+            "INSERT INTO skillsandbox.costs
+                 (session_id, epoch, at_ms, model, input_tokens, output_tokens, usd)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &id,
+                &epoch,
+                &now,
+                &e.model,
+                &e.input_tokens.map(to_i64),
+                &e.output_tokens.map(to_i64),
+                &e.usd,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn reset(&mut self, id: &str, now: i64) -> Result<(), DbError> {
+        self.0.execute(
+            "UPDATE skillsandbox.sessions SET state = 'open', killed_at_ms = NULL,
+                    kill_reason = NULL, epoch = epoch + 1, opened_at_ms = $2
+             WHERE id = $1",
+            &[&id, &now],
+        )?;
+        Ok(())
+    }
+
+    fn session_ids(&mut self) -> Result<Vec<String>, DbError> {
+        Ok(self
+            .0
+            .query(
+                "SELECT id FROM skillsandbox.sessions ORDER BY created_at_ms, id",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+}
