@@ -220,7 +220,8 @@ fn migrate(client: &mut Client) -> Result<(), DbError> {
     )?;
     let version: i64 = tx
         .query_opt("SELECT version FROM skillsandbox.schema_version", &[])?
-        .map(|r| r.get(0))
+        .map(|r| r.try_get(0))
+        .transpose()?
         .unwrap_or(0);
     if version < 1 {
         tx.batch_execute(SCHEMA_V1)?;
@@ -249,23 +250,24 @@ pub(crate) fn session_row(
          FROM skillsandbox.sessions WHERE id = $1",
         &[&id],
     )?;
-    Ok(row.map(|r| {
-        let state: String = r.get(1);
-        SessionRow {
-            id: r.get(0),
+    row.map(|r| -> Result<SessionRow, DbError> {
+        let state: String = r.try_get(1)?;
+        Ok(SessionRow {
+            id: r.try_get(0)?,
             state: if state == "killed" {
                 SessionState::Killed
             } else {
                 SessionState::Open
             },
-            created_at_ms: r.get(2),
-            opened_at_ms: r.get(3),
-            epoch: r.get(4),
-            kill_count: r.get(5),
-            killed_at_ms: r.get(6),
-            kill_reason: r.get(7),
-        }
-    }))
+            created_at_ms: r.try_get(2)?,
+            opened_at_ms: r.try_get(3)?,
+            epoch: r.try_get(4)?,
+            kill_count: r.try_get(5)?,
+            killed_at_ms: r.try_get(6)?,
+            kill_reason: r.try_get(7)?,
+        })
+    })
+    .transpose()
 }
 
 /// [`Tx`] over a PostgreSQL transaction (READ COMMITTED: after the row lock, each
@@ -308,20 +310,20 @@ impl Tx for PgTx<'_, '_> {
                  WHERE session_id = $1 AND epoch = $2",
                 &[&id, &epoch],
             )?
-            .get(0);
+            .try_get(0)?;
         let mut violations = BTreeMap::new();
         for v in self.0.query(
             "SELECT kind, count FROM skillsandbox.violations WHERE session_id = $1 AND epoch = $2",
             &[&id, &epoch],
         )? {
-            violations.insert(v.get::<_, String>(0), to_u64(v.get(1)));
+            violations.insert(v.try_get::<_, String>(0)?, to_u64(v.try_get(1)?));
         }
         Ok(Totals {
-            runs_started: to_u64(r.get(0)),
-            runs_finished: to_u64(r.get(1)),
-            cpu_ms: to_u64(r.get(2)),
-            wall_ms: to_u64(r.get(3)),
-            egress_bytes: to_u64(r.get(4)),
+            runs_started: to_u64(r.try_get(0)?),
+            runs_finished: to_u64(r.try_get(1)?),
+            cpu_ms: to_u64(r.try_get(2)?),
+            wall_ms: to_u64(r.try_get(3)?),
+            egress_bytes: to_u64(r.try_get(4)?),
             cost_usd: cost,
             violations,
         })
@@ -349,7 +351,7 @@ impl Tx for PgTx<'_, '_> {
                  VALUES ($1, $2, $3) RETURNING id",
                 &[&id, &epoch, &now],
             )?
-            .get(0))
+            .try_get(0)?)
     }
 
     fn set_policy(&mut self, id: &str, policy_json: &str) -> Result<(), DbError> {
@@ -431,7 +433,7 @@ impl Tx for PgTx<'_, '_> {
                 &[],
             )?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
     }
 }
