@@ -51,12 +51,14 @@ def main():
         variants["bwrap"] = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
                              "--proc", "/proc", "--dev", "/dev", "/bin/true"]
     times = {k: [] for k in variants}
-    for argv in variants.values():  # warm caches
-        timed(argv, env)
-    for _ in range(a.runs):
-        for k, argv in variants.items():
-            times[k].append(timed(argv, env))
-    shutil.rmtree(state, ignore_errors=True)
+    try:
+        for argv in variants.values():  # warm caches
+            timed(argv, env)
+        for _ in range(a.runs):
+            for k, argv in variants.items():
+                times[k].append(timed(argv, env))
+    finally:  # also when a variant fails or its binary is missing
+        shutil.rmtree(state, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["fork+exec"]
     print(f"{'variant':<20} {'median ms':>10} {'p90 ms':>8} {'x fork+exec':>12} {'x bwrap':>8}")
