@@ -64,14 +64,6 @@ impl StoreLocation {
             }),
         }
     }
-
-    /// The backend's name, for messages: `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            StoreLocation::Sqlite(_) => "sqlite",
-            StoreLocation::Postgres(_) => "postgres",
-        }
-    }
 }
 
 /// `SCHEME:` where SCHEME is `[a-z][a-z0-9+.-]*` of two or more characters (so a
@@ -127,7 +119,6 @@ mod tests {
         ] {
             let loc = StoreLocation::parse(u).unwrap();
             assert_eq!(loc, StoreLocation::Postgres(u.to_string()));
-            assert_eq!(loc.backend(), "postgres");
         }
     }
 

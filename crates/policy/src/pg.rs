@@ -177,12 +177,10 @@ impl PgStore {
         };
         let mut tries = 0;
         loop {
-            if guard.as_ref().is_none_or(Client::is_closed) {
-                *guard = None;
-                *guard = Some(connect(&self.config, &self.label)?);
-            }
-            let Some(client) = guard.as_mut() else {
-                continue;
+            // A broken connection is replaced before the (next) try.
+            let client = match guard.take() {
+                Some(c) if !c.is_closed() => guard.insert(c),
+                _ => guard.insert(connect(&self.config, &self.label)?),
             };
             let result = (|| {
                 let mut tx = client.transaction()?;
@@ -254,11 +252,7 @@ pub(crate) fn session_row(
         let state: String = r.try_get(1)?;
         Ok(SessionRow {
             id: r.try_get(0)?,
-            state: if state == "killed" {
-                SessionState::Killed
-            } else {
-                SessionState::Open
-            },
+            state: SessionState::from_column(&state),
             created_at_ms: r.try_get(2)?,
             opened_at_ms: r.try_get(3)?,
             epoch: r.try_get(4)?,

@@ -95,11 +95,7 @@ pub(crate) fn session_row(conn: &Connection, id: &str) -> rusqlite::Result<Optio
             let state: String = r.get(1)?;
             Ok(SessionRow {
                 id: r.get(0)?,
-                state: if state == "killed" {
-                    SessionState::Killed
-                } else {
-                    SessionState::Open
-                },
+                state: SessionState::from_column(&state),
                 created_at_ms: r.get(2)?,
                 opened_at_ms: r.get(3)?,
                 epoch: r.get(4)?,

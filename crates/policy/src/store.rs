@@ -120,6 +120,17 @@ pub enum SessionState {
     Killed,
 }
 
+impl SessionState {
+    /// From the `state` column of either backend (`'open'` or `'killed'`).
+    pub(crate) fn from_column(state: &str) -> SessionState {
+        if state == "killed" {
+            SessionState::Killed
+        } else {
+            SessionState::Open
+        }
+    }
+}
+
 /// One row of `sessions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -283,6 +294,7 @@ impl Store {
             Backend::Postgres(pg) => WatchTarget::Postgres {
                 config: Box::new(pg.config().clone()),
                 label: pg.label.clone(),
+                poll: crate::watch::PG_FALLBACK_POLL,
             },
         }
     }

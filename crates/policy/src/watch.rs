@@ -23,9 +23,9 @@ use crate::store::{SessionRow, SessionState, StoreError};
 /// How often a PostgreSQL watch reads the session even without a notice.
 pub const PG_FALLBACK_POLL: Duration = Duration::from_secs(1);
 
-/// A PostgreSQL watch that has not heard from the database for this long reports
-/// an error (a healthy one hears every [`PG_FALLBACK_POLL`]).
-const PG_SILENCE_LIMIT: Duration = Duration::from_secs(5);
+/// A PostgreSQL watch that has not heard from the database for its poll interval
+/// and this much more reports an error (a healthy one hears once per poll).
+const PG_SILENCE_MARGIN: Duration = Duration::from_secs(4);
 
 /// Where a [`KillWatch`] reads from: [`crate::Store::watch_target`].
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub enum WatchTarget {
     Postgres {
         config: Box<postgres::Config>,
         label: String,
+        /// The fallback poll ([`PG_FALLBACK_POLL`] unless set by [`Self::with_poll`]).
+        poll: Duration,
     },
 }
 
@@ -42,12 +44,25 @@ impl WatchTarget {
     pub fn open(&self, id: &str, baseline: Option<i64>) -> Result<KillWatch, StoreError> {
         match self {
             WatchTarget::Sqlite(path) => KillWatch::open(path, id, baseline),
-            WatchTarget::Postgres { config, label } => Ok(KillWatch {
-                inner: Inner::Postgres(PgWatch::start(config, label, id, baseline)),
+            WatchTarget::Postgres {
+                config,
+                label,
+                poll,
+            } => Ok(KillWatch {
+                inner: Inner::Postgres(PgWatch::start(config, label, *poll, id, baseline)),
                 id: id.to_owned(),
                 baseline,
             }),
         }
+    }
+
+    /// A PostgreSQL watch that re-reads the session every `poll` without a notice
+    /// (a SQLite watch is read by its caller's loop: unchanged).
+    pub fn with_poll(mut self, d: Duration) -> WatchTarget {
+        if let WatchTarget::Postgres { poll, .. } = &mut self {
+            *poll = d;
+        }
+        self
     }
 }
 
@@ -116,13 +131,20 @@ struct Seen {
 #[derive(Debug)]
 struct PgWatch {
     label: String,
+    silence_limit: Duration,
     started: Instant,
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
 }
 
 impl PgWatch {
-    fn start(config: &postgres::Config, label: &str, id: &str, baseline: Option<i64>) -> Self {
+    fn start(
+        config: &postgres::Config,
+        label: &str,
+        poll: Duration,
+        id: &str,
+        baseline: Option<i64>,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Seen {
             killed: None,
             last_ok: None,
@@ -133,7 +155,7 @@ impl PgWatch {
         let (seen2, stop2) = (seen.clone(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name("kill-listen".into())
-            .spawn(move || listen(&config, &label2, &id, baseline, &seen2, &stop2));
+            .spawn(move || listen(&config, &label2, poll, &id, baseline, &seen2, &stop2));
         if let Err(e) = spawned {
             if let Ok(mut s) = seen.lock() {
                 s.last_error = Some(format!("no thread for the kill watch: {e}"));
@@ -141,6 +163,7 @@ impl PgWatch {
         }
         PgWatch {
             label: label.to_owned(),
+            silence_limit: poll + PG_SILENCE_MARGIN,
             started: Instant::now(),
             seen,
             stop,
@@ -155,7 +178,7 @@ impl PgWatch {
             return Ok(seen.killed.clone());
         }
         let heard = seen.last_ok.unwrap_or(self.started);
-        if heard.elapsed() < PG_SILENCE_LIMIT {
+        if heard.elapsed() < self.silence_limit {
             return Ok(None);
         }
         Err(StoreError::WatchSilent {
@@ -171,16 +194,17 @@ impl PgWatch {
 
 impl Drop for PgWatch {
     fn drop(&mut self) {
-        // The thread sees it within one PG_FALLBACK_POLL and closes its connection.
+        // The thread sees it within one poll and closes its connection.
         self.stop.store(true, Ordering::Relaxed);
     }
 }
 
 /// The watch thread: connect, `LISTEN`, read the session; then read it again on
-/// every notice for it and every [`PG_FALLBACK_POLL`]; reconnect after errors.
+/// every notice for it and every `poll`; reconnect after errors.
 fn listen(
     config: &postgres::Config,
     label: &str,
+    poll: Duration,
     id: &str,
     baseline: Option<i64>,
     seen: &Mutex<Seen>,
@@ -197,19 +221,26 @@ fn listen(
         }
         s.killed.is_some()
     };
+    let mut first = true;
     while !stop.load(Ordering::Relaxed) {
-        let mut client = match pg::connect(config, label) {
+        if !std::mem::take(&mut first) {
+            // Reconnecting after an error: never a tight loop against the server.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let listening = pg::connect(config, label)
+            .map_err(|e| e.to_string())
+            .and_then(|mut c| {
+                c.batch_execute(&format!("LISTEN {KILL_CHANNEL}"))
+                    .map_err(|e| e.to_string())?;
+                Ok(c)
+            });
+        let mut client = match listening {
             Ok(c) => c,
             Err(e) => {
-                record(Err(e.to_string()));
-                std::thread::sleep(Duration::from_millis(200));
+                record(Err(e));
                 continue;
             }
         };
-        if let Err(e) = client.batch_execute(&format!("LISTEN {KILL_CHANNEL}")) {
-            record(Err(e.to_string()));
-            continue;
-        }
         loop {
             // After LISTEN, so a kill committed meanwhile is either read here or noticed.
             let read = pg::session_row(&mut client, id).map_err(|e| e.to_string());
@@ -221,10 +252,10 @@ fn listen(
                 break;
             }
             let mut notes = client.notifications();
-            let mut it = notes.timeout_iter(PG_FALLBACK_POLL);
+            let mut it = notes.timeout_iter(poll);
             // Wait for a notice for this session, or the fallback poll.
             // (Other sessions' notices reset its timer: keep our own deadline.)
-            let deadline = Instant::now() + PG_FALLBACK_POLL;
+            let deadline = Instant::now() + poll;
             let mut broken = false;
             loop {
                 match it.next() {

@@ -367,3 +367,28 @@ fn a_kill_reaches_every_watch_within_a_second(b: &Backend) {
     // Generous bound: the issue asks for 1 s; fail only well past it.
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+/// The PostgreSQL kill arrives by `NOTIFY`, not by the fallback poll: with the poll
+/// set to a minute, a watch still sees a kill from another connection at once. (It
+/// fails if the kill sends no notice or the watch does not `LISTEN`.)
+#[test]
+fn a_postgres_kill_is_delivered_by_notify_not_by_the_poll() {
+    let Some(b) = Backend::postgres() else { return };
+    let s = b.open();
+    let p = parse_policy("", "p").unwrap();
+    let a = s.admit("notify", &p).unwrap().unwrap();
+    let watcher = b.open();
+    let w = watcher
+        .watch_target()
+        .with_poll(Duration::from_secs(60))
+        .open("notify", Some(a.kill_count))
+        .unwrap();
+    // The first read happens right after LISTEN; wait for it, then kill.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(w.killed().unwrap(), None);
+    let t = Instant::now();
+    b.open().kill("notify", "operator: notify").unwrap();
+    let seen = wait_killed(&w);
+    eprintln!("kill by NOTIFY seen after {:?}", t.elapsed());
+    assert!(seen.is_some_and(|r| r.contains("operator: notify")));
+}

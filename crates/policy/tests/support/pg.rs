@@ -6,8 +6,6 @@
 //! fresh database. Unavailable: with `SKILLSANDBOX_TEST_REQUIRE=full` that is a
 //! failure, else the test prints `skipped: <reason>` and returns.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
