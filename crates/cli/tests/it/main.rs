@@ -13,10 +13,14 @@ mod escape_life;
 mod escape_limits;
 mod escape_proc;
 mod examples;
+mod fleet;
 mod hook;
 mod learn;
 mod manifest;
 mod mcp;
+/// A real PostgreSQL server, shared with the store suite.
+#[path = "../../../policy/tests/support/pg.rs"]
+mod pg;
 mod review2;
 mod rootless;
 mod scan;

@@ -1,0 +1,245 @@
+//! Many hosts, one session, through the real binary: three supervisors, each with
+//! its own state directory, audit log and config (three hosts), share one
+//! PostgreSQL session store (`$SKILLSANDBOX_STORE`) on a real server
+//! (`crates/policy/tests/support/pg.rs`). The budget holds across them, and a
+//! `session kill` on one host stops the sandboxes on all three within a second.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{require_full, skillsandbox};
+use crate::pg;
+
+/// One host: its own directories, the shared store.
+struct Host {
+    dir: tempfile::TempDir,
+    store: String,
+}
+
+impl Host {
+    fn new(store: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        std::fs::write(dir.path().join("policy.yaml"), "session: {max_runs: 6}\n").unwrap();
+        Host {
+            dir,
+            store: store.to_owned(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = skillsandbox();
+        c.env("SKILLSANDBOX_STORE", &self.store)
+            .env_remove("SKILLSANDBOX_SESSION_DB")
+            .env("SKILLSANDBOX_AUDIT_LOG", self.path("audit.jsonl"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("XDG_CONFIG_HOME", self.path("config"));
+        c
+    }
+
+    fn exec(&self, session: &str, argv: &[&str]) -> Command {
+        let mut c = self.cmd();
+        c.args(["exec", "-q", "--timeout", "60", "--session", session])
+            .arg("--policy")
+            .arg(self.path("policy.yaml"))
+            .arg("--")
+            .args(argv);
+        c
+    }
+
+    fn show(&self, session: &str) -> Value {
+        let o = self
+            .cmd()
+            .args(["session", "show", session, "--json", "--policy"])
+            .arg(self.path("policy.yaml"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+}
+
+/// Three hosts on one fresh database, or `None` (printed) when the host has no
+/// PostgreSQL server or cannot run sandboxes and is not required to.
+fn three_hosts() -> Option<Vec<Host>> {
+    let url = pg::database()?;
+    let hosts: Vec<Host> = (0..3).map(|_| Host::new(&url)).collect();
+    let o = hosts[0]
+        .cmd()
+        .args(["exec", "-q", "--", "true"])
+        .output()
+        .unwrap();
+    if o.status.code() != Some(0) {
+        let why = String::from_utf8_lossy(&o.stderr);
+        assert!(!require_full(), "sandbox unavailable: {why}");
+        eprintln!("skipped: this host cannot run sandboxes: {why}");
+        return None;
+    }
+    Some(hosts)
+}
+
+#[test]
+fn three_hosts_share_one_budget_and_never_overshoot_it() {
+    let Some(hosts) = three_hosts() else { return };
+    // Four runs at once on each host, twelve in all, against max_runs: 6.
+    let children: Vec<Child> = hosts
+        .iter()
+        .flat_map(|h| {
+            (0..4).map(|_| {
+                h.exec("shared", &["true"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let codes: Vec<Option<i32>> = children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap().code())
+        .collect();
+    let ok = codes.iter().filter(|c| **c == Some(0)).count();
+    let refused = codes.iter().filter(|c| **c == Some(3)).count();
+    assert_eq!((ok, refused), (6, 6), "{codes:?}");
+    // Every host sees the same session: six started, six accounted, none lost.
+    for h in &hosts {
+        let st = h.show("shared");
+        assert_eq!(st["runs"]["started"], 6, "{st}");
+        assert_eq!(st["runs"]["finished"], 6, "{st}");
+    }
+    // Each host's own audit log holds its own runs' records and verifies.
+    let mut runs = 0;
+    for h in &hosts {
+        let log = std::fs::read_to_string(h.path("audit.jsonl")).unwrap();
+        runs += log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["kind"] == "run" && r["body"]["session_id"] == "shared")
+            .count();
+        let o = h
+            .cmd()
+            .args(["audit", "verify", "--log"])
+            .arg(h.path("audit.jsonl"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+    }
+    assert_eq!(runs, 6);
+}
+
+/// A sandbox that prints the host clock every 20 ms until it dies.
+const BEAT: &str =
+    "import time\nwhile True:\n    print(time.time(), flush=True)\n    time.sleep(0.02)";
+
+struct Beating {
+    child: Child,
+    last: Arc<Mutex<Option<f64>>>,
+}
+
+fn start_beating(h: &Host, session: &str) -> Beating {
+    let mut child = h
+        .exec(session, &["python3", "-u", "-c", BEAT])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let last = Arc::new(Mutex::new(None));
+    let l = last.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(t) = line.trim().parse::<f64>() {
+                *l.lock().unwrap() = Some(t);
+            }
+        }
+    });
+    Beating { child, last }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn a_kill_on_one_host_stops_the_sandboxes_on_all_three_within_a_second() {
+    let Some(hosts) = three_hosts() else { return };
+    let mut beating: Vec<Beating> = hosts.iter().map(|h| start_beating(h, "fleet")).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while beating.iter().any(|b| b.last.lock().unwrap().is_none()) {
+        assert!(Instant::now() < deadline, "a sandbox never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let t0 = Instant::now();
+    let killed_at = unix_now();
+    let o = hosts[1]
+        .cmd()
+        .args(["session", "kill", "fleet", "--reason", "fleet test"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // The time from the kill command to the last supervisor on the last host gone.
+    let mut gone = vec![None; beating.len()];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gone.iter().any(Option::is_none) {
+        for (i, b) in beating.iter_mut().enumerate() {
+            if gone[i].is_none() {
+                if let Some(s) = b.child.try_wait().unwrap() {
+                    gone[i] = Some((t0.elapsed(), s.code()));
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            for b in &mut beating {
+                let _ = b.child.kill();
+            }
+            panic!("a sandbox outlived the kill by 15 s: {gone:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let last_gone = gone.iter().map(|g| g.unwrap().0).max().unwrap();
+    eprintln!(
+        "fleet kill: last of 3 hosts' sandboxes gone {:.0} ms after `session kill` started ({:?})",
+        last_gone.as_secs_f64() * 1000.0,
+        gone.iter()
+            .map(|g| g.unwrap().0.as_millis())
+            .collect::<Vec<_>>()
+    );
+    for g in &gone {
+        assert_eq!(g.unwrap().1, Some(137), "{gone:?}");
+    }
+    // The sandboxes' own clocks: no beat more than a second after the kill began.
+    std::thread::sleep(Duration::from_millis(100));
+    for b in &beating {
+        let last = b.last.lock().unwrap().unwrap();
+        assert!(
+            last <= killed_at + 1.0,
+            "a sandbox beat {:.3} s after the kill",
+            last - killed_at
+        );
+    }
+    assert!(
+        last_gone <= Duration::from_secs(1),
+        "the last sandbox was gone only after {last_gone:?}"
+    );
+    // Every host refuses the killed session.
+    for h in &hosts {
+        let o = h.exec("fleet", &["true"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(3), "{o:?}");
+    }
+}
