@@ -19,6 +19,7 @@ mod learn;
 mod manifest;
 mod mcp;
 /// A real PostgreSQL server, shared with the store suite.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "../../../policy/tests/support/pg.rs"]
 mod pg;
 mod review2;
