@@ -279,10 +279,14 @@ impl ServerSession {
         RunningGuard { session: self }
     }
 
-    /// The engine's stop check for this session: `Some(reason)` once the session is
-    /// killed by any process.
-    pub fn stop_check(&self) -> impl FnMut() -> Option<String> + Send + 'static {
-        self.engine.stop_check(&self.id)
+    /// The engine's stop check for an admitted run of this session: `Some(reason)`
+    /// once the session is killed by any process.
+    #[cfg(test)]
+    pub fn stop_check(
+        &self,
+        admission: &skillsandbox_runtime::session::Admission,
+    ) -> impl FnMut() -> Option<String> + Send + 'static {
+        self.engine.stop_check(admission)
     }
 
     /// Counts a finished run and turns what its accounting triggered (in

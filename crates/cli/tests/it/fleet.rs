@@ -148,8 +148,14 @@ struct Beating {
 }
 
 fn start_beating(h: &Host, session: &str) -> Beating {
+    start_beating_with(h, session, &["python3", "-u", "-c", BEAT], "")
+}
+
+/// Starts `argv` in a sandbox of `session` on `h`; waits (bounded) for its first
+/// line when `first` is not empty.
+fn start_beating_with(h: &Host, session: &str, argv: &[&str], first: &str) -> Beating {
     let mut child = h
-        .exec(session, &["python3", "-u", "-c", BEAT])
+        .exec(session, argv)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -162,9 +168,18 @@ fn start_beating(h: &Host, session: &str) -> Beating {
             let Ok(line) = line else { break };
             if let Ok(t) = line.trim().parse::<f64>() {
                 *l.lock().unwrap() = Some(t);
+            } else {
+                *l.lock().unwrap() = Some(0.0);
             }
         }
     });
+    if !first.is_empty() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while last.lock().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the sandbox never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     Beating { child, last }
 }
 
@@ -242,4 +257,72 @@ fn a_kill_on_one_host_stops_the_sandboxes_on_all_three_within_a_second() {
         let o = h.exec("fleet", &["true"]).output().unwrap();
         assert_eq!(o.status.code(), Some(3), "{o:?}");
     }
+}
+
+#[test]
+fn a_supervisor_killed_with_sigkill_leaves_no_sandbox_and_its_run_is_leased_out() {
+    let Some(hosts) = three_hosts() else { return };
+    let (h, watcher) = (&hosts[0], &hosts[2]);
+    std::fs::write(h.path("policy.yaml"), "store: {lease: 3s}\n").unwrap();
+    std::fs::write(watcher.path("policy.yaml"), "store: {lease: 3s}\n").unwrap();
+    let marker = format!("lease-{}", std::process::id());
+    let script = format!("import time\nprint('{marker}', flush=True)\ntime.sleep(60)");
+    let mut b = start_beating_with(h, "leased", &["python3", "-u", "-c", &script], &marker);
+    let runs = |st: &Value| {
+        (
+            st["runs"]["running"].as_u64().unwrap(),
+            st["runs"]["lost"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(runs(&watcher.show("leased")), (1, 0));
+    // kill -9 of the supervisor: no chance to account or clean up in user space.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    // The sandbox dies with its supervisor (no stray process of the skill).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let o = Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        if o.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the skill outlived its supervisor: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Another host still sees it running until the lease (3 s) runs out, then lost.
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(10);
+    loop {
+        let st = watcher.show("leased");
+        match runs(&st) {
+            (0, 1) => break,
+            (1, 0) => {}
+            other => panic!("unexpected run counts {other:?}: {st}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead run stayed running: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "lease: the killed supervisor's run was lost {:.1} s after kill -9 (lease 3 s)",
+        t.elapsed().as_secs_f64()
+    );
+    let o = watcher
+        .cmd()
+        .args(["session", "show", "leased", "--policy"])
+        .arg(watcher.path("policy.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("0 running, 1 lost"),
+        "{o:?}"
+    );
 }
