@@ -423,3 +423,34 @@ fn a_postgres_kill_is_delivered_by_notify_not_by_the_poll() {
     eprintln!("kill by NOTIFY seen after {:?}", t.elapsed());
     assert!(seen.is_some_and(|r| r.contains("operator: notify")));
 }
+
+/// The database restarts under an open store: operations fail as unreachable (so
+/// callers retry rather than give up), then the store reconnects by itself, and a
+/// retried accounting counts once.
+#[test]
+fn a_postgres_restart_is_unreachable_then_reconnected_and_counts_once() {
+    let Some(c) = support::pg::private_cluster("restart") else {
+        return;
+    };
+    let s = Store::open_postgres(&c.url("postgres")).unwrap();
+    let p = parse_policy("", "p.yaml").unwrap();
+    let a = s.admit("r", &p).unwrap().unwrap();
+    c.stop_server().unwrap();
+    let e = s
+        .finish_run(&a, &usage(5, &[("dns_blocked", 1)]), &p)
+        .unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    let e = s.admit("r", &p).unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    c.start_server().unwrap();
+    s.finish_run(&a, &usage(5, &[("dns_blocked", 1)]), &p)
+        .unwrap();
+    // The same accounting again (its commit's answer lost, say): no double count.
+    s.finish_run(&a, &usage(5, &[("dns_blocked", 1)]), &p)
+        .unwrap();
+    let (_, t) = s.get("r").unwrap().unwrap();
+    assert_eq!((t.runs_started, t.runs_finished, t.cpu_ms), (1, 1, 5));
+    assert_eq!(t.violations_total(), 1);
+    // A bad request is not "unreachable".
+    assert!(!s.admit("bad id!", &p).unwrap_err().is_unreachable());
+}

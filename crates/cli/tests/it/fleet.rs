@@ -59,10 +59,14 @@ impl Host {
     }
 
     fn show(&self, session: &str) -> Value {
+        self.show_with(session, &self.path("policy.yaml"))
+    }
+
+    fn show_with(&self, session: &str, policy: &PathBuf) -> Value {
         let o = self
             .cmd()
             .args(["session", "show", session, "--json", "--policy"])
-            .arg(self.path("policy.yaml"))
+            .arg(policy)
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -325,4 +329,130 @@ fn a_supervisor_killed_with_sigkill_leaves_no_sandbox_and_its_run_is_leased_out(
         String::from_utf8_lossy(&o.stdout).contains("0 running, 1 lost"),
         "{o:?}"
     );
+}
+
+/// Waits (bounded) for `child` to exit; its exit code and stderr.
+fn finish(mut child: Child, within: Duration) -> (Option<i32>, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+            }
+            return (s.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a run did not end within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_database_restart_mid_run_loses_nothing_and_counts_nothing_twice() {
+    let Some(cluster) = pg::private_cluster("restart") else {
+        return;
+    };
+    let h = Host::new(&cluster.url("postgres"));
+    let o = h.cmd().args(["exec", "-q", "--", "true"]).output().unwrap();
+    if o.status.code() != Some(0) {
+        let why = String::from_utf8_lossy(&o.stderr);
+        assert!(!require_full(), "sandbox unavailable: {why}");
+        return;
+    }
+    let open = h.path("open.yaml");
+    std::fs::write(&open, "store: {unavailable: fail_open_for_running}\n").unwrap();
+    let closed = h.path("closed.yaml");
+    std::fs::write(&closed, "store: {unavailable: fail_closed}\n").unwrap();
+    let marker = format!("restart-{}", std::process::id());
+    let run = |session: &str, policy: &PathBuf, secs: u32| {
+        let script = format!("import time\ntime.sleep({secs})  # {marker}-{session}");
+        h.cmd()
+            .args([
+                "exec",
+                "-q",
+                "--timeout",
+                "60",
+                "--session",
+                session,
+                "--policy",
+            ])
+            .arg(policy)
+            .args(["--", "python3", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Outlives the outage; ends during it; would run for a minute.
+    let long = run("fo", &open, 20);
+    let short = run("fo", &open, 3);
+    let strict = run("fc", &closed, 60);
+    std::thread::sleep(Duration::from_millis(1500));
+    let down = Instant::now();
+    cluster.stop_server().unwrap();
+
+    // No new run starts while the store is away (fail closed for new runs).
+    let o = h
+        .cmd()
+        .args(["exec", "-q", "--session", "fo", "--policy"])
+        .arg(&open)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("session store is unavailable"),
+        "{o:?}"
+    );
+    // fail_closed stops its running sandbox once the store stays unreadable (its
+    // supervisor then waits for the store to record the run).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let strict_marker = format!("{marker}-fc");
+    loop {
+        let o = Command::new("pgrep")
+            .args(["-f", &strict_marker])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&o.stdout).lines().count() <= 1 {
+            // Only the supervisor (whose argv holds the script) is left.
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fail_closed sandbox kept running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "restart: the fail_closed sandbox stopped {:.1} s into the outage",
+        down.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.start_server().unwrap();
+    eprintln!(
+        "restart: the database was down {:.1} s",
+        down.elapsed().as_secs_f64()
+    );
+
+    let (code, err) = finish(strict, Duration::from_secs(30));
+    assert_eq!(code, Some(137), "{err}");
+    assert!(err.contains("fail closed"), "{err}");
+    // fail_open_for_running: both runs went on and ended normally; the one that
+    // ended during the outage recorded its usage once the store was back.
+    let (code, err) = finish(short, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("retrying"), "{err}");
+    let (code, err) = finish(long, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    let st = h.show_with("fo", &open);
+    assert_eq!(st["runs"]["started"], 2, "{st}");
+    assert_eq!(st["runs"]["finished"], 2, "{st}");
+    assert_eq!(st["runs"]["lost"], 0, "{st}");
+    let wall = st["usage"]["wall_seconds"].as_f64().unwrap();
+    assert!((23.0..30.0).contains(&wall), "wall {wall}: {st}");
+    let st = h.show_with("fc", &closed);
+    assert_eq!(st["runs"]["finished"], 1, "{st}");
 }
