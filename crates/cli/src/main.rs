@@ -22,7 +22,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// The session store: sqlite:PATH (the default is the state directory's
     /// sessions.db) or postgres://USER@HOST/DB, one database shared by many hosts
-    /// (no TLS in this build: sslmode=require is refused).
+    /// (TLS with sslmode=require/verify-full, the server always verified, against
+    /// sslrootcert=FILE or the system roots).
     /// Same as $SKILLSANDBOX_STORE, which it overrides.
     #[arg(long, global = true, value_name = "URL")]
     store: Option<String>,

@@ -36,6 +36,7 @@ pub use load::{
     default_policy_path, find_policy, load_policy_file, parse_policy, LoadedPolicy, PolicyFileError,
 };
 pub use locate::{StoreLocation, STORE_URL_ENV};
+pub use pg::PgTarget;
 pub use status::SessionStatus;
 pub use store::{
     check_session_id, default_store_path, Accounted, Admission, Killed, SessionRow, SessionState,

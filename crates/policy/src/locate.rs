@@ -2,7 +2,8 @@
 //! from `--store` or `$SKILLSANDBOX_STORE`, else the SQLite file of
 //! [`default_store_path`].
 //!
-//! A PostgreSQL URL that cannot be used (unreachable, `sslmode=require`) is an
+//! A PostgreSQL URL that cannot be used (unreachable, a TLS server that fails
+//! verification) is an
 //! error, so a host that was told to share a database never falls back to a
 //! private file (fail closed: no run starts).
 

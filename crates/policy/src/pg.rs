@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::config::{Host, SslMode};
@@ -82,22 +82,142 @@ ALTER TABLE skillsandbox.runs ADD COLUMN IF NOT EXISTS lease_until_ms BIGINT;
 ALTER TABLE skillsandbox.runs ADD COLUMN IF NOT EXISTS lost_at_ms BIGINT;
 ";
 
-/// Parses a `postgres://` URL into connection settings, or refuses it. TLS is not
-/// built in: `sslmode=require` is refused rather than connected in plaintext, and
-/// the default `prefer` is made explicit as `disable`.
-pub(crate) fn config(url: &str) -> Result<(Config, String), StoreError> {
-    let mut c =
-        Config::from_str(url).map_err(|e| StoreError::InvalidPostgresUrl { why: e.to_string() })?;
-    let label = redacted(&c);
-    if c.get_ssl_mode() == SslMode::Require {
-        return Err(StoreError::TlsUnavailable { store: label });
+/// Where and how to connect to PostgreSQL (opaque): the settings, and the TLS client when the URL asks
+/// for TLS. Cloned into each kill watch.
+#[derive(Clone)]
+pub struct PgTarget {
+    pub(crate) config: Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    // Not the config: it holds the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
     }
-    c.ssl_mode(SslMode::Disable)
-        .application_name("skillsandbox")
+}
+
+/// Parses a `postgres://` URL into connection settings, or refuses it.
+///
+/// TLS: `sslmode=require`, `verify-ca` or `verify-full` connect over TLS and
+/// always verify the server's certificate and name — against `sslrootcert=FILE`
+/// (PEM) when given, else the system's roots — so a TLS connection is never made
+/// to an unverified server (stricter than libpq's `require`). Without them
+/// (`disable`, `allow`, `prefer`, or no `sslmode`) the connection is plaintext:
+/// `prefer` never silently downgrades, because it never upgrades either.
+pub(crate) fn target(url: &str) -> Result<(PgTarget, String), StoreError> {
+    let bad = |why: String| StoreError::InvalidPostgresUrl { why };
+    let (rest, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let (mut root, mut verify) = (None, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "sslrootcert" => root = Some(std::path::PathBuf::from(percent_decoded(v))),
+            "sslmode" if matches!(v, "verify-ca" | "verify-full") => {
+                verify = true;
+                kept.push("sslmode=require".to_owned());
+            }
+            "sslmode" if v == "allow" => kept.push("sslmode=disable".to_owned()),
+            _ => kept.push(pair.to_owned()),
+        }
+    }
+    let url = if kept.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{rest}?{}", kept.join("&"))
+    };
+    let mut c = Config::from_str(&url).map_err(|e| bad(e.to_string()))?;
+    let label = redacted(&c);
+    let tls = if verify || c.get_ssl_mode() == SslMode::Require {
+        c.ssl_mode(SslMode::Require);
+        Some(Arc::new(tls_client(root.as_deref(), &label)?))
+    } else {
+        if root.is_some() {
+            return Err(bad(
+                "sslrootcert is given but sslmode does not ask for TLS; add sslmode=verify-full"
+                    .into(),
+            ));
+        }
+        c.ssl_mode(SslMode::Disable);
+        None
+    };
+    c.application_name("skillsandbox")
         .connect_timeout(Duration::from_secs(5))
         .keepalives_idle(Duration::from_secs(10))
         .tcp_user_timeout(Duration::from_secs(15));
-    Ok((c, label))
+    Ok((PgTarget { config: c, tls }, label))
+}
+
+/// `%2F` → `/` and so on, for a path in a URL's query.
+fn percent_decoded(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A rustls client trusting `root` (PEM certificates) or the system's roots.
+fn tls_client(
+    root: Option<&std::path::Path>,
+    label: &str,
+) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let tls_err = |why: String| StoreError::TlsSetup {
+        store: label.to_owned(),
+        why,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match root {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| tls_err(format!("cannot read sslrootcert {}: {e}", path.display())))?;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| tls_err(format!("sslrootcert {}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| tls_err(format!("sslrootcert {}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system root this build cannot parse is skipped, as browsers do.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(tls_err(
+            "no trusted root certificate to verify the server with".into(),
+        ));
+    }
+    // ring, as the egress service uses; its default provider has no post-quantum
+    // key exchange (hence the deprecation), which PostgreSQL servers lack anyway.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// `postgres://USER@HOST:PORT/DB`, never the password.
@@ -113,8 +233,16 @@ pub(crate) fn redacted(c: &Config) -> String {
     format!("postgres://{user}{host}:{port}/{db}")
 }
 
-pub(crate) fn connect(c: &Config, label: &str) -> Result<Client, StoreError> {
-    c.connect(NoTls).map_err(|e| {
+pub(crate) fn connect(t: &PgTarget, label: &str) -> Result<Client, StoreError> {
+    let connected = match &t.tls {
+        Some(tls) => t
+            .config
+            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+                rustls::ClientConfig::clone(tls),
+            )),
+        None => t.config.connect(NoTls),
+    };
+    connected.map_err(|e| {
         let mut why = e.to_string();
         let mut cause = std::error::Error::source(&e);
         while let Some(c) = cause {
@@ -131,7 +259,7 @@ pub(crate) fn connect(c: &Config, label: &str) -> Result<Client, StoreError> {
 
 /// The store's connection: reconnected when it broke.
 pub(crate) struct PgStore {
-    config: Config,
+    config: PgTarget,
     pub(crate) label: String,
     client: Mutex<Option<Client>>,
 }
@@ -148,7 +276,7 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects and migrates the schema to the current version.
     pub(crate) fn open(url: &str) -> Result<PgStore, StoreError> {
-        let (config, label) = config(url)?;
+        let (config, label) = target(url)?;
         let mut client = connect(&config, &label)?;
         migrate(&mut client).map_err(|source| StoreError::Query {
             store: label.clone(),
@@ -162,7 +290,7 @@ impl PgStore {
         })
     }
 
-    pub(crate) fn config(&self) -> &Config {
+    pub(crate) fn target(&self) -> &PgTarget {
         &self.config
     }
 

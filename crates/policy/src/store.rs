@@ -76,8 +76,8 @@ pub enum StoreError {
         "invalid PostgreSQL URL: {why}\n  hint: write postgres://USER[:PASSWORD]@HOST[:PORT]/DB"
     )]
     InvalidPostgresUrl { why: String },
-    #[error("session store {store}: sslmode=require, but this build has no TLS client for PostgreSQL; refusing rather than connecting in plaintext\n  hint: reach the database over a trusted network or a local TLS tunnel and use sslmode=disable")]
-    TlsUnavailable { store: String },
+    #[error("session store {store}: cannot set up TLS: {why}\n  hint: give the CA that signed the server's certificate with sslrootcert=FILE (PEM) in the URL")]
+    TlsSetup { store: String, why: String },
 }
 
 impl StoreError {
@@ -324,7 +324,7 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => WatchTarget::Sqlite(self.path.clone()),
             Backend::Postgres(pg) => WatchTarget::Postgres {
-                config: Box::new(pg.config().clone()),
+                target: Box::new(pg.target().clone()),
                 label: pg.label.clone(),
                 poll: crate::watch::PG_FALLBACK_POLL,
             },

@@ -32,7 +32,7 @@ const PG_SILENCE_MARGIN: Duration = Duration::from_secs(4);
 pub enum WatchTarget {
     Sqlite(PathBuf),
     Postgres {
-        config: Box<postgres::Config>,
+        target: Box<pg::PgTarget>,
         label: String,
         /// The fallback poll ([`PG_FALLBACK_POLL`] unless set by [`Self::with_poll`]).
         poll: Duration,
@@ -45,11 +45,11 @@ impl WatchTarget {
         match self {
             WatchTarget::Sqlite(path) => KillWatch::open(path, id, baseline),
             WatchTarget::Postgres {
-                config,
+                target,
                 label,
                 poll,
             } => Ok(KillWatch {
-                inner: Inner::Postgres(PgWatch::start(config, label, *poll, id, baseline)),
+                inner: Inner::Postgres(PgWatch::start(target, label, *poll, id, baseline)),
                 id: id.to_owned(),
                 baseline,
             }),
@@ -139,7 +139,7 @@ struct PgWatch {
 
 impl PgWatch {
     fn start(
-        config: &postgres::Config,
+        config: &pg::PgTarget,
         label: &str,
         poll: Duration,
         id: &str,
@@ -202,7 +202,7 @@ impl Drop for PgWatch {
 /// The watch thread: connect, `LISTEN`, read the session; then read it again on
 /// every notice for it and every `poll`; reconnect after errors.
 fn listen(
-    config: &postgres::Config,
+    config: &pg::PgTarget,
     label: &str,
     poll: Duration,
     id: &str,

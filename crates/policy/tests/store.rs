@@ -454,3 +454,91 @@ fn a_postgres_restart_is_unreachable_then_reconnected_and_counts_once() {
     // A bad request is not "unreachable".
     assert!(!s.admit("bad id!", &p).unwrap_err().is_unreachable());
 }
+
+/// `sslmode=verify-full` (or `require`) with the server's CA: the store runs over
+/// TLS (the server says so), the kill watch too; the wrong CA, or TLS asked of a
+/// server without it, is an error — never a plaintext fallback.
+#[test]
+fn postgres_over_tls_verifies_the_server_and_never_falls_back() {
+    let Some(c) = support::pg::private_tls_cluster("tls") else {
+        return;
+    };
+    let ca = c.ca_pem();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        c.url("postgres"),
+        ca.display()
+    );
+    let s = Store::open_location(&StoreLocation::parse(&url).unwrap()).unwrap();
+    let p = parse_policy("", "p.yaml").unwrap();
+    s.admit("tls", &p).unwrap().unwrap();
+    let w = s.watch_target().open("tls", Some(0)).unwrap();
+    // The server's own view: the store's and the watch's connections are both
+    // encrypted (the watch connects from its own thread: wait for it).
+    let mut admin = postgres::Client::connect(&c.url("postgres"), postgres::NoTls).unwrap();
+    let t = Instant::now();
+    let ssl = loop {
+        let rows = admin
+            .query(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.application_name = 'skillsandbox'",
+                &[],
+            )
+            .unwrap();
+        let ssl: Vec<bool> = rows.iter().map(|r| r.get(0)).collect();
+        if ssl.len() >= 2 || t.elapsed() > Duration::from_secs(5) {
+            break ssl;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(ssl.len() == 2 && ssl.iter().all(|x| *x), "{ssl:?}");
+    s.kill("tls", "over tls").unwrap();
+    assert_eq!(wait_killed(&w).as_deref(), Some("over tls"));
+
+    // Another CA: the certificate does not verify, and nothing connects.
+    let other = tempfile::tempdir().unwrap();
+    let wrong = other.path().join("wrong.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&wrong, params.self_signed(&key).unwrap().pem()).unwrap();
+    let bad = format!(
+        "{}?sslmode=require&sslrootcert={}",
+        c.url("postgres"),
+        wrong.display()
+    );
+    let e = Store::open_location(&StoreLocation::parse(&bad).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+    // An unreadable CA file is a clear error naming it.
+    let missing = format!(
+        "{}?sslmode=require&sslrootcert=/nonexistent.pem",
+        c.url("postgres")
+    );
+    let e = Store::open_location(&StoreLocation::parse(&missing).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent.pem"), "{e}");
+    // A CA without asking for TLS is refused rather than ignored.
+    let e = Store::open_location(
+        &StoreLocation::parse(&format!(
+            "{}?sslrootcert={}",
+            c.url("postgres"),
+            ca.display()
+        ))
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("sslmode"), "{e}");
+
+    // TLS asked of a server without it: refused, not downgraded.
+    let Some(plain) = support::pg::database() else {
+        return;
+    };
+    let e = Store::open_location(
+        &StoreLocation::parse(&format!(
+            "{plain}?sslmode=require&sslrootcert={}",
+            ca.display()
+        ))
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("server does not support TLS"), "{e}");
+}

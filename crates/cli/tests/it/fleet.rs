@@ -456,3 +456,54 @@ fn a_database_restart_mid_run_loses_nothing_and_counts_nothing_twice() {
     let st = h.show_with("fc", &closed);
     assert_eq!(st["runs"]["finished"], 1, "{st}");
 }
+
+#[test]
+fn a_run_is_admitted_and_accounted_over_tls_with_the_store_url_from_the_flag() {
+    let Some(cluster) = pg::private_tls_cluster("cli-tls") else {
+        return;
+    };
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.url("postgres"),
+        cluster.ca_pem().display()
+    );
+    // The environment names another (unreachable) store: --store wins.
+    let h = Host::new("postgres://nobody@127.0.0.1:1/none");
+    let o = h
+        .cmd()
+        .arg("--store")
+        .arg(&url)
+        .args(["exec", "-q", "--session", "tls", "--", "true"])
+        .output()
+        .unwrap();
+    if o.status.code() == Some(125) {
+        assert!(!require_full(), "sandbox unavailable: {o:?}");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = h
+        .cmd()
+        .arg("--store")
+        .arg(&url)
+        .args(["session", "show", "tls", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["runs"]["finished"], 1, "{st}");
+    // Without the CA the system roots do not know the server: refused (exit 3, a
+    // store that cannot be used admits nothing), never plaintext.
+    let o = h
+        .cmd()
+        .arg("--store")
+        .arg(format!("{}?sslmode=require", cluster.url("postgres")))
+        .args(["exec", "-q", "--session", "tls", "--", "true"])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("certificate") || err.contains("trusted root"),
+        "{err}"
+    );
+}

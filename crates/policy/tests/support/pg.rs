@@ -68,6 +68,15 @@ pub fn private_cluster(name: &str) -> Option<Cluster> {
     }
 }
 
+/// A private cluster that also speaks TLS, with a server certificate for
+/// 127.0.0.1 signed by a fresh CA; [`Cluster::ca_pem`] is that CA.
+pub fn private_tls_cluster(name: &str) -> Option<Cluster> {
+    match Cluster::start_with(name, true) {
+        Ok(c) => Some(c),
+        Err(why) => unavailable(&why),
+    }
+}
+
 /// A PostgreSQL cluster in a temp dir on a loopback port. Dropping it does not stop
 /// it: the watchdog does, when the test binary exits.
 pub struct Cluster {
@@ -75,10 +84,20 @@ pub struct Cluster {
     dir: PathBuf,
     port: u16,
     root: bool,
+    tls: bool,
 }
 
 impl Cluster {
     fn start(name: &str) -> Result<Cluster, String> {
+        Cluster::start_with(name, false)
+    }
+
+    /// The CA that signed a TLS cluster's certificate (PEM file).
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn start_with(name: &str, tls: bool) -> Result<Cluster, String> {
         let bin = bin_dir().ok_or("no PostgreSQL server binaries (apt-get install postgresql)")?;
         let dir =
             std::env::temp_dir().join(format!("skillsandbox-pg-{}-{name}", std::process::id()));
@@ -104,6 +123,7 @@ impl Cluster {
             dir,
             port,
             root,
+            tls,
         };
         let out = c
             .as_pg("initdb")
@@ -126,9 +146,47 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
+        if tls {
+            c.write_certificates()?;
+        }
         c.start_server()?;
         watchdog(&c.bin, &c.data(), &c.dir, root);
         Ok(c)
+    }
+
+    /// ca.pem, and server.crt / server.key (0600, the server's user) for 127.0.0.1.
+    fn write_certificates(&self) -> Result<(), String> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use std::os::unix::fs::PermissionsExt;
+        let e = |e: rcgen::Error| format!("rcgen: {e}");
+        let ca_key = KeyPair::generate().map_err(e)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().map_err(e)?;
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .map_err(e)?
+            .signed_by(&key, &issuer)
+            .map_err(e)?;
+        let io = |e: std::io::Error| format!("writing certificates: {e}");
+        std::fs::write(self.ca_pem(), ca_cert.pem()).map_err(io)?;
+        for (name, text) in [
+            ("server.crt", leaf.pem()),
+            ("server.key", key.serialize_pem()),
+        ] {
+            let p = self.dir.join(name);
+            std::fs::write(&p, text).map_err(io)?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            if self.root {
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&p)
+                    .status()
+                    .map_err(io)?;
+            }
+        }
+        Ok(())
     }
 
     fn data(&self) -> PathBuf {
@@ -154,11 +212,17 @@ impl Cluster {
 
     /// Starts the server (again), on the same port and data.
     pub fn start_server(&self) -> Result<(), String> {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
             self.port,
             self.dir.display()
         );
+        if self.tls {
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key",
+                d = self.dir.display()
+            ));
+        }
         let out = self
             .as_pg("pg_ctl")
             .arg("-D")
