@@ -47,6 +47,7 @@ enum Command {
     Approve(cmd::approve::Args),
     Scan(cmd::scan::Args),
     Hook(cmd::hook::Args),
+    Oci(cmd::oci::Args),
     /// The probe `check` starts inside the sandbox (internal).
     #[command(name = "__probe", hide = true)]
     Probe(cmd::check::ProbeArgs),
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
         Command::Approve(a) => cmd::approve::main(a),
         Command::Scan(a) => cmd::scan::main(a),
         Command::Hook(a) => cmd::hook::main(a),
+        Command::Oci(a) => cmd::oci::main(a),
         Command::Probe(a) => cmd::check::probe(a),
     };
     match result {

@@ -22,5 +22,6 @@ mod verdict;
 pub use adhoc::{adhoc_policy, Grants};
 pub use lower::dry_run_plan;
 pub use output::{Captured, Sink};
-pub use run::{run, RunOutcome, RunRequest};
+pub use run::{run, RunOutcome, RunRequest, StartGate};
+pub use skillsandbox_sandbox::plan::ImageRoot;
 pub use session::{RunSession, SessionAccount};
