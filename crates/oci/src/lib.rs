@@ -50,10 +50,14 @@ pub fn main(argv: &[String]) -> i32 {
     }
 }
 
+/// The state root, symlinks resolved when it exists (`/var/run` is a link to `/run`:
+/// the sandbox binds files from it and refuses symlinks).
 fn root(g: &Global) -> PathBuf {
-    g.root
+    let r = g
+        .root
         .clone()
-        .unwrap_or_else(|| PathBuf::from(state::DEFAULT_ROOT))
+        .unwrap_or_else(|| PathBuf::from(state::DEFAULT_ROOT));
+    std::fs::canonicalize(&r).unwrap_or(r)
 }
 
 /// The global flags the supervisor needs again.

@@ -121,6 +121,11 @@ pub enum MountOp {
         #[serde(default)]
         idmap: bool,
     },
+    /// `skillsandbox oci`: the image's root filesystem at the new root. Opened by the
+    /// supervisor (the stage, no longer host root, may not reach it), idmapped when
+    /// the filesystem allows (overlayfs does not: its files then keep their host
+    /// owners, seen inside as the overflow id), read-only once the root is entered.
+    ImageRoot { source: PathBuf },
     /// A file with fixed contents (synthetic `/etc` entries).
     File {
         target: PathBuf,
@@ -589,26 +594,22 @@ fn host_root_mounts(mounts: &mut Vec<MountOp>, input: &LowerInput<'_>) {
     }
 }
 
-/// The new root is the image's own filesystem, bound (idmapped for a root invoker, so
-/// its root-owned files are the sandbox root's) and made read-only once entered; the
-/// runtime's generated files go over the image's. Nothing of the host's system
-/// directories or `/etc` is visible.
+/// The new root is the image's own filesystem ([`MountOp::ImageRoot`]), read-only once
+/// entered; the runtime's generated files go over the image's. Nothing of the host's
+/// system directories or `/etc` is visible.
 fn image_root_mounts(mounts: &mut Vec<MountOp>, image: &ImageRoot, idmap: bool) {
-    mounts.push(MountOp::Bind {
+    mounts.push(MountOp::ImageRoot {
         source: image.rootfs.clone(),
-        target: PathBuf::from(NEWROOT),
-        // Writable only while the mount points are made; `enter_new_root` seals it.
-        writable: true,
-        device: false,
-        idmap,
     });
     for (host, inside) in &image.files {
+        // Opened by a root supervisor (they live in the runtime's state directory,
+        // which the sandbox user cannot reach).
         mounts.push(MountOp::Bind {
             source: host.clone(),
             target: under_root(inside),
             writable: false,
             device: false,
-            idmap: false,
+            idmap,
         });
     }
 }
