@@ -22,6 +22,9 @@ pub struct Global {
     /// the manifest and session of containers whose annotations name none.
     pub default_manifest: Option<PathBuf>,
     pub default_session: Option<String>,
+    /// A hosts-format file the egress service consults before the host resolver for
+    /// declared names (internal or test names; as `SKILLSANDBOX_EGRESS_HOSTS`).
+    pub egress_hosts: Option<PathBuf>,
     /// Flags we do not know (kept for the log).
     pub unknown: Vec<String>,
 }
@@ -69,6 +72,7 @@ const GLOBAL_VALUED: &[&str] = &[
     "--rootless",
     "--default-manifest",
     "--default-session",
+    "--egress-hosts",
 ];
 
 fn split_flag(arg: &str) -> (&str, Option<&str>) {
@@ -105,6 +109,7 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), OciError> {
             ("--log-format", Some(v)) => g.log_format_json = v == "json",
             ("--default-manifest", Some(v)) => g.default_manifest = Some(PathBuf::from(v)),
             ("--default-session", Some(v)) => g.default_session = Some(v),
+            ("--egress-hosts", Some(v)) => g.egress_hosts = Some(PathBuf::from(v)),
             ("--systemd-cgroup", _) => g.systemd_cgroup = true,
             (f, _) => g.unknown.push(f.to_string()),
         }

@@ -41,6 +41,9 @@ pub enum OciError {
         #[source]
         source: nix::Error,
     },
+    /// The session engine refused the run (killed, out of budget): its reason.
+    #[error("{0}")]
+    Refused(String),
     #[error("session {id}: {detail}")]
     Session { id: String, detail: String },
     /// The supervisor exited before the sandbox was ready (its reason, if it left one).

@@ -75,6 +75,9 @@ fn global_args(g: &Global) -> Vec<String> {
     if let Some(s) = &g.default_session {
         v.extend(["--default-session".into(), s.clone()]);
     }
+    if let Some(h) = &g.egress_hosts {
+        v.extend(["--egress-hosts".into(), h.display().to_string()]);
+    }
     v
 }
 
@@ -119,6 +122,10 @@ fn run(g: &Global, cmd: Command) -> Result<i32, OciError> {
         }
         Command::Supervise { id } => {
             let dir = state::Dir::new(&root, &id)?;
+            if let Some(h) = &g.egress_hosts {
+                // Still one thread: the egress service reads it when it starts.
+                std::env::set_var(skillsandbox_runtime::EGRESS_HOSTS_ENV, h);
+            }
             Ok(supervisor::supervise(&dir, &defaults))
         }
         Command::Unimplemented { name } => Err(OciError::Unsupported {

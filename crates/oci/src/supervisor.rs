@@ -82,12 +82,7 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
 
     let outcome = match skillsandbox_runtime::run(req) {
         Ok(o) => o,
-        Err(refusal) => {
-            return Err(OciError::Session {
-                id: launch.session.clone().unwrap_or_default(),
-                detail: refusal.to_string(),
-            })
-        }
+        Err(refusal) => return Err(OciError::Refused(refusal.to_string())),
     };
     if let Some(p) = &outcome.trace_path {
         let _ = std::fs::write(dir.file("trace"), p.display().to_string());
