@@ -25,6 +25,11 @@ pub struct Global {
     /// A hosts-format file the egress service consults before the host resolver for
     /// declared names (internal or test names; as `SKILLSANDBOX_EGRESS_HOSTS`).
     pub egress_hosts: Option<PathBuf>,
+    /// Write each container's trace to `DIR/<container id>-<ms>.json` (default: the
+    /// state directory of the user the engine runs us as).
+    pub trace_dir: Option<PathBuf>,
+    /// The audit log (default: `SKILLSANDBOX_AUDIT_LOG` or the state directory's).
+    pub audit_log: Option<PathBuf>,
     /// Flags we do not know (kept for the log).
     pub unknown: Vec<String>,
 }
@@ -73,6 +78,8 @@ const GLOBAL_VALUED: &[&str] = &[
     "--default-manifest",
     "--default-session",
     "--egress-hosts",
+    "--trace-dir",
+    "--audit-log",
 ];
 
 fn split_flag(arg: &str) -> (&str, Option<&str>) {
@@ -110,6 +117,8 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), OciError> {
             ("--default-manifest", Some(v)) => g.default_manifest = Some(PathBuf::from(v)),
             ("--default-session", Some(v)) => g.default_session = Some(v),
             ("--egress-hosts", Some(v)) => g.egress_hosts = Some(PathBuf::from(v)),
+            ("--trace-dir", Some(v)) => g.trace_dir = Some(PathBuf::from(v)),
+            ("--audit-log", Some(v)) => g.audit_log = Some(PathBuf::from(v)),
             ("--systemd-cgroup", _) => g.systemd_cgroup = true,
             (f, _) => g.unknown.push(f.to_string()),
         }

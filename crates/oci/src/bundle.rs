@@ -65,6 +65,9 @@ pub struct Launch {
 pub struct Defaults {
     pub manifest: Option<PathBuf>,
     pub session: Option<String>,
+    /// Where traces and the audit log go (the operator's choice; see `args::Global`).
+    pub trace_dir: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
 }
 
 fn unsupported(what: impl Into<String>, hint: impl Into<String>) -> OciError {

@@ -75,8 +75,14 @@ fn global_args(g: &Global) -> Vec<String> {
     if let Some(s) = &g.default_session {
         v.extend(["--default-session".into(), s.clone()]);
     }
-    if let Some(h) = &g.egress_hosts {
-        v.extend(["--egress-hosts".into(), h.display().to_string()]);
+    for (flag, value) in [
+        ("--egress-hosts", &g.egress_hosts),
+        ("--trace-dir", &g.trace_dir),
+        ("--audit-log", &g.audit_log),
+    ] {
+        if let Some(p) = value {
+            v.extend([flag.to_string(), p.display().to_string()]);
+        }
     }
     v
 }
@@ -86,6 +92,8 @@ fn run(g: &Global, cmd: Command) -> Result<i32, OciError> {
     let defaults = bundle::Defaults {
         manifest: g.default_manifest.clone(),
         session: g.default_session.clone(),
+        trace_dir: g.trace_dir.clone(),
+        audit_log: g.audit_log.clone(),
     };
     match cmd {
         Command::Create {

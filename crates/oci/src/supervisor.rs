@@ -59,6 +59,13 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
         hostname: launch.hostname.clone(),
     });
     req.tool_call_id = Some(dir.id.clone());
+    if let Some(d) = &defaults.trace_dir {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_millis());
+        req.trace_output = Some(d.join(format!("{}-{ms}.json", dir.id)));
+    }
+    req.audit_log = defaults.audit_log.clone();
     req.stdin = std::io::stdin().as_fd().try_clone_to_owned().ok();
     req.stdout = Sink::Forward(Box::new(std::io::stdout()));
     req.stderr = Sink::Forward(Box::new(std::io::stderr()));
