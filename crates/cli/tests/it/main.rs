@@ -17,6 +17,7 @@ mod hook;
 mod learn;
 mod manifest;
 mod mcp;
+mod oci;
 mod review2;
 mod rootless;
 mod scan;
