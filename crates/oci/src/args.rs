@@ -330,7 +330,12 @@ mod tests {
     #[test]
     fn exec_is_named_but_unimplemented_and_missing_values_are_usage_errors() {
         let (_, c) = parse(&v("exec --process /p.json --detach abc")).unwrap();
-        assert_eq!(c, Command::Unimplemented { name: "exec".into() });
+        assert_eq!(
+            c,
+            Command::Unimplemented {
+                name: "exec".into()
+            }
+        );
         assert!(matches!(parse(&v("--root")), Err(OciError::Usage(_))));
         assert!(matches!(parse(&v("start")), Err(OciError::Usage(_))));
     }

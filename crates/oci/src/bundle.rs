@@ -164,7 +164,10 @@ pub fn map_spec(
     }
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
-        return Err(unsupported("empty process.args", "give the container a command"));
+        return Err(unsupported(
+            "empty process.args",
+            "give the container a command",
+        ));
     }
     if let Some(hooks) = spec.hooks() {
         let mut all = Vec::new();
@@ -254,7 +257,10 @@ pub fn map_spec(
         .env()
         .iter()
         .flatten()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
     let hostname = spec
         .hostname()
@@ -298,7 +304,13 @@ mod tests {
     }
 
     fn map(v: serde_json::Value, manifest: Option<(Policy, String)>) -> Result<Launch, OciError> {
-        map_spec(&spec(v), "/r".into(), HashMap::new(), manifest, &Defaults::default())
+        map_spec(
+            &spec(v),
+            "/r".into(),
+            HashMap::new(),
+            manifest,
+            &Defaults::default(),
+        )
     }
 
     #[test]
@@ -314,7 +326,10 @@ mod tests {
         assert!(l.policy.skill_dir.is_none());
         assert_eq!(
             l.env,
-            vec![("PATH".into(), "/bin".into()), ("HOSTNAME".into(), "abc".into())]
+            vec![
+                ("PATH".into(), "/bin".into()),
+                ("HOSTNAME".into(), "abc".into())
+            ]
         );
         assert_eq!(l.hostname, "abc");
         assert_eq!(l.policy_source, "none (deny-all)");
@@ -344,14 +359,14 @@ mod tests {
         v["process"]["user"]["uid"] = 1000.into();
         assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
         let mut v = base();
-        v["mounts"] = serde_json::json!([{"destination": "/data", "type": "bind", "source": "/srv"}]);
+        v["mounts"] =
+            serde_json::json!([{"destination": "/data", "type": "bind", "source": "/srv"}]);
         assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
         let mut v = base();
         v["hooks"] = serde_json::json!({"prestart": [{"path": "/usr/bin/nvidia-hook"}]});
         assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
         let mut v = base();
-        v["hooks"] =
-            serde_json::json!({"prestart": [{"path": "/proc/1/exe", "args": ["x", "libnetwork-setkey"]}]});
+        v["hooks"] = serde_json::json!({"prestart": [{"path": "/proc/1/exe", "args": ["x", "libnetwork-setkey"]}]});
         assert!(map(v, None).is_ok());
     }
 }

@@ -69,13 +69,13 @@ fn start_supervisor(
         ..Default::default()
     })?;
     let fifo = dir.file("exec.fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
-        |e| OciError::Io {
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| {
+        OciError::Io {
             op: "mkfifo",
             path: fifo.clone(),
             source: std::io::Error::from(e),
-        },
-    )?;
+        }
+    })?;
     let exe = std::env::current_exe().map_err(io("locate", "/proc/self/exe"))?;
     // The supervisor keeps our stdio: it is the container's (the shim's pipes).
     let mut child = std::process::Command::new(&exe)
@@ -217,9 +217,8 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<(), OciErro
             what: "its process was not found",
         });
     }
-    let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| {
-        OciError::BadSignal(signal.to_string())
-    })?;
+    let sig = nix::sys::signal::Signal::try_from(signal)
+        .map_err(|_| OciError::BadSignal(signal.to_string()))?;
     for p in targets {
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), sig) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
@@ -310,7 +309,11 @@ pub fn features() -> serde_json::Value {
 /// One error line for `--log` in the shim's format (`--log-format json`).
 pub fn log_error(log: Option<&PathBuf>, json: bool, msg: &str) {
     let Some(p) = log else { return };
-    let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) else {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+    else {
         return;
     };
     let line = if json {

@@ -69,7 +69,10 @@ impl OciError {
     }
 }
 
-pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> OciError {
+pub(crate) fn io(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> OciError {
     let path = path.into();
     move |source| OciError::Io { op, path, source }
 }

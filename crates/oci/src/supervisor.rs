@@ -85,7 +85,9 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
     let fifo = dir.file("exec.fifo");
     let created = dir.file("created");
     let gate_stop = stop_file.clone();
-    req.start_gate = Some(Box::new(move || wait_for_start(&fifo, &created, &gate_stop)));
+    req.start_gate = Some(Box::new(move || {
+        wait_for_start(&fifo, &created, &gate_stop)
+    }));
 
     let outcome = match skillsandbox_runtime::run(req) {
         Ok(o) => o,

@@ -24,5 +24,5 @@ pub use egress::HOSTS_OVERRIDE_ENV as EGRESS_HOSTS_ENV;
 pub use lower::dry_run_plan;
 pub use output::{Captured, Sink};
 pub use run::{run, RunOutcome, RunRequest, StartGate};
-pub use skillsandbox_sandbox::plan::ImageRoot;
 pub use session::{RunSession, SessionAccount};
+pub use skillsandbox_sandbox::plan::ImageRoot;

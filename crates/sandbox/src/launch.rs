@@ -300,7 +300,8 @@ fn idmapped_trees(pid: i32, plan: &LaunchPlan) -> Result<Vec<OwnedFd>, LaunchErr
         if !writable {
             set |= sys::MOUNT_ATTR_RDONLY;
         }
-        let mapped = sys::mount_setattr_fd(tree.as_fd(), true, set, 0, Some(userns.as_fd()), source);
+        let mapped =
+            sys::mount_setattr_fd(tree.as_fd(), true, set, 0, Some(userns.as_fd()), source);
         match mapped {
             Ok(()) => {}
             // overlayfs (an image's rootfs) cannot be idmapped: bind it as it is.

@@ -125,7 +125,9 @@ pub enum MountOp {
     /// supervisor (the stage, no longer host root, may not reach it), idmapped when
     /// the filesystem allows (overlayfs does not: its files then keep their host
     /// owners, seen inside as the overflow id), read-only once the root is entered.
-    ImageRoot { source: PathBuf },
+    ImageRoot {
+        source: PathBuf,
+    },
     /// A file with fixed contents (synthetic `/etc` entries).
     File {
         target: PathBuf,

@@ -6,6 +6,8 @@
 //! made here with `docker import` (no registry). Without them the tests skip, and fail
 //! under SKILLSANDBOX_TEST_REQUIRE=full.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -55,7 +57,10 @@ fn busybox() -> Option<PathBuf> {
 
 /// An ELF64 file without a PT_INTERP program header (it runs in an empty image).
 fn is_static_elf64(b: &[u8]) -> bool {
-    let u16_at = |o: usize| b.get(o..o + 2).map(|x| u16::from_le_bytes([x[0], x[1]]) as usize);
+    let u16_at = |o: usize| {
+        b.get(o..o + 2)
+            .map(|x| u16::from_le_bytes([x[0], x[1]]) as usize)
+    };
     let u64_at = |o: usize| {
         b.get(o..o + 8)
             .map(|x| u64::from_le_bytes(x.try_into().unwrap()) as usize)
@@ -89,7 +94,11 @@ fn engine() -> Result<(), String> {
     }
     let runtimes: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
     let me = std::fs::canonicalize(env!("CARGO_BIN_EXE_skillsandbox")).unwrap();
-    for name in ["skillsandbox", "skillsandbox-test", "skillsandbox-test-session"] {
+    for name in [
+        "skillsandbox",
+        "skillsandbox-test",
+        "skillsandbox-test-session",
+    ] {
         let path = runtimes[name]["path"].as_str().unwrap_or("");
         if std::fs::canonicalize(path).ok().as_deref() != Some(me.as_path()) {
             return Err(format!(
@@ -127,7 +136,7 @@ fn image() -> bool {
         ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .arg("-C")
             .arg(root)
             .args(["-c", "."])
@@ -136,9 +145,10 @@ fn image() -> bool {
             .unwrap();
         let out = Command::new(docker_bin())
             .args(["import", "-", IMAGE])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
+        assert!(tar.wait().unwrap().success(), "tar of the test rootfs failed");
         assert!(out.status.success(), "docker import: {}", text(&out.stderr));
         true
     })
@@ -182,9 +192,10 @@ fn trace_of(cid: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let found = std::fs::read_dir(TRACE_DIR).ok().and_then(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(cid)))
+            rd.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(cid))
+            })
         });
         if let Some(p) = found {
             if let Ok(t) = std::fs::read_to_string(&p) {
@@ -193,7 +204,10 @@ fn trace_of(cid: &str) -> Value {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "no trace for container {cid} in {TRACE_DIR}");
+        assert!(
+            Instant::now() < deadline,
+            "no trace for container {cid} in {TRACE_DIR}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -203,7 +217,13 @@ fn violations(trace: &Value) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|v| format!("{} {}", v["kind"].as_str().unwrap_or(""), v["detail"].as_str().unwrap_or("")))
+        .map(|v| {
+            format!(
+                "{} {}",
+                v["kind"].as_str().unwrap_or(""),
+                v["detail"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
@@ -256,7 +276,9 @@ fn cgroup_dirs(trace: &Value) -> Vec<PathBuf> {
 fn processes_with(marker: &str) -> Vec<String> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let cmd = text(&cmd).replace('\0', " ");
         if cmd.contains(marker) && !cmd.contains("docker") {
             v.push(format!("{} {cmd}", e.file_name().to_string_lossy()));
@@ -274,7 +296,11 @@ fn docker_run_benign_output_exit_code_and_trace() {
     if !ready() {
         return;
     }
-    let (o, cid) = run("skillsandbox", &[], "echo out-$((6*7)); echo err >&2; exit 7");
+    let (o, cid) = run(
+        "skillsandbox",
+        &[],
+        "echo out-$((6*7)); echo err >&2; exit 7",
+    );
     let d = format!("stdout {:?} stderr {:?}", text(&o.stdout), text(&o.stderr));
     assert_eq!(code(&o), 7, "{d}");
     assert_eq!(text(&o.stdout), "out-42\n", "{d}");
@@ -284,7 +310,13 @@ fn docker_run_benign_output_exit_code_and_trace() {
     assert_eq!(t["exit_code"], 7);
     assert_eq!(t["termination"], "exited");
     assert_eq!(t["tier"], "container");
-    for layer in ["seccomp", "no_new_privs", "capabilities", "network", "user_namespace"] {
+    for layer in [
+        "seccomp",
+        "no_new_privs",
+        "capabilities",
+        "network",
+        "user_namespace",
+    ] {
         let l = t["enforcement"]
             .as_array()
             .unwrap()
@@ -311,14 +343,25 @@ fn docker_stop_kill_and_rm_f_leave_nothing_behind() {
             "trap 'echo got-term; exit 42' TERM; sleep {marker} & sleep {marker}.5 & while true; do sleep 0.1; done"
         );
         let o = docker(&[
-            "run", "-d", "--runtime", "skillsandbox", "--network", "none", IMAGE, "sh", "-c",
+            "run",
+            "-d",
+            "--runtime",
+            "skillsandbox",
+            "--network",
+            "none",
+            IMAGE,
+            "sh",
+            "-c",
             &script,
         ]);
         assert!(o.status.success(), "{what}: {}", text(&o.stderr));
         let cid = text(&o.stdout).trim().to_string();
         let deadline = Instant::now() + Duration::from_secs(5);
         while processes_with(&marker).len() < 2 {
-            assert!(Instant::now() < deadline, "{what}: the container's sleeps never started");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the container's sleeps never started"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut args = cmd.to_vec();
@@ -329,7 +372,10 @@ fn docker_stop_kill_and_rm_f_leave_nothing_behind() {
             let w = docker(&["wait", &cid]);
             assert_eq!(text(&w.stdout).trim(), want.to_string(), "{what}");
             if what == "stop" {
-                assert!(text(&docker(&["logs", &cid]).stdout).contains("got-term"), "{what}");
+                assert!(
+                    text(&docker(&["logs", &cid]).stdout).contains("got-term"),
+                    "{what}"
+                );
             }
             docker(&["rm", &cid]);
         }
@@ -348,7 +394,9 @@ fn docker_stop_kill_and_rm_f_leave_nothing_behind() {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(
-            !std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&cid[..12]),
+            !std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .contains(&cid[..12]),
             "{what}: a mount of the container is left"
         );
     }
@@ -367,7 +415,10 @@ fn docker_memory_limit_ooms_as_oom() {
     assert_eq!(code(&o), 137, "{}", text(&o.stderr));
     let t = trace_of(&cid);
     assert_eq!(t["termination"], "oom", "{t}");
-    assert!(t["usage"]["memory_peak_bytes"].as_u64().unwrap() <= 33 * 1024 * 1024, "{t}");
+    assert!(
+        t["usage"]["memory_peak_bytes"].as_u64().unwrap() <= 33 * 1024 * 1024,
+        "{t}"
+    );
 }
 
 #[test]
@@ -389,19 +440,25 @@ fn docker_host_canary_and_undeclared_egress_fail_and_are_recorded() {
     );
     let (o, cid) = run("skillsandbox-test", &[], &script);
     let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
-    assert!(!all.contains(&secret), "BREACH: the host canary was read: {all}");
+    assert!(
+        !all.contains(&secret),
+        "BREACH: the host canary was read: {all}"
+    );
     assert!(text(&o.stdout).contains("end"), "{all}");
     let v = violations(&trace_of(&cid));
     assert!(
-        v.iter().any(|x| x.starts_with("syscall_blocked") && x.contains("unshare")),
+        v.iter()
+            .any(|x| x.starts_with("syscall_blocked") && x.contains("unshare")),
         "the unshare escape is not in the trace: {v:?} ({all})"
     );
     assert!(
-        v.iter().any(|x| x.starts_with("dns_blocked") && x.contains("exfil.oci.test")),
+        v.iter()
+            .any(|x| x.starts_with("dns_blocked") && x.contains("exfil.oci.test")),
         "{v:?}"
     );
     assert!(
-        v.iter().any(|x| x.starts_with("network_blocked") && x.contains("203.0.113.9")),
+        v.iter()
+            .any(|x| x.starts_with("network_blocked") && x.contains("203.0.113.9")),
         "{v:?}"
     );
 }
@@ -449,8 +506,15 @@ fn docker_session_kill_stops_the_container_within_a_second() {
         .args(["--store", SESSION_STORE, "session", "reset", SESSION])
         .output();
     let o = docker(&[
-        "run", "-d", "--runtime", "skillsandbox-test-session", "--network", "none", IMAGE,
-        "sleep", "300",
+        "run",
+        "-d",
+        "--runtime",
+        "skillsandbox-test-session",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "300",
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let cid = text(&o.stdout).trim().to_string();
@@ -462,15 +526,26 @@ fn docker_session_kill_stops_the_container_within_a_second() {
     docker(&["rm", "-f", &cid]);
     // Later runs of the session are refused, with the reason.
     let refused = docker(&[
-        "run", "--rm", "--runtime", "skillsandbox-test-session", "--network", "none", IMAGE,
-        "echo", "ran",
+        "run",
+        "--rm",
+        "--runtime",
+        "skillsandbox-test-session",
+        "--network",
+        "none",
+        IMAGE,
+        "echo",
+        "ran",
     ]);
     session("reset");
     assert_eq!(text(&w.stdout).trim(), "137");
     assert!(took < Duration::from_secs(1), "stopped after {took:?}");
     assert!(!refused.status.success());
     assert!(!text(&refused.stdout).contains("ran"));
-    assert!(text(&refused.stderr).contains("killed"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("killed"),
+        "{}",
+        text(&refused.stderr)
+    );
     let t = trace_of(&cid);
     assert_eq!(t["session_id"], SESSION);
 }
@@ -481,7 +556,15 @@ fn docker_exec_is_refused_with_the_reason() {
         return;
     }
     let o = docker(&[
-        "run", "-d", "--runtime", "skillsandbox", "--network", "none", IMAGE, "sleep", "30",
+        "run",
+        "-d",
+        "--runtime",
+        "skillsandbox",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "30",
     ]);
     let cid = text(&o.stdout).trim().to_string();
     let e = docker(&["exec", &cid, "echo", "inside"]);
@@ -489,7 +572,10 @@ fn docker_exec_is_refused_with_the_reason() {
     assert!(!e.status.success());
     assert!(!text(&e.stdout).contains("inside"));
     let said = format!("{}{}", text(&e.stdout), text(&e.stderr));
-    assert!(said.contains("is not supported by skillsandbox oci"), "{said}");
+    assert!(
+        said.contains("is not supported by skillsandbox oci"),
+        "{said}"
+    );
 }
 
 /// The same checks under plain runc, for the README's side-by-side: the ones runc
@@ -509,7 +595,16 @@ fn runc_side_by_side() {
     let script = format!("timeout 5 wget -q -O- http://127.0.0.1:{port}/");
     let row = |runtime: &str| {
         let o = docker(&[
-            "run", "--rm", "--runtime", runtime, "--network", "host", IMAGE, "sh", "-c", &script,
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--network",
+            "host",
+            IMAGE,
+            "sh",
+            "-c",
+            &script,
         ]);
         let reached = text(&o.stdout).contains("reached");
         while hits.try_recv().is_ok() {}
@@ -519,7 +614,10 @@ fn runc_side_by_side() {
     let ours_reached = row("skillsandbox");
     eprintln!("egress to a host service with --network host: runc reached={runc_reached}, skillsandbox reached={ours_reached}");
     assert!(runc_reached, "runc is expected to reach the host service");
-    assert!(!ours_reached, "BREACH: skillsandbox reached the host service");
+    assert!(
+        !ours_reached,
+        "BREACH: skillsandbox reached the host service"
+    );
     // Benign output and exit code: both.
     let (o, _) = run("runc", &[], "echo ok; exit 7");
     assert_eq!((code(&o), text(&o.stdout)), (7, "ok\n".to_string()));
@@ -528,7 +626,17 @@ fn runc_side_by_side() {
     let (o, _) = run("runc", &[], "unshare -m true; echo rc=$?");
     assert!(text(&o.stdout).contains("rc=1"), "{}", text(&o.stdout));
     // docker exec: runc has it, ours refuses it.
-    let o = docker(&["run", "-d", "--runtime", "runc", "--network", "none", IMAGE, "sleep", "30"]);
+    let o = docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "runc",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "30",
+    ]);
     let cid = text(&o.stdout).trim().to_string();
     let e = docker(&["exec", &cid, "echo", "inside"]);
     docker(&["rm", "-f", &cid]);
@@ -578,7 +686,8 @@ fn oci_cli_create_start_state_kill_delete_with_annotations() {
         c.args(["--store", &store, "oci", "--root"]).arg(&root);
         c.arg("--trace-dir").arg(&traces);
         c.arg("--audit-log").arg(t.path().join("audit.log"));
-        c.args(["--log-format", "json", "--log"]).arg(t.path().join("log.json"));
+        c.args(["--log-format", "json", "--log"])
+            .arg(t.path().join("log.json"));
         c.args(args).stdin(Stdio::null());
         if args[0] == "create" {
             // The supervisor keeps create's stdio (the container's): files, not the
@@ -601,20 +710,38 @@ fn oci_cli_create_start_state_kill_delete_with_annotations() {
     let pid_file = t.path().join("init.pid");
     let b = bundle.display().to_string();
     let p = pid_file.display().to_string();
-    let o = oci(&["create", "--bundle", &b, "--pid-file", &p, "--future-flag", "c1"]);
+    let o = oci(&[
+        "create",
+        "--bundle",
+        &b,
+        "--pid-file",
+        &p,
+        "--future-flag",
+        "c1",
+    ]);
     assert!(o.status.success(), "create: {}", text(&o.stderr));
     let s = state("c1");
     assert_eq!(s["status"], "created", "{s}");
-    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(s["pid"], pid);
-    assert_eq!(s["annotations"]["skillsandbox.policy"], "annotation skillsandbox.manifest.inline");
+    assert_eq!(
+        s["annotations"]["skillsandbox.policy"],
+        "annotation skillsandbox.manifest.inline"
+    );
     assert_eq!(s["annotations"]["skillsandbox.network"], "skillsandbox");
     // Twice the same id: refused.
     assert!(!oci(&["create", "--bundle", &b, "c1"]).status.success());
     let o = oci(&["start", "c1"]);
     assert!(o.status.success(), "start: {}", text(&o.stderr));
     assert_eq!(state("c1")["status"], "running");
-    assert!(!oci(&["delete", "c1"]).status.success(), "deleted a running container");
+    assert!(
+        !oci(&["delete", "c1"]).status.success(),
+        "deleted a running container"
+    );
     assert!(!oci(&["exec", "c1"]).status.success());
     std::thread::sleep(Duration::from_millis(1500));
     let o = oci(&["kill", "c1", "KILL"]);
@@ -625,9 +752,13 @@ fn oci_cli_create_start_state_kill_delete_with_annotations() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let s = state("c1");
-    let trace_path = s["annotations"]["skillsandbox.trace"].as_str().unwrap().to_string();
+    let trace_path = s["annotations"]["skillsandbox.trace"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(trace_path.starts_with(&traces.display().to_string()), "{s}");
-    let trace: Value = serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
+    let trace: Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
     assert_eq!(trace["tool_call_id"], "c1");
     assert_eq!(trace["session_id"], "oci-cli-test");
     assert_eq!(trace["exit_code"], 137);
@@ -639,7 +770,10 @@ fn oci_cli_create_start_state_kill_delete_with_annotations() {
     );
     assert!(oci(&["delete", "c1"]).status.success());
     assert!(!oci(&["state", "c1"]).status.success());
-    assert!(oci(&["delete", "--force", "c1"]).status.success(), "--force is idempotent");
+    assert!(
+        oci(&["delete", "--force", "c1"]).status.success(),
+        "--force is idempotent"
+    );
     // A bundle the runtime cannot honour fails the create with the reason in --log.
     let mut bad = config.clone();
     bad["process"]["terminal"] = true.into();
