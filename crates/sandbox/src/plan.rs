@@ -757,6 +757,58 @@ mod tests {
     }
 
     #[test]
+    fn an_image_root_replaces_the_host_built_root_and_keeps_our_proc_dev_and_tmp() {
+        let mut host = HostLayout::default();
+        host.entries.insert("/usr".into(), HostEntry::Dir);
+        let image = ImageRoot {
+            rootfs: "/var/lib/engine/merged".into(),
+            files: vec![(
+                "/run/ss/c1/etc/resolv.conf".into(),
+                "/etc/resolv.conf".into(),
+            )],
+            env: vec![("PATH".into(), "/bin".into())],
+            hostname: "c1".into(),
+        };
+        let host_env = vec![("API_KEY".to_string(), "k".to_string())];
+        let mut i = input(&host, &host_env);
+        i.image_root = Some(&image);
+        let plan = lower(&policy(), &i).unwrap();
+        assert_eq!(
+            plan.mounts[0],
+            MountOp::ImageRoot {
+                source: "/var/lib/engine/merged".into()
+            }
+        );
+        assert!(plan.mounts.contains(&MountOp::Bind {
+            source: "/run/ss/c1/etc/resolv.conf".into(),
+            target: "/newroot/etc/resolv.conf".into(),
+            writable: false,
+            device: false,
+            idmap: false,
+        }));
+        // Nothing of the host's system directories or /etc, no synthetic files in the image.
+        assert!(!plan.mounts.iter().any(|m| matches!(m,
+            MountOp::Bind { source, .. } if source == Path::new("/usr"))));
+        assert!(!plan
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountOp::File { .. })));
+        assert!(!plan.mounts.iter().any(|m| matches!(m,
+            MountOp::Tmpfs { target, .. } if target == Path::new("/newroot/home/sandbox"))));
+        // Ours as always.
+        for t in ["/newroot/proc", "/newroot/tmp", "/newroot/dev"] {
+            assert!(
+                plan.mounts.iter().any(|m| matches!(m,
+                    MountOp::Proc { target } | MountOp::Tmpfs { target, .. } if target == Path::new(t))),
+                "{t}"
+            );
+        }
+        // The image's environment and hostname, never the host's.
+        assert_eq!(plan.env, vec![("PATH".to_string(), "/bin".to_string())]);
+        assert_eq!(plan.hostname, "c1");
+    }
+
+    #[test]
     fn env_is_scrubbed_and_defaults_set() {
         let host_env = vec![
             ("API_KEY".to_string(), "k".to_string()),

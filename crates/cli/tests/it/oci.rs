@@ -148,7 +148,10 @@ fn image() -> bool {
             .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
-        assert!(tar.wait().unwrap().success(), "tar of the test rootfs failed");
+        assert!(
+            tar.wait().unwrap().success(),
+            "tar of the test rootfs failed"
+        );
         assert!(out.status.success(), "docker import: {}", text(&out.stderr));
         true
     })
