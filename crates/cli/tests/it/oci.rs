@@ -302,7 +302,7 @@ fn docker_run_benign_output_exit_code_and_trace() {
     let (o, cid) = run(
         "skillsandbox",
         &[],
-        "echo out-$((6*7)); echo err >&2; exit 7",
+        "echo x 2>/dev/null > /x && echo ROOT-WRITABLE; echo out-$((6*7)); echo err >&2; exit 7",
     );
     let d = format!("stdout {:?} stderr {:?}", text(&o.stdout), text(&o.stderr));
     assert_eq!(code(&o), 7, "{d}");
@@ -787,4 +787,27 @@ fn oci_cli_create_start_state_kill_delete_with_annotations() {
     assert_eq!(last["level"], "error");
     assert!(last["msg"].as_str().unwrap().contains("terminal"), "{last}");
     assert!(!root.join("c2").exists());
+}
+
+/// Installed as `skillsandbox-oci` (containerd's `BinaryName` takes no arguments), the
+/// binary is the runtime itself.
+#[test]
+fn a_link_named_skillsandbox_oci_is_the_runtime() {
+    let t = tempfile::tempdir().unwrap();
+    let link = t.path().join("skillsandbox-oci");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_skillsandbox"), &link).unwrap();
+    let o = Command::new(&link).arg("features").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let f: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(f["ociVersionMin"], "1.0.0");
+    let o = Command::new(&link)
+        .args(["--root", &t.path().display().to_string(), "state", "nope"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("container nope does not exist"),
+        "{}",
+        text(&o.stderr)
+    );
 }
