@@ -811,3 +811,38 @@ fn a_link_named_skillsandbox_oci_is_the_runtime() {
         text(&o.stderr)
     );
 }
+
+/// What the runtime cannot honour fails `docker run` at create, with the reason;
+/// nothing runs.
+#[test]
+fn docker_refuses_a_terminal_a_volume_and_another_user() {
+    if !ready() {
+        return;
+    }
+    let cases: [(&[&str], &str); 3] = [
+        (&["-t"], "a console socket"),
+        (&["-v", "/tmp:/host-tmp"], "the mount /tmp at /host-tmp"),
+        (&["--user", "1000"], "process.user 1000:0"),
+    ];
+    for (flags, reason) in cases {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--runtime",
+            "skillsandbox",
+            "--network",
+            "none",
+        ];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "echo", "ran"]);
+        let o = docker(&args);
+        assert_eq!(code(&o), 125, "{flags:?}: {}", text(&o.stderr));
+        assert!(!text(&o.stdout).contains("ran"), "{flags:?}");
+        assert!(
+            text(&o.stderr).contains(reason),
+            "{flags:?}: {}",
+            text(&o.stderr)
+        );
+        assert!(text(&o.stderr).contains("not supported by skillsandbox oci"));
+    }
+}
