@@ -30,6 +30,8 @@ pub struct Global {
     pub trace_dir: Option<PathBuf>,
     /// The audit log (default: `SKILLSANDBOX_AUDIT_LOG` or the state directory's).
     pub audit_log: Option<PathBuf>,
+    /// Manifests from annotations may grant host paths and secrets (`--trust-annotations`).
+    pub trust_annotations: bool,
     /// Flags we do not know (kept for the log).
     pub unknown: Vec<String>,
 }
@@ -120,6 +122,7 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), OciError> {
             ("--trace-dir", Some(v)) => g.trace_dir = Some(PathBuf::from(v)),
             ("--audit-log", Some(v)) => g.audit_log = Some(PathBuf::from(v)),
             ("--systemd-cgroup", _) => g.systemd_cgroup = true,
+            ("--trust-annotations", _) => g.trust_annotations = true,
             (f, _) => g.unknown.push(f.to_string()),
         }
         i += 1;

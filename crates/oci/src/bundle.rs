@@ -68,6 +68,11 @@ pub struct Defaults {
     /// Where traces and the audit log go (the operator's choice; see `args::Global`).
     pub trace_dir: Option<PathBuf>,
     pub audit_log: Option<PathBuf>,
+    /// Let a manifest from the container's annotations grant host paths and secrets
+    /// (`--trust-annotations`). Off: whoever writes the pod or container spec is not
+    /// trusted with the host — the supervisor runs as host root and would bind the
+    /// paths and read the secret files for them.
+    pub trust_annotations: bool,
 }
 
 fn unsupported(what: impl Into<String>, hint: impl Into<String>) -> OciError {
@@ -98,6 +103,11 @@ pub fn load(bundle: &Path, defaults: &Defaults) -> Result<Launch, OciError> {
     let rootfs = std::fs::canonicalize(&rootfs).map_err(crate::error::io("resolve", &rootfs))?;
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
     let manifest = manifest_policy(&annotations, defaults)?;
+    if let Some((policy, source)) = &manifest {
+        if source.starts_with("annotation") && !defaults.trust_annotations {
+            refuse_host_grants(policy, source)?;
+        }
+    }
     map_spec(&spec, rootfs, annotations, manifest, defaults)
 }
 
@@ -121,19 +131,54 @@ fn manifest_policy(
         })?;
         return Ok(Some((p, label)));
     }
-    let path = match ann.get(ANN_MANIFEST) {
-        Some(p) => Some(PathBuf::from(p)),
-        None => defaults.manifest.clone(),
-    };
-    match path {
+    if let Some(p) = ann.get(ANN_MANIFEST) {
+        let label = format!("annotation {ANN_MANIFEST} ({p})");
+        let loaded = skillsandbox_manifest::load(Path::new(p), &env).map_err(|e| {
+            OciError::Manifest {
+                source_name: label.clone(),
+                // The file is read as host root on behalf of the spec's author: its
+                // contents are not theirs to see in an error unless they are trusted.
+                detail: if defaults.trust_annotations {
+                    e.to_string()
+                } else {
+                    "not a valid manifest (check it on the host with `skillsandbox validate`)"
+                        .into()
+                },
+            }
+        })?;
+        return Ok(Some((loaded.policy, label)));
+    }
+    match &defaults.manifest {
         Some(p) => {
-            let loaded = skillsandbox_manifest::load(&p, &env).map_err(|e| OciError::Manifest {
+            let loaded = skillsandbox_manifest::load(p, &env).map_err(|e| OciError::Manifest {
                 source_name: p.display().to_string(),
                 detail: e.to_string(),
             })?;
             Ok(Some((loaded.policy, p.display().to_string())))
         }
         None => Ok(None),
+    }
+}
+
+/// A manifest from the annotations may shape the network and the limits, not reach
+/// into the host: no declared paths, no secrets (read by the root supervisor).
+fn refuse_host_grants(policy: &Policy, source: &str) -> Result<(), OciError> {
+    let fs = &policy.filesystem;
+    let what = if !fs.read.is_empty() || !fs.write.is_empty() {
+        Some("host paths (permissions.filesystem)")
+    } else if !policy.network.secrets.is_empty() {
+        Some("secrets (permissions.secrets)")
+    } else {
+        None
+    };
+    match what {
+        Some(w) => Err(OciError::Unsupported {
+            what: format!("a manifest from {source} granting {w}"),
+            hint: "register the manifest with the runtime (--default-manifest), or start the \
+                   runtime with --trust-annotations if whoever writes the specs may reach the host"
+                .into(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -348,6 +393,29 @@ mod tests {
         assert_eq!(l.policy.limits.memory_mb, 16);
         // The container's command runs, not the manifest's entrypoint.
         assert_eq!(l.policy.entrypoint.command, "sh");
+    }
+
+    #[test]
+    fn a_manifest_from_annotations_may_not_reach_into_the_host() {
+        let parse = |text: &str| {
+            let m = skillsandbox_manifest::parse_str(text, "t").unwrap();
+            skillsandbox_manifest::resolve(&m, Path::new("/"), &ResolveEnv::from_process_env())
+                .unwrap()
+        };
+        let net = parse(
+            "skill: {name: t, version: 0.1.0}\npermissions:\n  network:\n    egress:\n      - domain: a.test\nentrypoint: {command: x}\n",
+        );
+        assert!(refuse_host_grants(&net, "annotation x").is_ok());
+        let paths = parse(
+            "skill: {name: t, version: 0.1.0}\npermissions:\n  filesystem:\n    read: [/etc]\nentrypoint: {command: x}\n",
+        );
+        let e = refuse_host_grants(&paths, "annotation x").unwrap_err();
+        assert!(e.to_string().contains("host paths"), "{e}");
+        let secrets = parse(
+            "skill: {name: t, version: 0.1.0}\npermissions:\n  network:\n    egress:\n      - domain: a.test\n  secrets:\n    T:\n      from: file:/root/.ssh/id_rsa\n      hosts: [a.test]\nentrypoint: {command: x}\n",
+        );
+        let e = refuse_host_grants(&secrets, "annotation x").unwrap_err();
+        assert!(e.to_string().contains("secrets"), "{e}");
     }
 
     #[test]

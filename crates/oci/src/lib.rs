@@ -75,6 +75,9 @@ fn global_args(g: &Global) -> Vec<String> {
     if let Some(s) = &g.default_session {
         v.extend(["--default-session".into(), s.clone()]);
     }
+    if g.trust_annotations {
+        v.push("--trust-annotations".into());
+    }
     for (flag, value) in [
         ("--egress-hosts", &g.egress_hosts),
         ("--trace-dir", &g.trace_dir),
@@ -94,6 +97,7 @@ fn run(g: &Global, cmd: Command) -> Result<i32, OciError> {
         session: g.default_session.clone(),
         trace_dir: g.trace_dir.clone(),
         audit_log: g.audit_log.clone(),
+        trust_annotations: g.trust_annotations,
     };
     match cmd {
         Command::Create {
