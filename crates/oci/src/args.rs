@@ -60,6 +60,19 @@ pub enum Command {
         force: bool,
     },
     Features,
+    /// `runc exec`: one more process in the running container (`docker exec`).
+    Exec {
+        id: String,
+        process: Option<PathBuf>,
+        pid_file: Option<PathBuf>,
+        console_socket: Option<PathBuf>,
+        detach: bool,
+    },
+    /// Internal: the process `exec` starts (its pid is the exec'd process's).
+    ExecInside {
+        id: String,
+        process: PathBuf,
+    },
     /// Named but not implemented: refused with a clear error.
     Unimplemented {
         name: String,
@@ -237,6 +250,20 @@ fn command(name: &str, rest: &[String], unknown: &mut Vec<String>) -> Result<Com
         },
         "features" => Command::Features,
         "_supervise" => Command::Supervise { id: id()? },
+        "exec" => Command::Exec {
+            id: id()?,
+            process: get(&["--process", "-p"]).map(PathBuf::from),
+            pid_file: get(&["--pid-file"]).map(PathBuf::from),
+            console_socket: get(&["--console-socket"]).map(PathBuf::from),
+            detach: has(&["--detach", "-d"]),
+        },
+        "_exec" => Command::ExecInside {
+            id: id()?,
+            process: positional
+                .get(1)
+                .map(PathBuf::from)
+                .ok_or_else(|| OciError::Usage("_exec needs a process file".into()))?,
+        },
         other => Command::Unimplemented {
             name: other.to_string(),
         },

@@ -301,7 +301,7 @@ pub fn features() -> serde_json::Value {
         "annotations": {
             "io.github.skillsandbox.policy": "skillsandbox.manifest, skillsandbox.manifest.inline, skillsandbox.session",
             "io.github.skillsandbox.network": "the manifest's egress rules replace the engine's network (none: deny-all)",
-            "io.github.skillsandbox.exec": "not supported",
+            "io.github.skillsandbox.exec": "joins the sandbox's namespaces and cgroup, confined as the first process; not in the run's trace",
         }
     })
 }

@@ -13,6 +13,7 @@ pub mod args;
 pub mod bundle;
 pub mod commands;
 pub mod error;
+pub mod exec;
 pub mod state;
 pub mod supervisor;
 
@@ -140,10 +141,40 @@ fn run(g: &Global, cmd: Command) -> Result<i32, OciError> {
             }
             Ok(supervisor::supervise(&dir, &defaults))
         }
+        Command::Exec {
+            id,
+            process,
+            pid_file,
+            console_socket,
+            detach,
+        } => {
+            let process = process.ok_or_else(|| {
+                OciError::Usage("exec needs --process FILE (a runtime-spec process)".into())
+            })?;
+            exec::exec(
+                &root,
+                &id,
+                &process,
+                pid_file.as_deref(),
+                console_socket.as_deref(),
+                detach,
+                &global_args(g),
+            )
+        }
+        Command::ExecInside { id, process } => {
+            match exec::exec_inside(&root, &id, &process, &defaults) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "skillsandbox: exec: {e}");
+                    Ok(125)
+                }
+            }
+        }
         Command::Unimplemented { name } => Err(OciError::Unsupported {
             what: format!("the command {name:?}"),
-            hint: "skillsandbox oci implements create, start, state, kill, delete and features"
-                .into(),
+            hint:
+                "skillsandbox oci implements create, start, state, kill, delete, exec and features"
+                    .into(),
         }),
     }
 }

@@ -554,7 +554,7 @@ fn docker_session_kill_stops_the_container_within_a_second() {
 }
 
 #[test]
-fn docker_exec_is_refused_with_the_reason() {
+fn docker_exec_runs_inside_the_same_sandbox_confined() {
     if !ready() {
         return;
     }
@@ -566,19 +566,49 @@ fn docker_exec_is_refused_with_the_reason() {
         "--network",
         "none",
         IMAGE,
-        "sleep",
-        "30",
+        "sh",
+        "-c",
+        "echo first > /tmp/mark; sleep 30",
     ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     let cid = text(&o.stdout).trim().to_string();
-    let e = docker(&["exec", &cid, "echo", "inside"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let e = docker(&[
+        "exec",
+        &cid,
+        "sh",
+        "-c",
+        "cat /tmp/mark; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+         unshare -m true && echo UNSHARED; ls /proc | grep -c '^[0-9]'; exit 5",
+    ]);
+    let mut i = Command::new(docker_bin())
+        .args(["exec", "-i", &cid, "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    i.stdin.take().unwrap().write_all(b"via-stdin").unwrap();
+    let piped = i.wait_with_output().unwrap();
     docker(&["rm", "-f", &cid]);
-    assert!(!e.status.success());
-    assert!(!text(&e.stdout).contains("inside"));
-    let said = format!("{}{}", text(&e.stdout), text(&e.stderr));
+    let out = text(&e.stdout);
+    let d = format!("{out} / {}", text(&e.stderr));
+    assert_eq!(code(&e), 5, "{d}");
+    // The same filesystem (the container's /tmp) and the same PID namespace (a few
+    // pids, not the host's hundreds), confined as the first process.
+    assert!(out.starts_with("first\n"), "{d}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{d}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{d}");
+    assert!(out.contains("Seccomp:\t2"), "{d}");
     assert!(
-        said.contains("is not supported by skillsandbox oci"),
-        "{said}"
+        !out.contains("UNSHARED"),
+        "BREACH: exec'd process unshared: {d}"
     );
+    let pids: usize = out.lines().last().unwrap().trim().parse().unwrap();
+    assert!(
+        pids < 10,
+        "{pids} pids visible: not the sandbox's PID namespace ({d})"
+    );
+    assert_eq!(text(&piped.stdout), "via-stdin");
 }
 
 /// The same checks under plain runc, for the README's side-by-side: the ones runc
@@ -628,7 +658,7 @@ fn runc_side_by_side() {
     // only ours records the escape attempt (unshare refused, in the trace).
     let (o, _) = run("runc", &[], "unshare -m true; echo rc=$?");
     assert!(text(&o.stdout).contains("rc=1"), "{}", text(&o.stdout));
-    // docker exec: runc has it, ours refuses it.
+    // docker exec: both have it.
     let o = docker(&[
         "run",
         "-d",
