@@ -1,5 +1,5 @@
 //! `skillsandbox oci`: the OCI runtime command line (runtime-spec `create`, `start`,
-//! `state`, `kill`, `delete`, plus runc's `features`) that containerd's runc shim
+//! `state`, `kill`, `delete`, plus runc's `exec` and `features`) that containerd's runc shim
 //! and dockerd call, so `docker run --runtime=skillsandbox`, a containerd runtime or a
 //! Kubernetes RuntimeClass run a container as a SkillSandbox run.
 //!

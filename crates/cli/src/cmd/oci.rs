@@ -1,7 +1,7 @@
 //! `skillsandbox oci`: the OCI runtime command line (thin: the `oci` crate owns it).
 
 /// The OCI runtime that dockerd, containerd's runc shim and Kubernetes (RuntimeClass)
-/// call: `create`, `start`, `state`, `kill`, `delete`, `features`, with runc's global
+/// call: `create`, `start`, `state`, `kill`, `delete`, `exec`, `features`, with runc's global
 /// flags (`--root`, `--log`, `--log-format json`, `--systemd-cgroup`). Each container
 /// is a SkillSandbox run rooted in the bundle's rootfs: its policy comes from the
 /// annotations `skillsandbox.manifest` (a path) or `skillsandbox.manifest.inline`, its
