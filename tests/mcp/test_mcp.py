@@ -20,10 +20,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import traceback
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -657,6 +660,101 @@ async def max_runs_probe(binary: str, base: Path, env: dict[str, str]) -> None:
             )
 
 
+def scrape(url: str) -> dict:
+    """GET the metrics with a real HTTP client and parse them with the Prometheus
+    project's own parser: {(name, frozenset(labels.items())): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as r:
+        ctype = r.headers.get("Content-Type", "")
+        text = r.read().decode()
+    assert ctype.startswith("text/plain; version=0.0.4"), ctype
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+async def metrics_probe(binary: str, base: Path, env: dict[str, str]) -> None:
+    """`serve --metrics`: runs by outcome, violations by kind, launch latency,
+    egress bytes and the session's budget, scraped and parsed."""
+    policy = base / "metrics-policy.yaml"
+    policy.write_text("session: {max_runs: 3}\nbudget: {wall_seconds: 600}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/metrics"
+    sid = "mcp-python-metrics"
+    params = StdioServerParameters(
+        command=binary,
+        args=["serve", "--session", sid, "--policy", str(policy), "--metrics", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=str(base),
+    )
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            before = scrape(url)
+            check(
+                "metrics: scraped before any run, no runs counted",
+                not any(k[0] == "skillsandbox_runs_total" for k in before),
+                before,
+            )
+            res = await session.call_tool("exec_command", {"command": ["echo", "one"]})
+            check("metrics: a benign run", not res.is_error, res.model_dump())
+            res = await session.call_tool(
+                "exec_command", {"command": ["sleep", "5"], "timeout_s": 1}
+            )
+            res = await session.call_tool("exec_command", {"command": ["true"]})
+            res = await session.call_tool("exec_command", {"command": ["true"]})
+            check("metrics: the fourth run is refused (max_runs 3)", res.is_error, res.model_dump())
+            m = scrape(url)
+            def v(name, **labels):
+                return m.get((name, frozenset(labels.items())))
+            check(
+                "metrics: runs by outcome (2 exited, 1 timeout, 1 refused)",
+                v("skillsandbox_runs_total", outcome="exited") == 2
+                and v("skillsandbox_runs_total", outcome="timeout") == 1
+                and v("skillsandbox_runs_total", outcome="refused") == 1,
+                {k: x for k, x in m.items() if k[0] == "skillsandbox_runs_total"},
+            )
+            check(
+                "metrics: violations by kind (the timeout)",
+                v("skillsandbox_violations_total", kind="timeout") == 1,
+                {k: x for k, x in m.items() if k[0] == "skillsandbox_violations_total"},
+            )
+            count = v("skillsandbox_launch_seconds_count")
+            total = v("skillsandbox_launch_seconds_sum")
+            check(
+                "metrics: launch latency histogram over the 3 runs, each under a second",
+                count == 3 and total is not None and 0 < total < 3
+                and [x for k, x in m.items()
+                     if k[0] == "skillsandbox_launch_seconds_bucket" and float(dict(k[1])["le"]) == 1.0] == [3],
+                (count, total, {k: x for k, x in m.items() if k[0] == "skillsandbox_launch_seconds_bucket"}),
+            )
+            check(
+                "metrics: egress bytes counter (no network declared: 0)",
+                v("skillsandbox_egress_bytes_total") == 0,
+                v("skillsandbox_egress_bytes_total"),
+            )
+            wall = v("skillsandbox_session_usage", session=sid, budget="wall_seconds")
+            check(
+                "metrics: the session's budget used and limit, and its runs, from the store",
+                wall is not None and wall >= 1.0
+                and v("skillsandbox_session_budget_limit", session=sid, budget="wall_seconds") == 600
+                and v("skillsandbox_session_runs", session=sid, state="started") == 3
+                and v("skillsandbox_session_runs", session=sid, state="finished") == 3
+                and v("skillsandbox_session_killed", session=sid) == 0,
+                {k: x for k, x in m.items() if k[0].startswith("skillsandbox_session")},
+            )
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=10)
+                check("metrics: other paths are 404", False)
+            except urllib.error.HTTPError as e:
+                check("metrics: other paths are 404", e.code == 404, e.code)
+
+
 async def approval_probe(binary: str, base: Path, env: dict[str, str]) -> None:
     """The self-grant attack over MCP: an agent's confined exec_command, with the
     project writable, widens an approved skill's manifest and then the lockfile;
@@ -785,6 +883,7 @@ async def main() -> int:
                 await discover_probe(params)
                 await max_runs_probe(binary, base, env)
                 await approval_probe(binary, base, env)
+                await metrics_probe(binary, base, env)
         except Exception:  # noqa: BLE001 - report, then fail
             traceback.print_exc()
             check("the scenario ran to the end", False, traceback.format_exc())

@@ -15,6 +15,7 @@
 pub mod args;
 pub mod ceiling;
 pub mod discover;
+pub mod metrics;
 pub mod paths;
 pub mod results;
 mod runner;
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     /// `run_skill` refuses skills not approved as they are, even where no
     /// skillsandbox.lock covers them (where one does, approval is always required).
     pub require_approval: bool,
+    /// `serve --metrics`: answer `GET /metrics` (Prometheus text) here.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             ceiling: Ceiling::default(),
             max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
             require_approval: false,
+            metrics: None,
         }
     }
 }
@@ -94,7 +98,9 @@ pub fn build_server(
     Ok(SkillSandboxServer::new(server::Shared {
         roots,
         ceiling: config.ceiling.clone(),
-        session: session::ServerSession::new(id, engine),
+        session: session::ServerSession::new(id, engine).with_metrics(Arc::new(
+            metrics::Metrics::new().context("building the metrics")?,
+        )),
         audit_log: config.audit_log.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_runs.max(1),
@@ -137,6 +143,18 @@ pub async fn serve_stdio(config: ServerConfig, engine: SessionEngine) -> anyhow:
             ""
         }
     ));
+    if let Some(addr) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --metrics {addr}"))?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        let scraped = Arc::clone(&shared);
+        tokio::spawn(metrics::serve(
+            listener,
+            Arc::new(move || scraped.session.metrics_text()),
+        ));
+        log(&format!("metrics on http://{bound}/metrics"));
+    }
     let running = server
         .serve(rmcp::transport::stdio())
         .await

@@ -188,6 +188,8 @@ pub struct ServerSession {
     engine: Arc<SessionEngine>,
     started_at_ms: i64,
     counts: Mutex<Counts>,
+    /// `serve --metrics`: fed by every run of this session.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Marks one run in progress for as long as it lives.
@@ -237,7 +239,30 @@ impl ServerSession {
             engine: Arc::new(engine),
             started_at_ms: now_ms(),
             counts: Mutex::new(Counts::default()),
+            metrics: None,
         }
+    }
+
+    /// Feed `metrics` with every run and refusal of this session.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> ServerSession {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The Prometheus text for a scrape: this server's counters, and the session
+    /// as the store sees it now (blocking: reads the store).
+    pub fn metrics_text(&self) -> String {
+        let Some(m) = &self.metrics else {
+            return String::new();
+        };
+        let status = match self.engine.status(&self.id) {
+            Ok(st) => st,
+            Err(e) => {
+                log(&format!("metrics: cannot read session {}: {e}", self.id));
+                None
+            }
+        };
+        m.render(status.as_ref())
     }
 
     pub fn id(&self) -> &str {
@@ -267,6 +292,9 @@ impl ServerSession {
     /// A run the session policy refused: counted and logged.
     pub fn note_refused(&self, refusal: &Refusal) {
         self.lock().refused_runs += 1;
+        if let Some(m) = &self.metrics {
+            m.observe_refusal();
+        }
         log(&format!(
             "refused by the session policy: {}",
             refusal.to_string().replace('\n', " ")
@@ -279,16 +307,23 @@ impl ServerSession {
         RunningGuard { session: self }
     }
 
-    /// The engine's stop check for this session: `Some(reason)` once the session is
-    /// killed by any process.
-    pub fn stop_check(&self) -> impl FnMut() -> Option<String> + Send + 'static {
-        self.engine.stop_check(&self.id)
+    /// The engine's stop check for an admitted run of this session: `Some(reason)`
+    /// once the session is killed by any process.
+    #[cfg(test)]
+    pub fn stop_check(
+        &self,
+        admission: &skillsandbox_runtime::session::Admission,
+    ) -> impl FnMut() -> Option<String> + Send + 'static {
+        self.engine.stop_check(admission)
     }
 
     /// Counts a finished run and turns what its accounting triggered (in
     /// `outcome.session`) into what the agent is told; alerts, blocks and kills
     /// are logged on stderr too.
     pub fn finish_run(&self, outcome: &RunOutcome, cancelled: bool) -> RunAccounted {
+        if let Some(m) = &self.metrics {
+            m.observe_run(&outcome.trace);
+        }
         {
             let mut c = self.lock();
             c.runs += 1;

@@ -18,6 +18,9 @@ pub struct Totals {
     pub runs_started: u64,
     /// Runs accounted after they ended.
     pub runs_finished: u64,
+    /// Runs whose supervisor stopped renewing their lease before accounting them
+    /// (killed, crashed, cut off from the store): neither running nor finished.
+    pub runs_lost: u64,
     pub cpu_ms: u64,
     pub wall_ms: u64,
     pub egress_bytes: u64,

@@ -26,6 +26,8 @@ pub struct PolicyFile {
     pub violations: ViolationRules,
     #[serde(default)]
     pub kill_switch: KillSwitch,
+    #[serde(default)]
+    pub store: StoreRules,
     /// Model prices for `report_usage` in tokens, by model name (USD per million
     /// tokens). Entries here replace built-in entries of the same name; the built-in
     /// table is an example to check against your provider's current prices.
@@ -152,6 +154,53 @@ pub struct Price {
     pub input_per_mtok: f64,
     #[schemars(range(min = 0.0))]
     pub output_per_mtok: f64,
+}
+
+/// How runs behave toward the session store they are charged to.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreRules {
+    /// When the store cannot be reached: new runs are always refused; `fail_closed`
+    /// also stops running sandboxes once the store has been unreachable for 10 s,
+    /// `fail_open_for_running` lets them finish (their usage is recorded when the
+    /// store returns).
+    pub unavailable: Unavailable,
+    /// How long a run stays `running` without its supervisor renewing it (every
+    /// third of this); after that the store counts it `lost`. A supervisor killed
+    /// with -9 cannot leave runs `running` for ever.
+    pub lease: Span,
+}
+
+/// Default `store.lease`.
+pub const DEFAULT_LEASE: Span = Span { seconds: 30 };
+
+impl Default for StoreRules {
+    fn default() -> Self {
+        StoreRules {
+            unavailable: Unavailable::FailClosed,
+            lease: DEFAULT_LEASE,
+        }
+    }
+}
+
+/// `store.unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Unavailable {
+    FailClosed,
+    FailOpenForRunning,
+}
+
+impl Unavailable {
+    pub const NAMES: [&'static str; 2] = ["fail_closed", "fail_open_for_running"];
+
+    pub fn parse(s: &str) -> Option<Unavailable> {
+        match s {
+            "fail_closed" => Some(Unavailable::FailClosed),
+            "fail_open_for_running" => Some(Unavailable::FailOpenForRunning),
+            _ => None,
+        }
+    }
 }
 
 /// What the session engine does when a budget is spent or a threshold reached.

@@ -30,7 +30,7 @@ mod yaml;
 pub use decide::{Decision, Refusal, RefusalKind, Totals, Trigger};
 pub use file::{
     policy_json_schema, Action, Budget, KillSwitch, PolicyFile, Price, SessionLimits, Span,
-    ViolationRules,
+    StoreRules, Unavailable, ViolationRules,
 };
 pub use load::{
     default_policy_path, find_policy, load_policy_file, parse_policy, LoadedPolicy, PolicyFileError,

@@ -194,6 +194,33 @@ mod tests {
     }
 
     #[test]
+    fn the_store_section_is_read_and_checked() {
+        use crate::file::{Span, Unavailable};
+        let p = parse_policy(
+            "store:\n  unavailable: fail_open_for_running\n  lease: 1m\n",
+            "p",
+        )
+        .unwrap();
+        assert_eq!(p.store.unavailable, Unavailable::FailOpenForRunning);
+        assert_eq!(p.store.lease, Span { seconds: 60 });
+        let d = parse_policy("", "p").unwrap().store;
+        assert_eq!(
+            (d.unavailable, d.lease.seconds),
+            (Unavailable::FailClosed, 30)
+        );
+        let e = errors("store:\n  unavailable: fail_opn\n  lease: 2s\n  leese: 3s\n");
+        let lines: Vec<&str> = e.lines().filter(|l| !l.starts_with("  hint")).collect();
+        assert_eq!(lines.len(), 3, "{e}");
+        assert!(lines[0].starts_with("p.yaml:2:16: store.unavailable: unknown value \"fail_opn\""));
+        assert!(lines[1].starts_with("p.yaml:3:10: store.lease: a lease shorter than 3 s"));
+        assert!(
+            lines[2].starts_with("p.yaml:4:3: store.leese: unknown key"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `fail_open_for_running`?"), "{e}");
+    }
+
+    #[test]
     fn explicit_missing_file_is_an_error() {
         let e = find_policy(Some(Path::new("/nonexistent/policy.yaml"))).unwrap_err();
         assert!(e.to_string().contains("cannot read the policy file"));

@@ -25,7 +25,7 @@ use crate::usage::{CostEntry, RunUsage};
 /// The channel kills are announced on; the payload is the session id.
 pub(crate) const KILL_CHANNEL: &str = "skillsandbox_kill";
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Any fixed number: held while one opener migrates, so concurrent openers on many
 /// hosts do not race on `CREATE TABLE`.
@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS skillsandbox.costs (
     output_tokens BIGINT,
     usd           DOUBLE PRECISION NOT NULL
 );
+";
+
+/// Run leases (see `sql.rs`'s `SCHEMA_V2`).
+const SCHEMA_V2: &str = "
+ALTER TABLE skillsandbox.runs ADD COLUMN IF NOT EXISTS lease_until_ms BIGINT;
+ALTER TABLE skillsandbox.runs ADD COLUMN IF NOT EXISTS lost_at_ms BIGINT;
 ";
 
 /// Parses a `postgres://` URL into connection settings, or refuses it. TLS is not
@@ -224,6 +230,9 @@ fn migrate(client: &mut Client) -> Result<(), DbError> {
     if version < 1 {
         tx.batch_execute(SCHEMA_V1)?;
     }
+    if version < 2 {
+        tx.batch_execute(SCHEMA_V2)?;
+    }
     if version == 0 {
         tx.execute(
             "INSERT INTO skillsandbox.schema_version (version) VALUES ($1)",
@@ -293,7 +302,8 @@ impl Tx for PgTx<'_, '_> {
     fn totals(&mut self, id: &str, epoch: i64) -> Result<Totals, DbError> {
         let r = self.0.query_one(
             "SELECT COUNT(*), COUNT(finished_at_ms), COALESCE(SUM(cpu_ms), 0)::BIGINT,
-                    COALESCE(SUM(wall_ms), 0)::BIGINT, COALESCE(SUM(egress_bytes), 0)::BIGINT
+                    COALESCE(SUM(wall_ms), 0)::BIGINT, COALESCE(SUM(egress_bytes), 0)::BIGINT,
+                    COUNT(*) FILTER (WHERE finished_at_ms IS NULL AND lost_at_ms IS NOT NULL)
              FROM skillsandbox.runs WHERE session_id = $1 AND epoch = $2",
             &[&id, &epoch],
         )?;
@@ -318,6 +328,7 @@ impl Tx for PgTx<'_, '_> {
             cpu_ms: to_u64(r.try_get(2)?),
             wall_ms: to_u64(r.try_get(3)?),
             egress_bytes: to_u64(r.try_get(4)?),
+            runs_lost: to_u64(r.try_get(5)?),
             cost_usd: cost,
             violations,
         })
@@ -337,15 +348,34 @@ impl Tx for PgTx<'_, '_> {
         Ok(n == 1)
     }
 
-    fn insert_run(&mut self, id: &str, epoch: i64, now: i64) -> Result<i64, DbError> {
+    fn insert_run(&mut self, id: &str, epoch: i64, now: i64, lease: i64) -> Result<i64, DbError> {
         Ok(self
             .0
             .query_one(
-                "INSERT INTO skillsandbox.runs (session_id, epoch, started_at_ms)
-                 VALUES ($1, $2, $3) RETURNING id",
-                &[&id, &epoch, &now],
+                "INSERT INTO skillsandbox.runs (session_id, epoch, started_at_ms, lease_until_ms)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&id, &epoch, &now, &lease],
             )?
             .try_get(0)?)
+    }
+
+    fn renew_lease(&mut self, run_id: i64, until: i64) -> Result<bool, DbError> {
+        let n = self.0.execute(
+            "UPDATE skillsandbox.runs SET lease_until_ms = $2, lost_at_ms = NULL
+             WHERE id = $1 AND finished_at_ms IS NULL",
+            &[&run_id, &until],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn expire_leases(&mut self, id: &str, now: i64) -> Result<u64, DbError> {
+        let n = self.0.execute(
+            "UPDATE skillsandbox.runs SET lost_at_ms = $2
+             WHERE session_id = $1 AND finished_at_ms IS NULL AND lost_at_ms IS NULL
+               AND lease_until_ms < $2",
+            &[&id, &now],
+        )?;
+        Ok(n)
     }
 
     fn set_policy(&mut self, id: &str, policy_json: &str) -> Result<(), DbError> {

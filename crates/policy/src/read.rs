@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use skillsandbox_manifest::{Diagnostic, Pos};
 
 use crate::file::{
-    threshold_keys, Action, Budget, KillSwitch, PolicyFile, Price, SessionLimits, Span,
-    ViolationRules,
+    threshold_keys, Action, Budget, KillSwitch, PolicyFile, Price, SessionLimits, Span, StoreRules,
+    Unavailable, ViolationRules,
 };
 use crate::yaml::{Node, Value};
 
@@ -17,6 +17,7 @@ const TOP: &[&str] = &[
     "budget",
     "violations",
     "kill_switch",
+    "store",
     "prices",
 ];
 const SESSION: &[&str] = &["max_duration", "max_runs"];
@@ -30,6 +31,7 @@ const BUDGET: &[&str] = &[
 ];
 const VIOLATIONS: &[&str] = &["thresholds", "on_threshold"];
 const KILL_SWITCH: &[&str] = &["notify"];
+const STORE: &[&str] = &["unavailable", "lease"];
 const PRICE: &[&str] = &["input_per_mtok", "output_per_mtok"];
 
 /// Reads the whole file. `Err` holds every error found, sorted by position.
@@ -68,6 +70,7 @@ pub(crate) fn read(root: &Node, file: &str) -> Result<PolicyFile, Vec<Diagnostic
                 "budget" => out.budget = cx.budget(node),
                 "violations" => out.violations = cx.violations(node),
                 "kill_switch" => out.kill_switch = cx.kill_switch(node),
+                "store" => out.store = cx.store(node),
                 "prices" => out.prices = cx.prices(node),
                 _ => {}
             }
@@ -267,6 +270,77 @@ impl Cx<'_> {
         found
     }
 
+    /// A duration with a unit (`90s`, `30m`, `2h`, `1d`, `1h30m`).
+    fn span(&mut self, v: &Node, field: &str) -> Option<Span> {
+        let text = match &v.value {
+            Value::Str(s) => s.as_str(),
+            Value::Int(_) => {
+                let hint = Some("add a unit: `90s`, `30m`, `2h`, `1d`".into());
+                self.error(v.pos, field, "a duration needs a unit", hint);
+                return None;
+            }
+            _ => {
+                self.wrong_type(v, field, "a duration such as `30m`");
+                return None;
+            }
+        };
+        match Span::parse(text) {
+            Ok(span) => Some(span),
+            Err(why) => {
+                self.error(
+                    v.pos,
+                    field,
+                    format!("invalid duration {text:?}: {why}"),
+                    Some("write e.g. `90s`, `30m`, `2h`, `1d` or `1h30m`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn store(&mut self, node: &Node) -> StoreRules {
+        let mut out = StoreRules::default();
+        let Some(m) = self.mapping(node, "store", STORE) else {
+            return out;
+        };
+        for (key, v) in m {
+            let field = child("store", key);
+            match key {
+                "unavailable" => {
+                    let Some(s) = self.string(v, &field) else {
+                        continue;
+                    };
+                    match Unavailable::parse(s) {
+                        Some(u) => out.unavailable = u,
+                        None => {
+                            let names = Unavailable::NAMES;
+                            let hint = match closest(s, &names) {
+                                Some(near) => format!(
+                                    "did you mean `{near}`? valid values: {}",
+                                    names.join(", ")
+                                ),
+                                None => format!("valid values: {}", names.join(", ")),
+                            };
+                            self.error(v.pos, &field, format!("unknown value {s:?}"), Some(hint));
+                        }
+                    }
+                }
+                "lease" => match self.span(v, &field) {
+                    Some(span) if span.seconds >= 3 => out.lease = span,
+                    Some(_) => self.error(
+                        v.pos,
+                        &field,
+                        "a lease shorter than 3 s",
+                        Some("renewals happen every third of the lease; use `3s` or more".into()),
+                    ),
+                    None => {}
+                },
+                _ => {}
+            }
+        }
+        out
+    }
+
     fn session(&mut self, node: &Node) -> SessionLimits {
         let mut out = SessionLimits::default();
         let Some(m) = self.mapping(node, "session", SESSION) else {
@@ -275,31 +349,7 @@ impl Cx<'_> {
         for (key, v) in m {
             let field = child("session", key);
             match key {
-                "max_duration" => {
-                    let text = match &v.value {
-                        Value::Str(s) => Some(s.as_str()),
-                        Value::Int(_) => {
-                            let hint = Some("add a unit: `90s`, `30m`, `2h`, `1d`".into());
-                            self.error(v.pos, &field, "a duration needs a unit", hint);
-                            None
-                        }
-                        _ => {
-                            self.wrong_type(v, &field, "a duration such as `30m`");
-                            None
-                        }
-                    };
-                    if let Some(text) = text {
-                        match Span::parse(text) {
-                            Ok(span) => out.max_duration = Some(span),
-                            Err(why) => self.error(
-                                v.pos,
-                                &field,
-                                format!("invalid duration {text:?}: {why}"),
-                                Some("write e.g. `90s`, `30m`, `2h`, `1d` or `1h30m`".into()),
-                            ),
-                        }
-                    }
-                }
+                "max_duration" => out.max_duration = self.span(v, &field),
                 "max_runs" => out.max_runs = self.positive_uint(v, &field),
                 _ => {}
             }

@@ -12,8 +12,9 @@ use crate::store::{to_i64, to_u64, SessionRow, SessionState, StoreError};
 use crate::tx::{DbError, Tx};
 use crate::usage::{CostEntry, RunUsage};
 
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
+/// Version 1: the tables.
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     id            TEXT PRIMARY KEY,
@@ -57,6 +58,13 @@ CREATE TABLE IF NOT EXISTS costs (
     output_tokens INTEGER,
     usd           REAL NOT NULL
 );
+";
+
+/// Version 2: run leases. A running run's supervisor renews `lease_until_ms`; a run
+/// still unfinished past it is marked `lost_at_ms` (its supervisor died).
+pub(crate) const SCHEMA_V2: &str = "
+ALTER TABLE runs ADD COLUMN lease_until_ms INTEGER;
+ALTER TABLE runs ADD COLUMN lost_at_ms INTEGER;
 ";
 
 /// Open a connection with the store's settings (no schema work).
@@ -111,7 +119,9 @@ pub(crate) fn session_row(conn: &Connection, id: &str) -> rusqlite::Result<Optio
 pub(crate) fn totals(conn: &Connection, id: &str, epoch: i64) -> rusqlite::Result<Totals> {
     let mut t = conn.query_row(
         "SELECT COUNT(*), COUNT(finished_at_ms), COALESCE(SUM(cpu_ms), 0),
-                COALESCE(SUM(wall_ms), 0), COALESCE(SUM(egress_bytes), 0)
+                COALESCE(SUM(wall_ms), 0), COALESCE(SUM(egress_bytes), 0),
+                COALESCE(SUM(CASE WHEN finished_at_ms IS NULL AND lost_at_ms IS NOT NULL
+                             THEN 1 ELSE 0 END), 0)
          FROM runs WHERE session_id = ?1 AND epoch = ?2",
         params![id, epoch],
         |r| {
@@ -121,6 +131,7 @@ pub(crate) fn totals(conn: &Connection, id: &str, epoch: i64) -> rusqlite::Resul
                 cpu_ms: to_u64(r.get(2)?),
                 wall_ms: to_u64(r.get(3)?),
                 egress_bytes: to_u64(r.get(4)?),
+                runs_lost: to_u64(r.get(5)?),
                 cost_usd: 0.0,
                 violations: BTreeMap::new(),
             })
@@ -179,12 +190,32 @@ impl Tx for SqliteTx<'_> {
         Ok(n == 1)
     }
 
-    fn insert_run(&mut self, id: &str, epoch: i64, now: i64) -> Result<i64, DbError> {
+    fn insert_run(&mut self, id: &str, epoch: i64, now: i64, lease: i64) -> Result<i64, DbError> {
         self.0.execute(
-            "INSERT INTO runs (session_id, epoch, started_at_ms) VALUES (?1, ?2, ?3)",
-            params![id, epoch, now],
+            "INSERT INTO runs (session_id, epoch, started_at_ms, lease_until_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![id, epoch, now, lease],
         )?;
         Ok(self.0.last_insert_rowid())
+    }
+
+    fn renew_lease(&mut self, run_id: i64, until: i64) -> Result<bool, DbError> {
+        let n = self.0.execute(
+            "UPDATE runs SET lease_until_ms = ?2, lost_at_ms = NULL
+             WHERE id = ?1 AND finished_at_ms IS NULL",
+            params![run_id, until],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn expire_leases(&mut self, id: &str, now: i64) -> Result<u64, DbError> {
+        let n = self.0.execute(
+            "UPDATE runs SET lost_at_ms = ?2
+             WHERE session_id = ?1 AND finished_at_ms IS NULL AND lost_at_ms IS NULL
+               AND lease_until_ms < ?2",
+            params![id, now],
+        )?;
+        Ok(n as u64)
     }
 
     fn set_policy(&mut self, id: &str, policy_json: &str) -> Result<(), DbError> {
@@ -262,5 +293,41 @@ impl Tx for SqliteTx<'_> {
             .prepare("SELECT id FROM sessions ORDER BY created_at_ms, id")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn a_version_1_file_is_migrated_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute_batch(
+                "INSERT INTO sessions (id, state, created_at_ms, opened_at_ms, epoch)
+                 VALUES ('old', 'open', 1, 1, 0);
+                 INSERT INTO runs (session_id, epoch, started_at_ms) VALUES ('old', 0, 1);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let (_, t) = s.get("old").unwrap().unwrap();
+        // A run from before leases has none: unfinished, never marked lost.
+        assert_eq!((t.runs_started, t.runs_finished, t.runs_lost), (1, 0, 0));
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        drop(s);
+        // Opening again does not migrate twice.
+        assert!(Store::open(&path).is_ok());
     }
 }

@@ -42,8 +42,13 @@ pub struct RunCounts {
     pub started: u64,
     /// Runs accounted after they ended.
     pub finished: u64,
-    /// Started and not accounted yet: running now, or their process died.
+    /// Started and not accounted yet (running, or lost).
     pub unfinished: u64,
+    /// Unfinished and leased: their supervisor is alive and renewing them.
+    pub running: u64,
+    /// Unfinished, and their supervisor stopped renewing the lease (killed with -9,
+    /// crashed, cut off from the store). Accounted after all if it comes back.
+    pub lost: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -160,6 +165,11 @@ pub fn session_status(
             started: totals.runs_started,
             finished: totals.runs_finished,
             unfinished: totals.runs_started.saturating_sub(totals.runs_finished),
+            running: totals
+                .runs_started
+                .saturating_sub(totals.runs_finished)
+                .saturating_sub(totals.runs_lost),
+            lost: totals.runs_lost,
         },
         usage: UsageTotals {
             cpu_seconds: totals.cpu_ms as f64 / 1000.0,
@@ -213,7 +223,7 @@ mod tests {
         };
         t.violations.insert("dns_blocked".into(), 2);
         let s = session_status(&row, &t, &p, 2_000);
-        assert_eq!(s.runs.unfinished, 1);
+        assert_eq!((s.runs.unfinished, s.runs.running, s.runs.lost), (1, 1, 0));
         assert_eq!(s.limits.runs_left, Some(1));
         assert_eq!(
             s.limits.expires_at.as_deref(),

@@ -18,7 +18,7 @@ use crate::decide::{decisions_after, refusal, Decision, Refusal, Totals};
 use crate::file::{Action, PolicyFile};
 use crate::locate::StoreLocation;
 use crate::pg::PgStore;
-use crate::sql::{connect, standing, SqliteTx, SCHEMA, SCHEMA_VERSION};
+use crate::sql::{connect, standing, SqliteTx, SCHEMA, SCHEMA_V2, SCHEMA_VERSION};
 use crate::tx::{DbError, Tx};
 use crate::usage::{CostEntry, RunUsage};
 use crate::watch::WatchTarget;
@@ -78,6 +78,32 @@ pub enum StoreError {
     InvalidPostgresUrl { why: String },
     #[error("session store {store}: sslmode=require, but this build has no TLS client for PostgreSQL; refusing rather than connecting in plaintext\n  hint: reach the database over a trusted network or a local TLS tunnel and use sslmode=disable")]
     TlsUnavailable { store: String },
+}
+
+impl StoreError {
+    /// The store could not be reached (connection refused or lost), as opposed to
+    /// a refusal, a bad request or a schema problem: worth trying again later.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::PgConnect { .. } => true,
+            StoreError::Query {
+                source: DbError::Postgres(e),
+                ..
+            } => {
+                use postgres::error::SqlState;
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                    || e.code().is_some_and(|c| {
+                        *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CANNOT_CONNECT_NOW
+                    })
+            }
+            StoreError::Query {
+                source: DbError::Sqlite(e),
+                ..
+            } => is_busy(e),
+            _ => false,
+        }
+    }
 }
 
 /// Session ids: 1–128 characters of `A-Z a-z 0-9 . _ : @ -`.
@@ -237,8 +263,14 @@ impl Store {
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(q("reading the schema version"))?;
-        if version < SCHEMA_VERSION {
+        if version < 1 {
             tx.execute_batch(SCHEMA).map_err(q("creating the tables"))?;
+        }
+        if version < 2 {
+            tx.execute_batch(SCHEMA_V2)
+                .map_err(q("adding run leases to the schema"))?;
+        }
+        if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(q("setting the schema version"))?;
         }
@@ -338,12 +370,13 @@ impl Store {
         self.with("admitting a run", |tx| {
             tx.ensure_session(id, now)?;
             tx.lock_session(id)?;
+            tx.expire_leases(id, now)?;
             let row = tx.session_row(id)?.ok_or(DbError::MissingRow)?;
             let totals = tx.totals(id, row.epoch)?;
             if let Some(r) = refusal(id, policy, &standing(&row), &totals, now) {
                 return Ok(Err(r));
             }
-            let run_id = tx.insert_run(id, row.epoch, now)?;
+            let run_id = tx.insert_run(id, row.epoch, now, now + lease_ms(policy))?;
             tx.set_policy(id, &policy_json)?;
             Ok(Ok(Admission {
                 session_id: id.to_owned(),
@@ -351,6 +384,16 @@ impl Store {
                 epoch: row.epoch,
                 kill_count: row.kill_count,
             }))
+        })
+    }
+
+    /// Extends a running run's lease by the policy's `store.lease` from now; false
+    /// when the run was accounted already. Its supervisor calls this every third of
+    /// the lease while the run lives.
+    pub fn renew_lease(&self, a: &Admission, policy: &PolicyFile) -> Result<bool, StoreError> {
+        let until = now_ms() + lease_ms(policy);
+        self.with("renewing a run's lease", |tx| {
+            tx.renew_lease(a.run_id, until)
         })
     }
 
@@ -429,9 +472,12 @@ impl Store {
         row.ok_or_else(|| StoreError::UnknownSession { id: id.to_owned() })
     }
 
-    /// The session row and its current totals, if the session exists.
+    /// The session row and its current totals, if the session exists (runs whose
+    /// lease ran out are marked lost first).
     pub fn get(&self, id: &str) -> Result<Option<(SessionRow, Totals)>, StoreError> {
+        let now = now_ms();
         self.with("reading a session", |tx| {
+            tx.expire_leases(id, now)?;
             let Some(row) = tx.session_row(id)? else {
                 return Ok(None);
             };
@@ -442,10 +488,12 @@ impl Store {
 
     /// Every session with its current totals, oldest first.
     pub fn list(&self) -> Result<Vec<(SessionRow, Totals)>, StoreError> {
+        let now = now_ms();
         self.with("listing sessions", |tx| {
             let ids = tx.session_ids()?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
+                tx.expire_leases(&id, now)?;
                 if let Some(row) = tx.session_row(&id)? {
                     let t = tx.totals(&id, row.epoch)?;
                     out.push((row, t));
@@ -487,6 +535,10 @@ fn decide_and_trip(
         killed,
         totals: after,
     })
+}
+
+fn lease_ms(policy: &PolicyFile) -> i64 {
+    to_i64(policy.store.lease.seconds.saturating_mul(1000))
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -32,8 +32,13 @@ pub(crate) trait Tx {
     fn totals(&mut self, id: &str, epoch: i64) -> Result<Totals, DbError>;
     /// Kills an open session; false when it was killed already. Wakes watchers.
     fn kill(&mut self, id: &str, reason: &str, now: i64) -> Result<bool, DbError>;
-    /// Counts a run as started; returns its id.
-    fn insert_run(&mut self, id: &str, epoch: i64, now: i64) -> Result<i64, DbError>;
+    /// Counts a run as started, leased until `lease`; returns its id.
+    fn insert_run(&mut self, id: &str, epoch: i64, now: i64, lease: i64) -> Result<i64, DbError>;
+    /// Extends an unfinished run's lease (and takes back a `lost` mark); false when
+    /// the run has finished.
+    fn renew_lease(&mut self, run_id: i64, until: i64) -> Result<bool, DbError>;
+    /// Marks session `id`'s unfinished runs whose lease ran out as lost; how many.
+    fn expire_leases(&mut self, id: &str, now: i64) -> Result<u64, DbError>;
     fn set_policy(&mut self, id: &str, policy_json: &str) -> Result<(), DbError>;
     /// Records a run's usage once; false when it was recorded already.
     fn finish_run(&mut self, run_id: i64, now: i64, u: &RunUsage) -> Result<bool, DbError>;

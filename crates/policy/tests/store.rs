@@ -72,6 +72,7 @@ both!(
     concurrent_connections_never_lose_an_update_or_overshoot,
     concurrent_supervisors_never_overspend_a_budget,
     a_kill_reaches_every_watch_within_a_second,
+    an_unrenewed_lease_makes_a_run_lost_and_its_late_usage_counts_once,
 );
 
 /// A watch may learn of a kill a moment later (PostgreSQL: its own thread).
@@ -99,6 +100,36 @@ fn usage(cpu_ms: u64, violations: &[(&str, u64)]) -> RunUsage {
             .map(|(k, n)| (k.to_string(), *n))
             .collect(),
     }
+}
+
+fn an_unrenewed_lease_makes_a_run_lost_and_its_late_usage_counts_once(b: &Backend) {
+    let p = parse_policy("store: {lease: 3s}\n", "p.yaml").unwrap();
+    let s = b.open();
+    let dead = s.admit("lease", &p).unwrap().unwrap();
+    let alive = s.admit("lease", &p).unwrap().unwrap();
+    let runs = |s: &Store| {
+        let (_, t) = s.get("lease").unwrap().unwrap();
+        (t.runs_started, t.runs_finished, t.runs_lost)
+    };
+    assert_eq!(runs(&s), (2, 0, 0));
+    // One supervisor renews its run; the other has died and never does.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(3500) {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(s.renew_lease(&alive, &p).unwrap());
+    }
+    // Another host sees the dead one's run lost, the renewed one still running.
+    let other = b.open();
+    assert_eq!(runs(&other), (2, 0, 1));
+    // The lost run is still counted as started (max_runs), and if its usage does
+    // arrive after all, it counts once and the run is no longer lost.
+    other.finish_run(&dead, &usage(40, &[]), &p).unwrap();
+    other.finish_run(&dead, &usage(40, &[]), &p).unwrap();
+    s.finish_run(&alive, &usage(2, &[]), &p).unwrap();
+    assert_eq!(runs(&other), (2, 2, 0));
+    assert_eq!(other.get("lease").unwrap().unwrap().1.cpu_ms, 42);
+    // A finished run's lease is not renewed.
+    assert!(!s.renew_lease(&alive, &p).unwrap());
 }
 
 #[test]
@@ -391,4 +422,35 @@ fn a_postgres_kill_is_delivered_by_notify_not_by_the_poll() {
     let seen = wait_killed(&w);
     eprintln!("kill by NOTIFY seen after {:?}", t.elapsed());
     assert!(seen.is_some_and(|r| r.contains("operator: notify")));
+}
+
+/// The database restarts under an open store: operations fail as unreachable (so
+/// callers retry rather than give up), then the store reconnects by itself, and a
+/// retried accounting counts once.
+#[test]
+fn a_postgres_restart_is_unreachable_then_reconnected_and_counts_once() {
+    let Some(c) = support::pg::private_cluster("restart") else {
+        return;
+    };
+    let s = Store::open_postgres(&c.url("postgres")).unwrap();
+    let p = parse_policy("", "p.yaml").unwrap();
+    let a = s.admit("r", &p).unwrap().unwrap();
+    c.stop_server().unwrap();
+    let e = s
+        .finish_run(&a, &usage(5, &[("dns_blocked", 1)]), &p)
+        .unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    let e = s.admit("r", &p).unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    c.start_server().unwrap();
+    s.finish_run(&a, &usage(5, &[("dns_blocked", 1)]), &p)
+        .unwrap();
+    // The same accounting again (its commit's answer lost, say): no double count.
+    s.finish_run(&a, &usage(5, &[("dns_blocked", 1)]), &p)
+        .unwrap();
+    let (_, t) = s.get("r").unwrap().unwrap();
+    assert_eq!((t.runs_started, t.runs_finished, t.cpu_ms), (1, 1, 5));
+    assert_eq!(t.violations_total(), 1);
+    // A bad request is not "unreachable".
+    assert!(!s.admit("bad id!", &p).unwrap_err().is_unreachable());
 }

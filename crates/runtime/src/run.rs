@@ -179,9 +179,9 @@ pub fn run(mut req: RunRequest) -> Result<RunOutcome, Refusal> {
     };
     // The session's kill switch joins the caller's stop check; remember which fired.
     let stopped_by_session: Arc<OnceLock<String>> = Arc::default();
-    if let Some(s) = &session {
+    if let (Some(s), Some(a)) = (&session, &admission) {
         let mut caller = std::mem::replace(&mut req.should_stop, Box::new(|| None));
-        let mut killed = s.engine.stop_check(&s.id);
+        let mut killed = s.engine.stop_check(a);
         let noted = Arc::clone(&stopped_by_session);
         req.should_stop = Box::new(move || {
             if let Some(why) = caller() {

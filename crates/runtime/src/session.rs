@@ -16,7 +16,7 @@ use skillsandbox_policy::notify::{self, Pending};
 use skillsandbox_policy::status::session_status;
 use skillsandbox_policy::{
     find_policy, price_report, Action, KillWatch, LoadedPolicy, PolicyFileError, PriceError,
-    RunUsage, Store, StoreError, Totals, Trigger,
+    RunUsage, Store, StoreError, Totals, Trigger, Unavailable,
 };
 
 pub use skillsandbox_policy::{
@@ -27,8 +27,14 @@ pub use skillsandbox_policy::{
 /// How often a running sandbox's stop check reads the session state.
 pub const STOP_POLL: Duration = Duration::from_millis(200);
 
-/// How long the stop check tolerates an unreadable store before it fails closed.
+/// How long the stop check tolerates an unreadable store before it fails closed
+/// (`store.unavailable: fail_closed`, the default).
 pub const STORE_UNREADABLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a finished run's supervisor keeps trying to record its usage while the
+/// store is unreachable. Recording is idempotent (a run is accounted once), so a
+/// retry after an unanswered commit never counts twice.
+pub const ACCOUNT_RETRY_LIMIT: Duration = Duration::from_secs(60);
 
 /// Why the session engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -171,23 +177,28 @@ impl SessionEngine {
         result
     }
 
-    /// The `should_stop` callback for a run of `session_id`: cheap to call every
-    /// 100 ms (it reads the store at most every [`STOP_POLL`], on its own
-    /// connection) and returns the kill reason once the session is killed from any
-    /// process — also when it was killed and reset since this check was made. If
-    /// the store stays unreadable for [`STORE_UNREADABLE_LIMIT`], it stops the run.
-    pub fn stop_check(&self, session_id: &str) -> impl FnMut() -> Option<String> + Send + 'static {
+    /// The `should_stop` callback for an admitted run: cheap to call every 100 ms
+    /// (it reads the store at most every [`STOP_POLL`], on its own connection) and
+    /// returns the kill reason once the session is killed from any process or host
+    /// — also when it was killed and reset since this check was made. If the store
+    /// stays unreadable for [`STORE_UNREADABLE_LIMIT`], it stops the run, unless the
+    /// policy says `store.unavailable: fail_open_for_running`. While it lives, a
+    /// thread renews the run's lease every third of `store.lease`.
+    pub fn stop_check(
+        self: &Arc<Self>,
+        admission: &Admission,
+    ) -> impl FnMut() -> Option<String> + Send + 'static {
         let target = self.store.watch_target();
-        let id = session_id.to_owned();
-        let baseline = match self.store.get(session_id) {
-            Ok(found) => found.map(|(row, _)| row.kill_count),
-            Err(_) => None,
-        };
+        let id = admission.session_id.clone();
+        let baseline = Some(admission.kill_count);
+        let fail_open = self.policy.policy.store.unavailable == Unavailable::FailOpenForRunning;
+        let lease = LeaseKeeper::start(Arc::clone(self), admission.clone());
         let mut watch: Option<KillWatch> = None;
         let mut last: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;
         let mut verdict: Option<String> = None;
         move || {
+            let _keep = &lease;
             if verdict.is_some() {
                 return verdict.clone();
             }
@@ -209,9 +220,14 @@ impl SessionEngine {
                 Err(e) => {
                     let since = *failing_since.get_or_insert(now);
                     if since == now {
-                        eprintln!("skillsandbox: warning: cannot read session {id}: {e}");
+                        let then = if fail_open {
+                            "the run goes on (store.unavailable: fail_open_for_running)"
+                        } else {
+                            "the run stops if it stays unreadable (store.unavailable: fail_closed)"
+                        };
+                        eprintln!("skillsandbox: warning: cannot read session {id}: {e}; {then}");
                     }
-                    if now.duration_since(since) >= STORE_UNREADABLE_LIMIT {
+                    if !fail_open && now.duration_since(since) >= STORE_UNREADABLE_LIMIT {
                         verdict = Some(format!(
                             "session {id}: the session store was unreadable for {} s; stopping (fail closed)",
                             STORE_UNREADABLE_LIMIT.as_secs()
@@ -233,9 +249,10 @@ impl SessionEngine {
         trace: &Trace,
     ) -> Result<Vec<Decision>, SessionError> {
         let usage = RunUsage::from_trace(trace);
-        let acc = self
-            .store
-            .finish_run(admission, &usage, &self.policy.policy)?;
+        let acc = self.retrying_while_unreachable(&admission.session_id, || {
+            self.store
+                .finish_run(admission, &usage, &self.policy.policy)
+        })?;
         self.carry_out(
             &admission.session_id,
             &acc.decisions,
@@ -244,6 +261,34 @@ impl SessionEngine {
             Some(&usage.trace_id),
         );
         Ok(acc.decisions)
+    }
+
+    /// `op`, tried again (backing off, for up to [`ACCOUNT_RETRY_LIMIT`]) while the
+    /// store cannot be reached; any other error at once.
+    fn retrying_while_unreachable<T>(
+        &self,
+        session_id: &str,
+        mut op: impl FnMut() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let deadline = Instant::now() + ACCOUNT_RETRY_LIMIT;
+        let mut pause = Duration::from_millis(100);
+        let mut warned = false;
+        loop {
+            match op() {
+                Err(e) if e.is_unreachable() && Instant::now() + pause < deadline => {
+                    if !warned {
+                        warned = true;
+                        eprintln!(
+                            "skillsandbox: warning: session {session_id}: cannot reach the store to record the run ({e}); retrying for up to {} s",
+                            ACCOUNT_RETRY_LIMIT.as_secs()
+                        );
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Records model usage for `session_id`, priced by the policy's table (or taken
@@ -393,6 +438,53 @@ impl Drop for SessionEngine {
     }
 }
 
+/// Renews an admitted run's lease from its own thread every third of
+/// `store.lease` until dropped (the run ended) or the run is accounted. A renewal
+/// that fails is tried again at the next tick; the lease runs out only when the
+/// supervisor is gone or cut off for a whole lease.
+struct LeaseKeeper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LeaseKeeper {
+    fn start(engine: Arc<SessionEngine>, admission: Admission) -> LeaseKeeper {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let every = Duration::from_millis(engine.policy.policy.store.lease.seconds * 1000 / 3);
+        let thread = std::thread::Builder::new()
+            .name("lease".into())
+            .spawn(move || loop {
+                std::thread::park_timeout(every);
+                if flag.load(Ordering::Acquire) {
+                    return;
+                }
+                match engine.store.renew_lease(&admission, &engine.policy.policy) {
+                    Ok(false) => return,
+                    Ok(true) => {}
+                    Err(e) => eprintln!(
+                        "skillsandbox: warning: session {}: cannot renew the run's lease: {e}",
+                        admission.session_id
+                    ),
+                }
+            })
+            .ok();
+        LeaseKeeper { stop, thread }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            // Not joined: a renewal stuck on an unreachable store must not hold up
+            // the run's end; the thread exits at its next wake-up.
+        }
+    }
+}
+
 /// The counts a kill notice and a kill record carry.
 fn counts_json(t: &Totals) -> serde_json::Value {
     json!({
@@ -492,8 +584,9 @@ mod tests {
             ),
             dir.path(),
         );
+        let e = Arc::new(e);
         let admission = e.admit("c").unwrap();
-        let mut stop = e.stop_check("c");
+        let mut stop = e.stop_check(&admission);
         assert_eq!(stop(), None);
 
         let r = e.report_usage("c", &UsageReport::Usd(0.6)).unwrap();

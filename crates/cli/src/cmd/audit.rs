@@ -33,6 +33,7 @@ pub struct Args {
 pub enum AuditCommand {
     Verify(VerifyArgs),
     Tail(TailArgs),
+    Merge(MergeArgs),
 }
 
 /// Check the whole hash chain and the head file; name the first bad record.
@@ -79,11 +80,74 @@ pub struct TailArgs {
     pub log: Option<PathBuf>,
 }
 
+/// Verify several hosts' audit logs, each its own chain, and print their records
+/// interleaved by time.
+///
+/// Each host keeps its own hash-chained log; this checks every chain (and head
+/// file) on its own, then prints the records that verified, oldest first, each
+/// with the log it came from. A broken chain contributes only its records before
+/// the first bad one, and is named on stderr as "LOG: record N (line L): reason".
+/// Exit status: 0 when every log is intact, 1 when any is broken.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The logs to merge (two or more hosts' audit.jsonl files).
+    #[arg(required = true, num_args = 1.., value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+    /// Print the records as JSON lines (each record's stored fields plus `log` and
+    /// `log_index`), then one summary object `{"logs": [verify reports], "ok"}`.
+    #[arg(long)]
+    pub json: bool,
+    /// Check the chains only, not their ends against `<log>.head`.
+    #[arg(long)]
+    pub no_head_check: bool,
+}
+
 pub fn main(args: Args) -> anyhow::Result<u8> {
     match args.command {
         AuditCommand::Verify(a) => verify(a),
         AuditCommand::Tail(a) => tail(a),
+        AuditCommand::Merge(a) => merge(a),
     }
+}
+
+fn merge(args: MergeArgs) -> anyhow::Result<u8> {
+    let opts = VerifyOptions {
+        check_head: !args.no_head_check,
+        anchor: None,
+    };
+    let report =
+        skillsandbox_audit::merge(&args.logs, &opts).context("cannot merge the audit logs")?;
+    let mut out = std::io::stdout().lock();
+    for m in &report.records {
+        if args.json {
+            serde_json::to_writer(&mut out, m)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "[{}] {}", m.log_index + 1, render_record(&m.record))?;
+        }
+    }
+    if args.json {
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({"logs": report.logs, "ok": report.ok}),
+        )?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    for (i, r) in report.logs.iter().enumerate() {
+        let log = r.log.display();
+        match &r.first_bad {
+            None => eprintln!("[{}] OK {log}: {} records", i + 1, r.records),
+            Some(b) => eprintln!(
+                "[{}] BROKEN {log}: record {} (line {}): {}",
+                i + 1,
+                b.seq,
+                b.line,
+                b.reason
+            ),
+        }
+    }
+    Ok(if report.ok { 0 } else { 1 })
 }
 
 fn log_path(log: Option<PathBuf>) -> PathBuf {

@@ -82,6 +82,12 @@ pub struct Args {
     /// even where no skillsandbox.lock covers it.
     #[arg(long)]
     pub require_approval: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464): runs
+    /// by outcome, violations by kind, launch latency, egress bytes, and this
+    /// session's usage and budgets as the store sees them (all hosts). Bind to
+    /// loopback unless the scraper is trusted: it shows session ids and usage.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 pub fn main(args: Args) -> anyhow::Result<u8> {
@@ -132,6 +138,7 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
             ceiling,
             max_concurrent_runs: args.max_concurrent_runs,
             require_approval: args.require_approval,
+            metrics: args.metrics,
         },
         engine,
     )?;

@@ -235,8 +235,8 @@ fn render(s: &SessionStatus) -> String {
         s.created_at, s.opened_at, s.resets
     ));
     let mut runs = format!(
-        "  runs: {} started, {} finished, {} unfinished",
-        s.runs.started, s.runs.finished, s.runs.unfinished
+        "  runs: {} started, {} finished, {} running, {} lost",
+        s.runs.started, s.runs.finished, s.runs.running, s.runs.lost
     );
     if let (Some(max), Some(left)) = (s.limits.max_runs, s.limits.runs_left) {
         runs.push_str(&format!(" (max_runs {max}, {left} left)"));

@@ -190,3 +190,61 @@ fn help_explains_the_commands() {
     let o = skillsandbox().args(["audit", "--help"]).output().unwrap();
     assert!(stdout(&o).contains("tail"));
 }
+
+#[test]
+fn merge_interleaves_three_hosts_by_time_and_finds_the_tampered_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (1..=3)
+        .map(|h| dir.path().join(format!("host{h}.jsonl")))
+        .collect();
+    let logs: Vec<AuditLog> = paths.iter().map(|p| AuditLog::open(p).unwrap()).collect();
+    // Round robin over the hosts: the merged order is 1,2,3,1,2,3,...
+    for i in 0..9 {
+        logs[i % 3]
+            .append(
+                "session",
+                json!({"session_id": "s", "event": "alert", "n": i}),
+            )
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    let merge = |json: bool| {
+        let mut c = skillsandbox();
+        c.args(["audit", "merge"]).args(&paths);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let o = merge(true);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let order: Vec<u64> = lines[..9]
+        .iter()
+        .map(|r| r["body"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(order, (0..9).collect::<Vec<u64>>());
+    assert_eq!(lines[1]["log_index"], 1);
+    assert_eq!(lines[9]["ok"], true);
+
+    // Host 2's second record is edited: its chain breaks there, the merge says so
+    // and shows none of host 2's records from that one on.
+    let text = std::fs::read_to_string(&paths[1]).unwrap();
+    std::fs::write(&paths[1], text.replace("\"n\":4", "\"n\":40")).unwrap();
+    let o = merge(false);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("[2] BROKEN")
+            && err.contains("host2.jsonl: record 2 (line 2): content does not match"),
+        "{err}"
+    );
+    assert!(err.contains("[1] OK") && err.contains("[3] OK"), "{err}");
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 7, "{out}");
+    assert!(!out.contains("\"n\":40") && !out.contains("n=40"), "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with("[2] #1 "), "{out}");
+}

@@ -13,11 +13,16 @@ mod escape_life;
 mod escape_limits;
 mod escape_proc;
 mod examples;
+mod fleet;
 mod hook;
 mod learn;
 mod manifest;
 mod mcp;
 mod oci;
+/// A real PostgreSQL server, shared with the store suite.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "../../../policy/tests/support/pg.rs"]
+mod pg;
 mod review2;
 mod rootless;
 mod scan;

@@ -27,7 +27,7 @@ fn unavailable(why: &str) {
 #[test]
 fn python_sdk_client_drives_the_server() {
     let probe = Command::new(python())
-        .args(["-c", "import mcp, anyio"])
+        .args(["-c", "import mcp, anyio, prometheus_client"])
         .output();
     match probe {
         Err(e) => return unavailable(&format!("cannot run {}: {e}", python())),

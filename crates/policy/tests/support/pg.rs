@@ -37,7 +37,7 @@ pub fn database() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
-fn unavailable(why: &str) -> Option<String> {
+fn unavailable<T>(why: &str) -> Option<T> {
     if std::env::var("SKILLSANDBOX_TEST_REQUIRE").as_deref() == Ok("full") {
         panic!("PostgreSQL is required (SKILLSANDBOX_TEST_REQUIRE=full): {why}");
     }
@@ -51,75 +51,148 @@ fn admin_url() -> Result<String, String> {
             return Ok(u);
         }
     }
-    let bin = bin_dir().ok_or("no PostgreSQL server binaries (apt-get install postgresql)")?;
-    let dir = std::env::temp_dir().join(format!("skillsandbox-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let root = is_root();
-    if root {
-        let ok = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(&dir)
-            .status()
-            .map_err(|e| format!("chown: {e}"))?;
-        if !ok.success() {
-            return Err("chown postgres: failed (no postgres user?)".into());
-        }
+    // The shared cluster lives as long as the test binary (its watchdog stops it).
+    let c = Cluster::start("shared")?;
+    let url = c.url("postgres");
+    std::mem::forget(c);
+    Ok(url)
+}
+
+/// A throwaway cluster of this test's own, for tests that stop and start the
+/// server; `None` (after printing why) when there is no PostgreSQL and the host is
+/// not required to have one.
+pub fn private_cluster(name: &str) -> Option<Cluster> {
+    match Cluster::start(name) {
+        Ok(c) => Some(c),
+        Err(why) => unavailable(&why),
     }
-    let data = dir.join("data");
-    let as_pg = |prog: &str| {
-        let mut c = if root {
+}
+
+/// A PostgreSQL cluster in a temp dir on a loopback port. Dropping it does not stop
+/// it: the watchdog does, when the test binary exits.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    root: bool,
+}
+
+impl Cluster {
+    fn start(name: &str) -> Result<Cluster, String> {
+        let bin = bin_dir().ok_or("no PostgreSQL server binaries (apt-get install postgresql)")?;
+        let dir =
+            std::env::temp_dir().join(format!("skillsandbox-pg-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let root = is_root();
+        if root {
+            let ok = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&dir)
+                .status()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !ok.success() {
+                return Err("chown postgres: failed (no postgres user?)".into());
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let c = Cluster {
+            bin,
+            dir,
+            port,
+            root,
+        };
+        let out = c
+            .as_pg("initdb")
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(c.data())
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        c.start_server()?;
+        watchdog(&c.bin, &c.data(), &c.dir, root);
+        Ok(c)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn as_pg(&self, prog: &str) -> Command {
+        let mut c = if self.root {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(bin.join(prog));
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(prog));
             c
         } else {
-            Command::new(bin.join(prog))
+            Command::new(self.bin.join(prog))
         };
         c.stdin(Stdio::null());
         c
-    };
-    let out = as_pg("initdb")
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-            "-D",
-        ])
-        .arg(&data)
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port: {e}"))?
-        .port();
-    let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-        dir.display()
-    );
-    let out = as_pg("pg_ctl")
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(dir.join("log"))
-        .args(["-w", "-o", &opts, "start"])
-        .output()
-        .map_err(|e| format!("pg_ctl: {e}"))?;
-    if !out.status.success() {
-        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        return Err(format!("pg_ctl start failed: {log}"));
+
+    /// A URL to database `db` (which must exist) as the superuser.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
-    watchdog(&bin, &data, &dir, root);
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+
+    /// Starts the server (again), on the same port and data.
+    pub fn start_server(&self) -> Result<(), String> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            self.port,
+            self.dir.display()
+        );
+        let out = self
+            .as_pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-w", "-o", &opts, "start"])
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+            return Err(format!("pg_ctl start failed: {log}"));
+        }
+        Ok(())
+    }
+
+    /// Stops the server the way a crash or a failover does (`-m immediate`: every
+    /// connection dropped at once, no checkpoint).
+    pub fn stop_server(&self) -> Result<(), String> {
+        let out = self
+            .as_pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "immediate", "stop"])
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Stops the cluster and removes its dir once this process is gone.
