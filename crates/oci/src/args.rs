@@ -358,12 +358,23 @@ mod tests {
     }
 
     #[test]
-    fn exec_is_named_but_unimplemented_and_missing_values_are_usage_errors() {
-        let (_, c) = parse(&v("exec --process /p.json --detach abc")).unwrap();
+    fn exec_parses_pause_is_unimplemented_and_missing_values_are_usage_errors() {
+        let (_, c) = parse(&v("exec --process /p.json --detach --pid-file /x.pid abc")).unwrap();
+        assert_eq!(
+            c,
+            Command::Exec {
+                id: "abc".into(),
+                process: Some("/p.json".into()),
+                pid_file: Some("/x.pid".into()),
+                console_socket: None,
+                detach: true
+            }
+        );
+        let (_, c) = parse(&v("pause abc")).unwrap();
         assert_eq!(
             c,
             Command::Unimplemented {
-                name: "exec".into()
+                name: "pause".into()
             }
         );
         assert!(matches!(parse(&v("--root")), Err(OciError::Usage(_))));
