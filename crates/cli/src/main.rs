@@ -48,6 +48,7 @@ enum Command {
     Approve(cmd::approve::Args),
     Scan(cmd::scan::Args),
     Hook(cmd::hook::Args),
+    Oci(cmd::oci::Args),
     /// The probe `check` starts inside the sandbox (internal).
     #[command(name = "__probe", hide = true)]
     Probe(cmd::check::ProbeArgs),
@@ -59,6 +60,15 @@ fn main() -> ExitCode {
     skillsandbox_sandbox::stage::run_stage_if_requested();
     // Best effort: a failure leaves the usual limit, which still works for small loads.
     let _ = skillsandbox_sandbox::sys::raise_nofile_soft_limit();
+    // Installed (a link) as `skillsandbox-oci`: the OCI runtime itself, for engines
+    // that take a binary but no arguments (containerd's runc shim `BinaryName`).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.first().is_some_and(|a| {
+        std::path::Path::new(a).file_name() == Some(std::ffi::OsStr::new("skillsandbox-oci"))
+    }) {
+        let code = skillsandbox_oci::main(&argv[1..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     if let Some(url) = &cli.store {
         if let Err(e) = skillsandbox_policy::StoreLocation::parse(url) {
@@ -84,6 +94,7 @@ fn main() -> ExitCode {
         Command::Approve(a) => cmd::approve::main(a),
         Command::Scan(a) => cmd::scan::main(a),
         Command::Hook(a) => cmd::hook::main(a),
+        Command::Oci(a) => cmd::oci::main(a),
         Command::Probe(a) => cmd::check::probe(a),
     };
     match result {

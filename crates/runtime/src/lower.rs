@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use skillsandbox_manifest::{Policy, Tier};
 use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
-use skillsandbox_sandbox::plan::LaunchPlan;
+use skillsandbox_sandbox::plan::{ImageRoot, LaunchPlan};
 
 use crate::prepare;
 use crate::setup::Setup;
@@ -23,6 +23,8 @@ pub(crate) enum Mode<'a> {
         extra_ro_binds: &'a [(PathBuf, PathBuf)],
         /// `learn`: the supervisor observes every path and destination named.
         observe: bool,
+        /// `skillsandbox oci`: the image's root filesystem (container tier only).
+        image_root: Option<&'a ImageRoot>,
     },
 }
 
@@ -56,12 +58,13 @@ pub(crate) fn prepare(
         allow_degraded,
         extra_ro_binds,
         observe,
+        image_root,
     } = mode
     else {
         let plan = match choice.tier {
             Tier::Process => tier::dry_run_process_plan(policy, extra_args, false)
                 .map_err(|e| Setup::new(e.to_string(), e.hint()))?,
-            _ => prepare::launch_plan(policy, extra_args, false, &[])
+            _ => prepare::launch_plan(policy, extra_args, false, &[], None)
                 .map_err(|e| Setup::new(e.to_string(), None))?,
         };
         return Ok(Prepared {
@@ -72,6 +75,12 @@ pub(crate) fn prepare(
         });
     };
 
+    if image_root.is_some() && choice.tier == Tier::Process {
+        return Err(Setup::new(
+            "an image's root filesystem needs the container tier; this host offers only the process tier",
+            Some("enable unprivileged user namespaces (see skillsandbox doctor)".into()),
+        ));
+    }
     let fresh_writes = tier::absent_write_dirs(policy);
     let notes =
         prepare::check_declared_paths(policy).map_err(|e| Setup::new(e.to_string(), None))?;
@@ -90,7 +99,7 @@ pub(crate) fn prepare(
             (plan, Some(p))
         }
         _ => (
-            prepare::launch_plan(policy, extra_args, true, extra_ro_binds)
+            prepare::launch_plan(policy, extra_args, true, extra_ro_binds, image_root)
                 .map_err(|e| Setup::new(e.to_string(), None))?,
             None,
         ),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use skillsandbox_manifest::Policy;
 use skillsandbox_sandbox::disable::LayerDisabledForTests;
 use skillsandbox_sandbox::host::capture_host_layout;
-use skillsandbox_sandbox::plan::{self, Identity, LaunchPlan, LowerInput};
+use skillsandbox_sandbox::plan::{self, Identity, ImageRoot, LaunchPlan, LowerInput};
 use skillsandbox_sandbox::sys;
 
 /// Host uid/gid the sandbox runs as when the invoker is root: `nobody`. The skill
@@ -110,12 +110,14 @@ pub fn host_env() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Build the launch plan for this host. `extra_ro_binds` is empty except for `check`.
+/// Build the launch plan for this host. `extra_ro_binds` is empty except for `check`;
+/// `image_root` is set by `skillsandbox oci` only.
 pub fn launch_plan(
     policy: &Policy,
     extra_args: &[String],
     seccomp_notify: bool,
     extra_ro_binds: &[(PathBuf, PathBuf)],
+    image_root: Option<&ImageRoot>,
 ) -> Result<LaunchPlan, PrepareError> {
     let disabled = LayerDisabledForTests::from_env().map_err(PrepareError::DisableLayer)?;
     let host = capture_host_layout(policy);
@@ -130,6 +132,7 @@ pub fn launch_plan(
             seccomp_notify,
             extra_ro_binds,
             dangerously_disabled_layer: disabled,
+            image_root,
         },
     )?)
 }

@@ -16,6 +16,7 @@ use skillsandbox_manifest::Policy;
 use skillsandbox_sandbox::cgroup::{CgroupLimits, CgroupRoots, SandboxCgroup};
 use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use skillsandbox_sandbox::launch::{self, LaunchError, Running, StartOptions, WaitEnd};
+use skillsandbox_sandbox::plan::ImageRoot;
 use skillsandbox_sandbox::seccomp::Access;
 use skillsandbox_sandbox::timing::Marks;
 
@@ -60,7 +61,17 @@ pub struct RunRequest {
     /// resolver (over `SKILLSANDBOX_EGRESS_HOSTS`). Only `check` sets this, for its
     /// own local upstream; empty otherwise.
     pub egress_hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
+    /// `skillsandbox oci`: root the sandbox in an image's filesystem (with its own
+    /// environment and hostname) instead of the host-built root. `None` otherwise.
+    pub image_root: Option<ImageRoot>,
+    /// Called once the sandbox is fully set up and enforced, with the skill waiting
+    /// to `execve`; the skill runs only once it returns `Ok` (the OCI `create` /
+    /// `start` split). `Err(reason)` ends the run as a setup failure, nothing run.
+    pub start_gate: Option<StartGate>,
 }
+
+/// See [`RunRequest::start_gate`].
+pub type StartGate = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 impl RunRequest {
     /// A request with the defaults: stream output to our stdout/stderr, default trace
@@ -81,6 +92,8 @@ impl RunRequest {
             extra_ro_binds: Vec::new(),
             observe: false,
             egress_hosts: Default::default(),
+            image_root: None,
+            start_gate: None,
         }
     }
 }
@@ -289,6 +302,7 @@ fn confined(
             allow_degraded: req.allow_degraded,
             extra_ro_binds: &binds,
             observe: req.observe,
+            image_root: req.image_root.as_ref(),
         },
     )?;
     if let Some(i) = &intercept {
@@ -372,6 +386,10 @@ fn confined(
         marks.mark("egress_start");
     }
     refuse_unenforced(&trace.enforcement, &prepared, req.allow_degraded)?;
+    if let Some(gate) = req.start_gate.take() {
+        gate().map_err(|why| Setup::new(format!("not started: {why}"), None))?;
+        marks.mark("start_gate");
+    }
     // Only now may the skill run (it has been waiting, fully confined, for this).
     running
         .go()

@@ -269,7 +269,8 @@ fn write_id_maps(pid: i32, plan: &LaunchPlan) -> Result<(), LaunchError> {
 /// directory), mapped through the sandbox's own user namespace, in plan order. The
 /// stage attaches them; it could not open them itself (it no longer is host root).
 fn idmapped_trees(pid: i32, plan: &LaunchPlan) -> Result<Vec<OwnedFd>, LaunchError> {
-    let binds: Vec<(&std::path::Path, bool)> = plan
+    // (source, writable, the idmap may be left out where the filesystem refuses it)
+    let binds: Vec<(&std::path::Path, bool, bool)> = plan
         .mounts
         .iter()
         .filter_map(|m| match m {
@@ -278,7 +279,8 @@ fn idmapped_trees(pid: i32, plan: &LaunchPlan) -> Result<Vec<OwnedFd>, LaunchErr
                 writable,
                 idmap: true,
                 ..
-            } => Some((source.as_path(), *writable)),
+            } => Some((source.as_path(), *writable, false)),
+            MountOp::ImageRoot { source } => Some((source.as_path(), true, true)),
             _ => None,
         })
         .collect();
@@ -291,14 +293,28 @@ fn idmapped_trees(pid: i32, plan: &LaunchPlan) -> Result<Vec<OwnedFd>, LaunchErr
         source,
     })?;
     let mut trees = Vec::with_capacity(binds.len());
-    for (source, writable) in binds {
+    for (source, writable, idmap_optional) in binds {
         let fd = sys::open_path_no_symlinks(source)?;
         let tree = sys::open_tree_clone(fd.as_fd(), true, source)?;
         let mut set = sys::MOUNT_ATTR_IDMAP | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
         if !writable {
             set |= sys::MOUNT_ATTR_RDONLY;
         }
-        sys::mount_setattr_fd(tree.as_fd(), true, set, 0, Some(userns.as_fd()), source)?;
+        let mapped =
+            sys::mount_setattr_fd(tree.as_fd(), true, set, 0, Some(userns.as_fd()), source);
+        match mapped {
+            Ok(()) => {}
+            // overlayfs (an image's rootfs) cannot be idmapped: bind it as it is.
+            Err(_) if idmap_optional => sys::mount_setattr_fd(
+                tree.as_fd(),
+                true,
+                set & !sys::MOUNT_ATTR_IDMAP,
+                0,
+                None,
+                source,
+            )?,
+            Err(e) => return Err(e.into()),
+        }
         trees.push(tree);
     }
     Ok(trees)

@@ -9,6 +9,7 @@ pub mod cgroup;
 mod confine;
 pub mod disable;
 pub mod host;
+pub mod join;
 pub mod landlock;
 pub mod launch;
 mod mounts;

@@ -110,11 +110,30 @@ pub fn apply_ops(ops: &[MountOp], idmapped: Vec<OwnedFd>) -> Result<(), MountErr
                     path: source.clone(),
                     source: std::io::Error::other("the supervisor sent fewer trees than planned"),
                 })?;
-                ensure_mountpoint(
-                    target,
-                    fs::metadata(host(source)).map_or(true, |m| m.is_dir()),
-                )?;
+                // From the tree itself: the stage may not be able to stat the host path.
+                let is_dir = match nix::sys::stat::fstat(&tree) {
+                    Ok(st) => st.st_mode & libc::S_IFMT == libc::S_IFDIR,
+                    Err(_) => fs::metadata(host(source)).map_or(true, |m| m.is_dir()),
+                };
+                ensure_mountpoint(target, is_dir)?;
                 sys::move_mount_to(tree.as_fd(), target)?;
+            }
+            MountOp::ImageRoot { source } => {
+                let tree = idmapped.next().ok_or_else(|| MountError::Io {
+                    op: "image root tree",
+                    path: source.clone(),
+                    source: std::io::Error::other("the supervisor sent fewer trees than planned"),
+                })?;
+                sys::move_mount_to(tree.as_fd(), Path::new(NEWROOT))?;
+                // The clone keeps the host mount's peer group (shared, under a container
+                // engine): pivot_root refuses a shared new root, and nothing may propagate.
+                sys::mount(
+                    None,
+                    Path::new(NEWROOT),
+                    None,
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    None,
+                )?;
             }
             _ => apply_op(op)?,
         }
@@ -140,6 +159,12 @@ fn tmpfs(target: &Path, size_mb: u64, mode: u32, readonly: bool) -> Result<(), M
 
 fn apply_op(op: &MountOp) -> Result<(), MountError> {
     match op {
+        // Attached by `apply_ops` from the supervisor's tree.
+        MountOp::ImageRoot { source } => Err(MountError::Io {
+            op: "image root",
+            path: source.clone(),
+            source: std::io::Error::other("needs the supervisor's tree"),
+        }),
         MountOp::Tmpfs {
             target,
             size_mb,

@@ -121,6 +121,13 @@ pub enum MountOp {
         #[serde(default)]
         idmap: bool,
     },
+    /// `skillsandbox oci`: the image's root filesystem at the new root. Opened by the
+    /// supervisor (the stage, no longer host root, may not reach it), idmapped when
+    /// the filesystem allows (overlayfs does not: its files then keep their host
+    /// owners, seen inside as the overflow id), read-only once the root is entered.
+    ImageRoot {
+        source: PathBuf,
+    },
     /// A file with fixed contents (synthetic `/etc` entries).
     File {
         target: PathBuf,
@@ -282,6 +289,22 @@ pub enum PlanError {
     DenyInsideWrite { deny: PathBuf, write: PathBuf },
 }
 
+/// `skillsandbox oci`: the new root is an image's own filesystem (an OCI bundle's
+/// `rootfs`) instead of one assembled from the host's system directories. The rest of
+/// the view is ours as always: fresh `/proc` with masks, minimal `/dev`, private
+/// `/tmp`, declared paths, the root read-only once entered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRoot {
+    /// Host path of the root filesystem (no symlink anywhere in it).
+    pub rootfs: PathBuf,
+    /// Host files bound read-only over the image's (`/etc/resolv.conf`,
+    /// `/etc/hosts`, `/etc/hostname`): (host path, path inside).
+    pub files: Vec<(PathBuf, PathBuf)>,
+    /// The process environment, exactly: the image's, never the host's.
+    pub env: Vec<(String, String)>,
+    pub hostname: String,
+}
+
 /// Inputs of [`lower`] besides the policy.
 #[derive(Debug, Clone)]
 pub struct LowerInput<'a> {
@@ -298,6 +321,8 @@ pub struct LowerInput<'a> {
     pub extra_ro_binds: &'a [(PathBuf, PathBuf)],
     /// Test-only: a layer to skip (see [`crate::disable`]).
     pub dangerously_disabled_layer: Option<LayerDisabledForTests>,
+    /// `skillsandbox oci`: root the sandbox in this image; `None`: the host-built root.
+    pub image_root: Option<&'a ImageRoot>,
 }
 
 fn under_root(p: &Path) -> PathBuf {
@@ -313,60 +338,9 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
     let mut mounts = Vec::new();
     let tmp_mb = policy.limits.tmp_size_mb;
 
-    // The new root itself: a small tmpfs, made read-only at the end.
-    mounts.push(MountOp::Tmpfs {
-        target: PathBuf::from(NEWROOT),
-        size_mb: 16,
-        mode: 0o755,
-        readonly: false,
-    });
-
-    // System directories, read-only; merged-/usr symlinks are recreated as links.
-    for dir in SYSTEM_DIRS {
-        match input.host.entries.get(Path::new(dir)) {
-            Some(HostEntry::Dir) => mounts.push(MountOp::Bind {
-                source: PathBuf::from(dir),
-                target: under_root(Path::new(dir)),
-                writable: false,
-                device: false,
-                idmap: false,
-            }),
-            Some(HostEntry::Symlink(to)) => mounts.push(MountOp::Symlink {
-                target: under_root(Path::new(dir)),
-                link_to: to.clone(),
-            }),
-            Some(HostEntry::File) | None => {}
-        }
-    }
-
-    // Synthetic /etc: only what programs need, no host secrets.
-    mounts.push(MountOp::Dir {
-        target: under_root(Path::new("/etc")),
-        mode: 0o755,
-    });
-    for (name, contents) in synthetic_etc() {
-        mounts.push(MountOp::File {
-            target: under_root(&Path::new("/etc").join(name)),
-            contents,
-            mode: 0o644,
-        });
-    }
-    for entry in ETC_PASSTHROUGH {
-        let p = Path::new(entry);
-        match input.host.entries.get(p) {
-            Some(HostEntry::Dir) | Some(HostEntry::File) => mounts.push(MountOp::Bind {
-                source: p.to_path_buf(),
-                target: under_root(p),
-                writable: false,
-                device: false,
-                idmap: false,
-            }),
-            Some(HostEntry::Symlink(to)) => mounts.push(MountOp::Symlink {
-                target: under_root(p),
-                link_to: to.clone(),
-            }),
-            None => {}
-        }
+    match input.image_root {
+        None => host_root_mounts(&mut mounts, input),
+        Some(image) => image_root_mounts(&mut mounts, image, input.identity.drop_host_root),
     }
 
     // /dev: a tmpfs with the harmless nodes bound from the host, devpts, shm.
@@ -436,24 +410,9 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         mode: 0o1777,
         readonly: false,
     });
-    mounts.push(MountOp::Tmpfs {
-        target: under_root(Path::new(SANDBOX_HOME)),
-        size_mb: tmp_mb,
-        mode: 0o700,
-        readonly: false,
-    });
-    mounts.push(MountOp::Dir {
-        target: under_root(Path::new("/var")),
-        mode: 0o755,
-    });
-    mounts.push(MountOp::Symlink {
-        target: under_root(Path::new("/var/tmp")),
-        link_to: PathBuf::from("/tmp"),
-    });
-    mounts.push(MountOp::Dir {
-        target: under_root(Path::new("/run")),
-        mode: 0o755,
-    });
+    if input.image_root.is_none() {
+        host_scratch_dirs(&mut mounts, tmp_mb);
+    }
 
     // The skill directory, read-only.
     if let Some(dir) = &policy.skill_dir {
@@ -528,7 +487,10 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         }
     }
 
-    let env = lower_env(policy, input.host_env);
+    let env = match input.image_root {
+        Some(image) => image.env.clone(),
+        None => lower_env(policy, input.host_env),
+    };
     let mut argv = vec![policy.entrypoint.command.clone()];
     argv.extend(policy.entrypoint.args.iter().cloned());
     argv.extend(input.extra_args.iter().cloned());
@@ -548,7 +510,9 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
     let limits = &policy.limits;
     Ok(LaunchPlan {
         identity: input.identity.clone(),
-        hostname: SANDBOX_HOSTNAME.to_string(),
+        hostname: input
+            .image_root
+            .map_or_else(|| SANDBOX_HOSTNAME.to_string(), |i| i.hostname.clone()),
         mounts,
         egress_ports: egress_ports(policy),
         egress: policy.network.active(),
@@ -570,6 +534,108 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: None,
     })
+}
+
+/// The new root built from the host: a small tmpfs (made read-only at the end), the
+/// system directories read-only, a synthetic `/etc`.
+fn host_root_mounts(mounts: &mut Vec<MountOp>, input: &LowerInput<'_>) {
+    // The new root itself: a small tmpfs, made read-only at the end.
+    mounts.push(MountOp::Tmpfs {
+        target: PathBuf::from(NEWROOT),
+        size_mb: 16,
+        mode: 0o755,
+        readonly: false,
+    });
+
+    // System directories, read-only; merged-/usr symlinks are recreated as links.
+    for dir in SYSTEM_DIRS {
+        match input.host.entries.get(Path::new(dir)) {
+            Some(HostEntry::Dir) => mounts.push(MountOp::Bind {
+                source: PathBuf::from(dir),
+                target: under_root(Path::new(dir)),
+                writable: false,
+                device: false,
+                idmap: false,
+            }),
+            Some(HostEntry::Symlink(to)) => mounts.push(MountOp::Symlink {
+                target: under_root(Path::new(dir)),
+                link_to: to.clone(),
+            }),
+            Some(HostEntry::File) | None => {}
+        }
+    }
+
+    // Synthetic /etc: only what programs need, no host secrets.
+    mounts.push(MountOp::Dir {
+        target: under_root(Path::new("/etc")),
+        mode: 0o755,
+    });
+    for (name, contents) in synthetic_etc() {
+        mounts.push(MountOp::File {
+            target: under_root(&Path::new("/etc").join(name)),
+            contents,
+            mode: 0o644,
+        });
+    }
+    for entry in ETC_PASSTHROUGH {
+        let p = Path::new(entry);
+        match input.host.entries.get(p) {
+            Some(HostEntry::Dir) | Some(HostEntry::File) => mounts.push(MountOp::Bind {
+                source: p.to_path_buf(),
+                target: under_root(p),
+                writable: false,
+                device: false,
+                idmap: false,
+            }),
+            Some(HostEntry::Symlink(to)) => mounts.push(MountOp::Symlink {
+                target: under_root(p),
+                link_to: to.clone(),
+            }),
+            None => {}
+        }
+    }
+}
+
+/// The new root is the image's own filesystem ([`MountOp::ImageRoot`]), read-only once
+/// entered; the runtime's generated files go over the image's. Nothing of the host's
+/// system directories or `/etc` is visible.
+fn image_root_mounts(mounts: &mut Vec<MountOp>, image: &ImageRoot, idmap: bool) {
+    mounts.push(MountOp::ImageRoot {
+        source: image.rootfs.clone(),
+    });
+    for (host, inside) in &image.files {
+        // Opened by a root supervisor (they live in the runtime's state directory,
+        // which the sandbox user cannot reach).
+        mounts.push(MountOp::Bind {
+            source: host.clone(),
+            target: under_root(inside),
+            writable: false,
+            device: false,
+            idmap,
+        });
+    }
+}
+
+/// The host-built root's private `$HOME`, `/var/tmp` and `/run` (an image has its own).
+fn host_scratch_dirs(mounts: &mut Vec<MountOp>, tmp_mb: u64) {
+    mounts.push(MountOp::Tmpfs {
+        target: under_root(Path::new(SANDBOX_HOME)),
+        size_mb: tmp_mb,
+        mode: 0o700,
+        readonly: false,
+    });
+    mounts.push(MountOp::Dir {
+        target: under_root(Path::new("/var")),
+        mode: 0o755,
+    });
+    mounts.push(MountOp::Symlink {
+        target: under_root(Path::new("/var/tmp")),
+        link_to: PathBuf::from("/tmp"),
+    });
+    mounts.push(MountOp::Dir {
+        target: under_root(Path::new("/run")),
+        mode: 0o755,
+    });
 }
 
 /// Record mode (`learn`) also listens on the other ports web clients, package
@@ -686,7 +752,60 @@ mod tests {
             seccomp_notify: false,
             extra_ro_binds: &[],
             dangerously_disabled_layer: None,
+            image_root: None,
         }
+    }
+
+    #[test]
+    fn an_image_root_replaces_the_host_built_root_and_keeps_our_proc_dev_and_tmp() {
+        let mut host = HostLayout::default();
+        host.entries.insert("/usr".into(), HostEntry::Dir);
+        let image = ImageRoot {
+            rootfs: "/var/lib/engine/merged".into(),
+            files: vec![(
+                "/run/ss/c1/etc/resolv.conf".into(),
+                "/etc/resolv.conf".into(),
+            )],
+            env: vec![("PATH".into(), "/bin".into())],
+            hostname: "c1".into(),
+        };
+        let host_env = vec![("API_KEY".to_string(), "k".to_string())];
+        let mut i = input(&host, &host_env);
+        i.image_root = Some(&image);
+        let plan = lower(&policy(), &i).unwrap();
+        assert_eq!(
+            plan.mounts[0],
+            MountOp::ImageRoot {
+                source: "/var/lib/engine/merged".into()
+            }
+        );
+        assert!(plan.mounts.contains(&MountOp::Bind {
+            source: "/run/ss/c1/etc/resolv.conf".into(),
+            target: "/newroot/etc/resolv.conf".into(),
+            writable: false,
+            device: false,
+            idmap: false,
+        }));
+        // Nothing of the host's system directories or /etc, no synthetic files in the image.
+        assert!(!plan.mounts.iter().any(|m| matches!(m,
+            MountOp::Bind { source, .. } if source == Path::new("/usr"))));
+        assert!(!plan
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountOp::File { .. })));
+        assert!(!plan.mounts.iter().any(|m| matches!(m,
+            MountOp::Tmpfs { target, .. } if target == Path::new("/newroot/home/sandbox"))));
+        // Ours as always.
+        for t in ["/newroot/proc", "/newroot/tmp", "/newroot/dev"] {
+            assert!(
+                plan.mounts.iter().any(|m| matches!(m,
+                    MountOp::Proc { target } | MountOp::Tmpfs { target, .. } if target == Path::new(t))),
+                "{t}"
+            );
+        }
+        // The image's environment and hostname, never the host's.
+        assert_eq!(plan.env, vec![("PATH".to_string(), "/bin".to_string())]);
+        assert_eq!(plan.hostname, "c1");
     }
 
     #[test]

@@ -301,6 +301,22 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
     Ok((path_c, argv, envp))
 }
 
+/// [`crate::join`]: the skill process's own confinement (steps 5–6) for a process
+/// joining a running sandbox, without the supervisor's handshake; the filter is
+/// compiled here when the plan carries none.
+pub(crate) fn confine_for_exec(plan: &LaunchPlan) -> Result<Exec, StageError> {
+    sys::set_parent_death_signal(libc::SIGKILL).map_err(|e| StageError::new("pdeathsig", e))?;
+    sys::setsid().map_err(|e| StageError::new("setsid", e))?;
+    enter_workdir_with_limits(plan, None)?;
+    let exec = exec_args(plan)?;
+    confine::drop_capabilities()?;
+    sys::set_no_new_privs().map_err(|e| StageError::new("no_new_privs", e))?;
+    confine::apply_landlock(plan)?;
+    let (_, notify) = confine::apply_seccomp(plan)?;
+    drop(notify);
+    Ok(exec)
+}
+
 /// Tell the supervisor what is in force, then wait for its go-ahead: it checks the
 /// layers against what the caller accepts, and the skill must not run a single
 /// instruction if it refuses (fail closed). The filter is already in place here;

@@ -109,6 +109,13 @@ pub fn unshare(flags: libc::c_int) -> SysResult<()> {
     check(ret.into(), || format!("unshare({flags:#x})")).map(drop)
 }
 
+/// `setns(2)` into the namespace `fd` refers to (`nstype` 0: whatever it is).
+pub fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int, what: &str) -> SysResult<()> {
+    // SAFETY: setns takes a descriptor and an integer; no memory is involved.
+    let ret = unsafe { libc::setns(fd.as_raw_fd(), nstype) };
+    check(ret.into(), || format!("setns({what})")).map(drop)
+}
+
 /// `fork(2)` through glibc, so its atfork handlers keep malloc usable in the child.
 /// Only called from the single-threaded stage process.
 pub fn fork() -> SysResult<libc::pid_t> {

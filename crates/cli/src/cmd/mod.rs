@@ -9,6 +9,7 @@ pub mod hook;
 pub mod init;
 pub mod inspect;
 pub mod learn;
+pub mod oci;
 pub mod report;
 pub mod run;
 pub mod scan;

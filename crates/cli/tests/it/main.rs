@@ -18,6 +18,7 @@ mod hook;
 mod learn;
 mod manifest;
 mod mcp;
+mod oci;
 /// A real PostgreSQL server, shared with the store suite.
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "../../../policy/tests/support/pg.rs"]

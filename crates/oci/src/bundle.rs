@@ -1,0 +1,440 @@
+//! A bundle's `config.json` → what the engine runs: the policy (from the
+//! `skillsandbox.*` annotations, else deny-all), the image root, the session.
+//!
+//! Pure apart from reading the bundle and the manifest. What the spec asks for and
+//! SkillSandbox always applies anyway (its own user, mount, PID, network, IPC, UTS and
+//! cgroup namespaces; all capabilities dropped; `no_new_privs`; its seccomp profile;
+//! a read-only root) is not taken from the spec: ours is the stricter. What it asks
+//! for that we would have to *add* and cannot (a terminal, hooks, extra mounts, a
+//! user other than root inside) is refused here, before anything starts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use skillsandbox_manifest::{Policy, ResolveEnv, Tier};
+use skillsandbox_runtime::{adhoc_policy, Grants};
+
+use crate::error::OciError;
+
+/// Annotation: path of a manifest file (its permissions and limits apply).
+pub const ANN_MANIFEST: &str = "skillsandbox.manifest";
+/// Annotation: a manifest's YAML text.
+pub const ANN_MANIFEST_INLINE: &str = "skillsandbox.manifest.inline";
+/// Annotation: the session the container is charged to (and killed with).
+pub const ANN_SESSION: &str = "skillsandbox.session";
+/// Annotation: `skillsandbox` (the default) or `engine`.
+pub const ANN_NETWORK: &str = "skillsandbox.network";
+
+/// Mount destinations the engine's spec always has and SkillSandbox replaces with its
+/// own (fresh `/proc` with masks, minimal `/dev`, its `/etc/resolv.conf`...), or
+/// leaves out (`/sys`, `/dev/mqueue`).
+const REPLACED_MOUNTS: &[&str] = &[
+    "/proc",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/sys",
+    "/sys/fs/cgroup",
+    "/etc/resolv.conf",
+    "/etc/hostname",
+    "/etc/hosts",
+];
+
+/// A wall clock for containers whose manifest sets none: a container is a service,
+/// not a skill call; this is the manifest's upper bound (one day).
+pub const CONTAINER_MAX_RUNTIME_SECONDS: u64 = 86_400;
+
+/// Everything `create` and the supervisor need from the bundle.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub policy: Policy,
+    /// Host path of the root filesystem, symlinks resolved.
+    pub rootfs: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub hostname: String,
+    pub session: Option<String>,
+    /// Where the policy came from, for `state` and the log.
+    pub policy_source: String,
+    pub annotations: HashMap<String, String>,
+}
+
+/// Operator defaults (the runtime's registration flags).
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    pub manifest: Option<PathBuf>,
+    pub session: Option<String>,
+    /// Where traces and the audit log go (the operator's choice; see `args::Global`).
+    pub trace_dir: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+    /// Let a manifest from the container's annotations grant host paths and secrets
+    /// (`--trust-annotations`). Off: whoever writes the pod or container spec is not
+    /// trusted with the host — the supervisor runs as host root and would bind the
+    /// paths and read the secret files for them.
+    pub trust_annotations: bool,
+}
+
+fn unsupported(what: impl Into<String>, hint: impl Into<String>) -> OciError {
+    OciError::Unsupported {
+        what: what.into(),
+        hint: hint.into(),
+    }
+}
+
+/// Read and map `bundle/config.json`.
+pub fn load(bundle: &Path, defaults: &Defaults) -> Result<Launch, OciError> {
+    let config = bundle.join("config.json");
+    let spec = Spec::load(&config).map_err(|e| OciError::Config {
+        path: config.clone(),
+        detail: e.to_string(),
+    })?;
+    let root = spec.root().as_ref().ok_or_else(|| OciError::Config {
+        path: config.clone(),
+        detail: "no root".into(),
+    })?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    // The sandbox opens binds with RESOLVE_NO_SYMLINKS: resolve them here, once
+    // (`/var/run` is a link to `/run` on most hosts).
+    let rootfs = std::fs::canonicalize(&rootfs).map_err(crate::error::io("resolve", &rootfs))?;
+    let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
+    let manifest = manifest_policy(&annotations, defaults)?;
+    if let Some((policy, source)) = &manifest {
+        if source.starts_with("annotation") && !defaults.trust_annotations {
+            refuse_host_grants(policy, source)?;
+        }
+    }
+    map_spec(&spec, rootfs, annotations, manifest, defaults)
+}
+
+/// The manifest named by the annotations (or the operator default), resolved.
+fn manifest_policy(
+    ann: &HashMap<String, String>,
+    defaults: &Defaults,
+) -> Result<Option<(Policy, String)>, OciError> {
+    let env = ResolveEnv::from_process_env();
+    if let Some(text) = ann.get(ANN_MANIFEST_INLINE) {
+        let label = format!("annotation {ANN_MANIFEST_INLINE}");
+        let m = skillsandbox_manifest::parse_str(text, &label).map_err(|e| OciError::Manifest {
+            source_name: label.clone(),
+            detail: e.to_string(),
+        })?;
+        let p = skillsandbox_manifest::resolve(&m, Path::new("/"), &env).map_err(|e| {
+            OciError::Manifest {
+                source_name: label.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+        return Ok(Some((p, label)));
+    }
+    if let Some(p) = ann.get(ANN_MANIFEST) {
+        let label = format!("annotation {ANN_MANIFEST} ({p})");
+        let loaded = skillsandbox_manifest::load(Path::new(p), &env).map_err(|e| {
+            OciError::Manifest {
+                source_name: label.clone(),
+                // The file is read as host root on behalf of the spec's author: its
+                // contents are not theirs to see in an error unless they are trusted.
+                detail: if defaults.trust_annotations {
+                    e.to_string()
+                } else {
+                    "not a valid manifest (check it on the host with `skillsandbox validate`)"
+                        .into()
+                },
+            }
+        })?;
+        return Ok(Some((loaded.policy, label)));
+    }
+    match &defaults.manifest {
+        Some(p) => {
+            let loaded = skillsandbox_manifest::load(p, &env).map_err(|e| OciError::Manifest {
+                source_name: p.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            Ok(Some((loaded.policy, p.display().to_string())))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A manifest from the annotations may shape the network and the limits, not reach
+/// into the host: no declared paths, no secrets (read by the root supervisor).
+fn refuse_host_grants(policy: &Policy, source: &str) -> Result<(), OciError> {
+    let fs = &policy.filesystem;
+    let what = if !fs.read.is_empty() || !fs.write.is_empty() {
+        Some("host paths (permissions.filesystem)")
+    } else if !policy.network.secrets.is_empty() {
+        Some("secrets (permissions.secrets)")
+    } else {
+        None
+    };
+    match what {
+        Some(w) => Err(OciError::Unsupported {
+            what: format!("a manifest from {source} granting {w}"),
+            hint: "register the manifest with the runtime (--default-manifest), or start the \
+                   runtime with --trust-annotations if whoever writes the specs may reach the host"
+                .into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The spec and the manifest (if any) → the launch. Pure.
+pub fn map_spec(
+    spec: &Spec,
+    rootfs: PathBuf,
+    annotations: HashMap<String, String>,
+    manifest: Option<(Policy, String)>,
+    defaults: &Defaults,
+) -> Result<Launch, OciError> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| unsupported("a bundle without a process", "set process.args"))?;
+    if process.terminal().unwrap_or(false) {
+        return Err(unsupported(
+            "a terminal (docker run -t, process.terminal)",
+            "run without -t; stdin with -i works",
+        ));
+    }
+    let user = process.user();
+    if user.uid() != 0 || user.gid() != 0 {
+        return Err(unsupported(
+            format!("process.user {}:{} (a user other than root inside)", user.uid(), user.gid()),
+            "run as root inside (it is an unprivileged user on the host: no capabilities, seccomp, no_new_privs)",
+        ));
+    }
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(unsupported(
+            "empty process.args",
+            "give the container a command",
+        ));
+    }
+    if let Some(hooks) = spec.hooks() {
+        let mut all = Vec::new();
+        for list in [
+            hooks.prestart(),
+            hooks.create_runtime(),
+            hooks.create_container(),
+            hooks.start_container(),
+            hooks.poststart(),
+            hooks.poststop(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            all.extend(list.iter());
+        }
+        // dockerd's own hook hands the container's network namespace to its network
+        // controller; SkillSandbox's network replaces that one, so it has nothing to do.
+        if let Some(h) = all
+            .iter()
+            .find(|h| !h.args().iter().flatten().any(|a| a == "libnetwork-setkey"))
+        {
+            return Err(unsupported(
+                format!("the OCI hook {}", h.path().display()),
+                "remove the hook (hooks run as host root outside the sandbox)",
+            ));
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        let dest = m.destination();
+        if REPLACED_MOUNTS.iter().any(|r| Path::new(r) == dest) {
+            continue;
+        }
+        return Err(unsupported(
+            format!(
+                "the mount {} at {} (volumes, -v, --tmpfs)",
+                m.source()
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |s| s.display().to_string()),
+                dest.display()
+            ),
+            "declare host paths under permissions.filesystem in the container's manifest \
+             (they appear at the same path inside)",
+        ));
+    }
+    let network = annotations
+        .get(ANN_NETWORK)
+        .map_or("skillsandbox", String::as_str);
+    if network != "skillsandbox" {
+        return Err(unsupported(
+            format!("{ANN_NETWORK}={network}"),
+            "leave it unset: the manifest's egress rules (none: deny-all) replace the engine's network",
+        ));
+    }
+
+    let (base, policy_source) = match manifest {
+        Some((p, src)) => (Some(p), src),
+        None => (None, "none (deny-all)".to_string()),
+    };
+    let had_manifest = base.is_some();
+    let cwd = process.cwd().clone();
+    let mut policy = adhoc_policy(base, &args, &Grants::default(), &cwd);
+    policy.entrypoint.workdir = cwd;
+    // The image is the root: no skill directory is mounted, and only the container
+    // tier can root a sandbox in it.
+    policy.skill_dir = None;
+    policy.tier = Tier::Container;
+    if !had_manifest {
+        policy.skill.name = "oci".into();
+        policy.limits.max_runtime_seconds = CONTAINER_MAX_RUNTIME_SECONDS;
+    }
+    // Resources: the stricter of the spec's and ours.
+    if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        if let Some(limit) = res.memory().as_ref().and_then(|m| m.limit()) {
+            if limit > 0 {
+                let mb = (limit as u64).div_ceil(1024 * 1024).max(1);
+                policy.limits.memory_mb = policy.limits.memory_mb.min(mb);
+            }
+        }
+        if let Some(pids) = res.pids().as_ref().map(|p| p.limit()) {
+            if pids > 0 {
+                policy.limits.max_processes = policy.limits.max_processes.min(pids as u64);
+            }
+        }
+    }
+    let env = process
+        .env()
+        .iter()
+        .flatten()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let hostname = spec
+        .hostname()
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "skillsandbox".into());
+    let session = annotations
+        .get(ANN_SESSION)
+        .cloned()
+        .or_else(|| defaults.session.clone());
+    Ok(Launch {
+        policy,
+        rootfs,
+        env,
+        hostname,
+        session,
+        policy_source,
+        annotations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> Spec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh", "-c", "echo hi"],
+                        "env": ["PATH=/bin", "HOSTNAME=abc"], "cwd": "/"},
+            "root": {"path": "rootfs"},
+            "hostname": "abc",
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                       {"destination": "/etc/hosts", "type": "bind", "source": "/x/hosts"}],
+            "linux": {"resources": {"memory": {"limit": 67108864}, "pids": {"limit": 32}}}
+        })
+    }
+
+    fn map(v: serde_json::Value, manifest: Option<(Policy, String)>) -> Result<Launch, OciError> {
+        map_spec(
+            &spec(v),
+            "/r".into(),
+            HashMap::new(),
+            manifest,
+            &Defaults::default(),
+        )
+    }
+
+    #[test]
+    fn no_manifest_is_deny_all_with_the_spec_process_and_the_stricter_limits() {
+        let l = map(base(), None).unwrap();
+        assert!(l.policy.network.egress.is_empty());
+        assert!(l.policy.filesystem.read.is_empty() && l.policy.filesystem.write.is_empty());
+        assert_eq!(l.policy.entrypoint.command, "sh");
+        assert_eq!(l.policy.entrypoint.args, vec!["-c", "echo hi"]);
+        assert_eq!(l.policy.limits.memory_mb, 64);
+        assert_eq!(l.policy.limits.max_processes, 32);
+        assert_eq!(l.policy.tier, Tier::Container);
+        assert!(l.policy.skill_dir.is_none());
+        assert_eq!(
+            l.env,
+            vec![
+                ("PATH".into(), "/bin".into()),
+                ("HOSTNAME".into(), "abc".into())
+            ]
+        );
+        assert_eq!(l.hostname, "abc");
+        assert_eq!(l.policy_source, "none (deny-all)");
+    }
+
+    #[test]
+    fn a_manifest_limit_below_the_specs_wins() {
+        let m = skillsandbox_manifest::parse_str(
+            "skill: {name: t, version: 0.1.0}\nresources: {memory_mb: 16}\nentrypoint: {command: x}\n",
+            "t",
+        )
+        .unwrap();
+        let p = skillsandbox_manifest::resolve(&m, Path::new("/"), &ResolveEnv::from_process_env())
+            .unwrap();
+        let l = map(base(), Some((p, "m".into()))).unwrap();
+        assert_eq!(l.policy.limits.memory_mb, 16);
+        // The container's command runs, not the manifest's entrypoint.
+        assert_eq!(l.policy.entrypoint.command, "sh");
+    }
+
+    #[test]
+    fn a_manifest_from_annotations_may_not_reach_into_the_host() {
+        let parse = |text: &str| {
+            let m = skillsandbox_manifest::parse_str(text, "t").unwrap();
+            skillsandbox_manifest::resolve(&m, Path::new("/"), &ResolveEnv::from_process_env())
+                .unwrap()
+        };
+        let net = parse(
+            "skill: {name: t, version: 0.1.0}\npermissions:\n  network:\n    egress:\n      - domain: a.test\nentrypoint: {command: x}\n",
+        );
+        assert!(refuse_host_grants(&net, "annotation x").is_ok());
+        let paths = parse(
+            "skill: {name: t, version: 0.1.0}\npermissions:\n  filesystem:\n    read: [/etc]\nentrypoint: {command: x}\n",
+        );
+        let e = refuse_host_grants(&paths, "annotation x").unwrap_err();
+        assert!(e.to_string().contains("host paths"), "{e}");
+        let secrets = parse(
+            "skill: {name: t, version: 0.1.0}\npermissions:\n  network:\n    egress:\n      - domain: a.test\n  secrets:\n    T:\n      from: file:/root/.ssh/id_rsa\n      hosts: [a.test]\nentrypoint: {command: x}\n",
+        );
+        let e = refuse_host_grants(&secrets, "annotation x").unwrap_err();
+        assert!(e.to_string().contains("secrets"), "{e}");
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_refused() {
+        let mut v = base();
+        v["process"]["terminal"] = true.into();
+        assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
+        let mut v = base();
+        v["process"]["user"]["uid"] = 1000.into();
+        assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
+        let mut v = base();
+        v["mounts"] =
+            serde_json::json!([{"destination": "/data", "type": "bind", "source": "/srv"}]);
+        assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
+        let mut v = base();
+        v["hooks"] = serde_json::json!({"prestart": [{"path": "/usr/bin/nvidia-hook"}]});
+        assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
+        let mut v = base();
+        v["hooks"] = serde_json::json!({"prestart": [{"path": "/proc/1/exe", "args": ["x", "libnetwork-setkey"]}]});
+        assert!(map(v, None).is_ok());
+    }
+}

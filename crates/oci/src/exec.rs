@@ -1,0 +1,146 @@
+//! `exec` (`docker exec`): one more process in a running container, confined like
+//! its first one (crate `sandbox`, module `join`): the sandbox's namespaces and
+//! cgroup, then no capabilities, `no_new_privs`, Landlock, the same seccomp profile.
+//! What it does is not in the run's trace (its refused syscalls are answered, not
+//! recorded), and its exit status is its own process's.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use oci_spec::runtime::Process;
+
+use crate::bundle::{self, Defaults};
+use crate::error::{io, OciError};
+use crate::state::{self, Dir, Status};
+
+fn unsupported(what: &str, hint: &str) -> OciError {
+    OciError::Unsupported {
+        what: what.into(),
+        hint: hint.into(),
+    }
+}
+
+/// Check the process and start the process that enters the sandbox; with `detach`,
+/// return once it is started (its pid in `pid_file`), else wait for its status.
+pub fn exec(
+    root: &Path,
+    id: &str,
+    process: &Path,
+    pid_file: Option<&Path>,
+    console_socket: Option<&Path>,
+    detach: bool,
+    global_args: &[String],
+) -> Result<i32, OciError> {
+    let dir = Dir::new(root, id)?;
+    let rec = dir.read()?;
+    if dir.status(&rec) != Status::Running {
+        return Err(OciError::BadState {
+            id: id.into(),
+            status: dir.status(&rec).name(),
+            what: "exec needs a running container",
+        });
+    }
+    if console_socket.is_some() {
+        return Err(unsupported(
+            "a terminal for exec (docker exec -t)",
+            "run without -t",
+        ));
+    }
+    let text = std::fs::read_to_string(process).map_err(io("read", process))?;
+    let p: Process = serde_json::from_str(&text).map_err(|e| OciError::Config {
+        path: process.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    check_process(&p)?;
+    // The engine may remove its file once we return: keep our own copy.
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.as_nanos());
+    let copy = dir.file(&format!("exec-{n}.json"));
+    std::fs::write(&copy, &text).map_err(io("write", &copy))?;
+    let exe = std::env::current_exe().map_err(io("locate", "/proc/self/exe"))?;
+    let mut child = std::process::Command::new(&exe)
+        .arg("oci")
+        .args(global_args)
+        .arg("_exec")
+        .arg(id)
+        .arg(&copy)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(io("spawn", &exe))?;
+    if let Some(f) = pid_file {
+        let tmp = f.with_extension("skillsandbox-tmp");
+        std::fs::write(&tmp, child.id().to_string()).map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, f).map_err(io("rename", f))?;
+    }
+    if detach {
+        // The shim (a subreaper) reaps it and reports its status.
+        return Ok(0);
+    }
+    let status = child.wait().map_err(io("wait", &exe))?;
+    Ok(status.code().unwrap_or(137))
+}
+
+fn check_process(p: &Process) -> Result<(), OciError> {
+    if p.terminal().unwrap_or(false) {
+        return Err(unsupported(
+            "a terminal for exec (docker exec -t)",
+            "run without -t",
+        ));
+    }
+    if p.user().uid() != 0 || p.user().gid() != 0 {
+        return Err(unsupported(
+            "exec as a user other than root inside",
+            "exec as root inside (an unprivileged host uid)",
+        ));
+    }
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(unsupported("exec without a command", "give a command"));
+    }
+    Ok(())
+}
+
+/// The process `exec` started: enter the sandbox and run; returns the exit code.
+pub fn exec_inside(
+    root: &Path,
+    id: &str,
+    process: &Path,
+    defaults: &Defaults,
+) -> Result<i32, OciError> {
+    let dir = Dir::new(root, id)?;
+    let rec = dir.read()?;
+    let text = std::fs::read_to_string(process).map_err(io("read", process))?;
+    let _ = std::fs::remove_file(process);
+    let p: Process = serde_json::from_str(&text).map_err(|e| OciError::Config {
+        path: process.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    check_process(&p)?;
+    let launch = bundle::load(&rec.bundle, defaults)?;
+    // The same lowering as the run (its seccomp profile and limits), for this process.
+    let mut plan =
+        skillsandbox_runtime::dry_run_plan(&launch.policy, &[]).map_err(OciError::Setup)?;
+    plan.argv = p.args().clone().unwrap_or_default();
+    plan.env = p
+        .env()
+        .iter()
+        .flatten()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    plan.workdir = p.cwd().clone();
+    plan.seccomp_notify = false;
+    plan.seccomp_observe = false;
+    plan.seccomp_filter = None;
+    let init = state::sandbox_processes(rec.pid)
+        .into_iter()
+        .find(|(_, inner)| *inner == 1)
+        .map(|(host, _)| host)
+        .ok_or_else(|| OciError::Setup("the sandbox's PID 1 was not found".into()))?;
+    skillsandbox_sandbox::join::exec_in_sandbox(init, &plan)
+        .map_err(|e| OciError::Setup(format!("{}: {}", e.step, e.message)))
+}
