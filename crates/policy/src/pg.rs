@@ -257,11 +257,18 @@ pub(crate) fn connect(t: &PgTarget, label: &str) -> Result<Client, StoreError> {
     })
 }
 
-/// The store's connection: reconnected when it broke.
+/// Idle connections a store keeps for reuse; more may be open at once while
+/// that many threads use the store (`serve` runs in parallel), and the surplus is
+/// closed when they are handed back.
+pub(crate) const POOL_IDLE: usize = 4;
+
+/// The store's connections: a small pool, so concurrent callers of one store
+/// (the MCP server's runs) do not wait for each other's transactions. A broken
+/// connection is dropped, never handed out again.
 pub(crate) struct PgStore {
     config: PgTarget,
     pub(crate) label: String,
-    client: Mutex<Option<Client>>,
+    idle: Mutex<Vec<Client>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -286,7 +293,7 @@ impl PgStore {
         Ok(PgStore {
             config,
             label,
-            client: Mutex::new(Some(client)),
+            idle: Mutex::new(vec![client]),
         })
     }
 
@@ -294,16 +301,41 @@ impl PgStore {
         &self.config
     }
 
-    /// Runs `f` in one transaction; retries it when the database reports a
-    /// deadlock or serialization failure (nothing was committed then).
+    /// An open idle connection, or a new one.
+    fn checkout(&self) -> Result<Client, StoreError> {
+        let poisoned = || StoreError::Poisoned {
+            store: self.label.clone(),
+        };
+        loop {
+            let c = self.idle.lock().map_err(|_| poisoned())?.pop();
+            match c {
+                Some(c) if !c.is_closed() => return Ok(c),
+                Some(_) => continue,
+                None => return connect(&self.config, &self.label),
+            }
+        }
+    }
+
+    /// Hands `c` back for reuse unless it broke or the pool is full.
+    fn checkin(&self, c: Client) {
+        if c.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < POOL_IDLE {
+                idle.push(c);
+            }
+        }
+    }
+
+    /// Runs `f` in one transaction on a pooled connection; retries it when the
+    /// database reports a deadlock or serialization failure (nothing was committed
+    /// then), on a fresh connection when the one in hand broke.
     pub(crate) fn with<T>(
         &self,
         what: &'static str,
         mut f: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
-        let mut guard = self.client.lock().map_err(|_| StoreError::Poisoned {
-            store: self.label.clone(),
-        })?;
         let q = |source| StoreError::Query {
             store: self.label.clone(),
             what,
@@ -311,26 +343,18 @@ impl PgStore {
         };
         let mut tries = 0;
         loop {
-            // A broken connection is replaced before the (next) try.
-            let client = match guard.take() {
-                Some(c) if !c.is_closed() => guard.insert(c),
-                _ => guard.insert(connect(&self.config, &self.label)?),
-            };
+            let mut client = self.checkout()?;
             let result = (|| {
                 let mut tx = client.transaction()?;
                 let out = f(&mut PgTx(&mut tx))?;
                 tx.commit()?;
                 Ok(out)
             })();
+            self.checkin(client);
             match result {
                 Ok(v) => return Ok(v),
                 Err(DbError::Postgres(e)) if tries < 5 && retryable(&e) => tries += 1,
-                Err(e) => {
-                    if client.is_closed() {
-                        *guard = None;
-                    }
-                    return Err(q(e));
-                }
+                Err(e) => return Err(q(e)),
             }
         }
     }

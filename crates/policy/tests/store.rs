@@ -542,3 +542,47 @@ fn postgres_over_tls_verifies_the_server_and_never_falls_back() {
     .unwrap_err();
     assert!(e.to_string().contains("server does not support TLS"), "{e}");
 }
+
+/// One PostgreSQL store used by many threads at once (the MCP server's runs) opens
+/// several connections instead of queueing on one, keeps at most a few idle, and
+/// every admission and accounting still counts exactly.
+#[test]
+fn one_postgres_store_pools_connections_across_threads() {
+    let Some(url) = support::pg::database() else {
+        return;
+    };
+    let s = Arc::new(Store::open_postgres(&url).unwrap());
+    let p = Arc::new(parse_policy("", "p.yaml").unwrap());
+    let start = Arc::new(Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, p, start) = (s.clone(), p.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                for _ in 0..15 {
+                    let a = s.admit("pool", &p).unwrap().unwrap();
+                    s.finish_run(&a, &usage(1, &[]), &p).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (_, t) = s.get("pool").unwrap().unwrap();
+    assert_eq!((t.runs_started, t.runs_finished, t.cpu_ms), (120, 120, 120));
+    // The server's view of this database's skillsandbox connections: more than one
+    // was used, and no more than the pool keeps are left open.
+    let (base, db) = url.rsplit_once('/').unwrap();
+    let mut admin =
+        postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls).unwrap();
+    let open: i64 = admin
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE application_name = 'skillsandbox' AND datname = $1",
+            &[&db],
+        )
+        .unwrap()
+        .get(0);
+    assert!((2..=4).contains(&open), "{open} connections open");
+}
