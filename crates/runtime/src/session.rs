@@ -453,6 +453,9 @@ impl LeaseKeeper {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let every = Duration::from_millis(engine.policy.policy.store.lease.seconds * 1000 / 3);
+        // Weak: the thread never keeps the engine (and its Drop, which gives kill
+        // notices their moment) alive past the run's own holders.
+        let engine = Arc::downgrade(&engine);
         let thread = std::thread::Builder::new()
             .name("lease".into())
             .spawn(move || loop {
@@ -460,6 +463,9 @@ impl LeaseKeeper {
                 if flag.load(Ordering::Acquire) {
                     return;
                 }
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
                 match engine.store.renew_lease(&admission, &engine.policy.policy) {
                     Ok(false) => return,
                     Ok(true) => {}

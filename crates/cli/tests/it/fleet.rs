@@ -279,6 +279,9 @@ fn a_supervisor_killed_with_sigkill_leaves_no_sandbox_and_its_run_is_leased_out(
         )
     };
     assert_eq!(runs(&watcher.show("leased")), (1, 0));
+    // A live supervisor renews its lease: past one whole lease, still running.
+    std::thread::sleep(Duration::from_millis(4500));
+    assert_eq!(runs(&watcher.show("leased")), (1, 0));
     // kill -9 of the supervisor: no chance to account or clean up in user space.
     b.child.kill().unwrap();
     b.child.wait().unwrap();
