@@ -25,6 +25,10 @@ const LAUNCH_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// How long a scraper may take to send its request head (and, three times that,
+/// the whole exchange).
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The server's metrics registry.
 pub struct Metrics {
     registry: Registry,
@@ -212,10 +216,14 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(answer(&req, scrape).await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            // A client that goes away mid-request is its own problem.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            // A client that goes away mid-request is its own problem; one that
+            // trickles its request is cut off (no idle connection is held for ever).
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(SCRAPE_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(io, service);
+            let _ = tokio::time::timeout(SCRAPE_TIMEOUT * 3, conn).await;
         });
     }
 }
