@@ -254,22 +254,34 @@ fn record(req: &RunRequest, trace: &mut Trace, outcome: &mut RunOutcome) {
         .trace_output
         .clone()
         .unwrap_or_else(|| audit::default_trace_path(&trace.trace_id));
-    match audit::write_trace_atomic(&path, trace) {
+    // The trace file and the audit record are independent writes, each durable
+    // (fsynced) before this returns; done at once, their fsyncs overlap (the
+    // filesystem can commit them together) instead of queueing one after the other.
+    let (written, appended) = std::thread::scope(|s| {
+        let t: &Trace = trace;
+        let writer = s.spawn(|| audit::write_trace_atomic(&path, t));
+        let appended = match &req.audit_log {
+            Some(p) => audit::AuditLog::open(p.clone()),
+            None => audit::AuditLog::open_default(),
+        }
+        .and_then(|l| l.record_run(t, &path));
+        let written = writer
+            .join()
+            .map_err(|_| "the writer thread panicked".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        (written, appended)
+    });
+    match written {
         Ok(()) => outcome.trace_path = Some(path.clone()),
         Err(e) => outcome.warnings.push(format!(
             "could not write the trace to {}: {e}",
             path.display()
         )),
     }
-    let log = match &req.audit_log {
-        Some(p) => audit::AuditLog::open(p.clone()),
-        None => audit::AuditLog::open_default(),
-    };
-    match log.and_then(|l| l.record_run(trace, &path)) {
-        Ok(_) => {}
-        Err(e) => outcome
+    if let Err(e) = appended {
+        outcome
             .warnings
-            .push(format!("could not append to the audit log: {e}")),
+            .push(format!("could not append to the audit log: {e}"));
     }
     // OpenTelemetry: off unless OTEL_EXPORTER_OTLP_* is set; never fails the run.
     if let Err(e) = audit::export_run_span(trace) {
