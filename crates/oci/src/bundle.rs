@@ -58,6 +58,11 @@ pub struct Launch {
     /// Where the policy came from, for `state` and the log.
     pub policy_source: String,
     pub annotations: HashMap<String, String>,
+    /// The spec's `linux.seccomp`, lowered ([`crate::seccomp::lower`]); stacked on
+    /// ours. `None`: the spec has none (`--security-opt seccomp=unconfined`): ours only.
+    pub spec_seccomp: Option<skillsandbox_sandbox::seccomp::StackedProfile>,
+    /// [`Launch::spec_seccomp`] compiled (by [`load`]).
+    pub stacked_seccomp: Option<skillsandbox_sandbox::seccomp::StackedFilter>,
 }
 
 /// Operator defaults (the runtime's registration flags).
@@ -108,7 +113,16 @@ pub fn load(bundle: &Path, defaults: &Defaults) -> Result<Launch, OciError> {
             refuse_host_grants(policy, source)?;
         }
     }
-    map_spec(&spec, rootfs, annotations, manifest, defaults)
+    let mut launch = map_spec(&spec, rootfs, annotations, manifest, defaults)?;
+    if let Some(p) = &launch.spec_seccomp {
+        let f =
+            skillsandbox_sandbox::seccomp::compile_stacked(p).map_err(|e| OciError::Config {
+                path: config.clone(),
+                detail: format!("linux.seccomp: {e}"),
+            })?;
+        launch.stacked_seccomp = Some(f);
+    }
+    Ok(launch)
 }
 
 /// The manifest named by the annotations (or the operator default), resolved.
@@ -268,6 +282,13 @@ pub fn map_spec(
         ));
     }
 
+    let spec_seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::lower)
+        .transpose()?;
+
     let (base, policy_source) = match manifest {
         Some((p, src)) => (Some(p), src),
         None => (None, "none (deny-all)".to_string()),
@@ -324,6 +345,8 @@ pub fn map_spec(
         session,
         policy_source,
         annotations,
+        spec_seccomp,
+        stacked_seccomp: None,
     })
 }
 

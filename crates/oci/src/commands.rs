@@ -294,13 +294,21 @@ pub fn features() -> serde_json::Value {
             "namespaces": ["user", "mount", "pid", "network", "ipc", "uts", "cgroup"],
             "capabilities": [],
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": true},
+            "seccomp": {
+                "enabled": true,
+                "actions": crate::seccomp::SUPPORTED_ACTIONS,
+                "operators": crate::seccomp::SUPPORTED_OPERATORS,
+                "archs": ["SCMP_ARCH_NATIVE", "SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                "knownFlags": crate::seccomp::SUPPORTED_FLAGS,
+                "supportedFlags": crate::seccomp::SUPPORTED_FLAGS,
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
         },
         "annotations": {
             "io.github.skillsandbox.policy": "skillsandbox.manifest, skillsandbox.manifest.inline, skillsandbox.session",
             "io.github.skillsandbox.network": "the manifest's egress rules replace the engine's network (none: deny-all)",
+            "io.github.skillsandbox.seccomp": "the spec's linux.seccomp is stacked on SkillSandbox's filter: a call runs only if both allow it; SCMP_ACT_TRACE, SCMP_ACT_NOTIFY, listenerPath and flags other than TSYNC are refused",
             "io.github.skillsandbox.exec": "joins the sandbox's namespaces and cgroup, confined as the first process; not in the run's trace",
         }
     })

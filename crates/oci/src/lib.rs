@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod commands;
 pub mod error;
 pub mod exec;
+pub mod seccomp;
 pub mod state;
 pub mod supervisor;
 

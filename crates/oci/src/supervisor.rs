@@ -59,6 +59,7 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
         hostname: launch.hostname.clone(),
     });
     req.tool_call_id = Some(dir.id.clone());
+    req.stacked_seccomp = launch.stacked_seccomp.clone();
     if let Some(d) = &defaults.trace_dir {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

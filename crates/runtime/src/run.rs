@@ -68,6 +68,9 @@ pub struct RunRequest {
     /// to `execve`; the skill runs only once it returns `Ok` (the OCI `create` /
     /// `start` split). `Err(reason)` ends the run as a setup failure, nothing run.
     pub start_gate: Option<StartGate>,
+    /// `skillsandbox oci`: the spec's seccomp filter, stacked on ours (the stricter
+    /// of the two). `None` otherwise.
+    pub stacked_seccomp: Option<skillsandbox_sandbox::seccomp::StackedFilter>,
 }
 
 /// See [`RunRequest::start_gate`].
@@ -94,6 +97,7 @@ impl RunRequest {
             egress_hosts: Default::default(),
             image_root: None,
             start_gate: None,
+            stacked_seccomp: None,
         }
     }
 }
@@ -327,6 +331,7 @@ fn confined(
             )
         })?;
     }
+    prepared.plan.stacked_seccomp = req.stacked_seccomp.clone();
     marks.mark("prepare");
     trace.tier = prepared.choice.name().to_string();
     for (kind, detail) in &prepared.events {

@@ -123,5 +123,14 @@ pub fn apply_seccomp(
         None => apply_seccomp_on_current_thread(&plan.seccomp_plan(), &plan.seccomp_options()),
     }
     .map_err(|e| StageError::new("seccomp", e))?;
-    Ok((note("seccomp", "enforced", report.detail), report.notify_fd))
+    let mut detail = report.detail;
+    // Ours first (its listener is the chain's only one), the spec's stacked on it:
+    // the kernel applies the stricter result of the two.
+    if let Some(stacked) = &plan.stacked_seccomp {
+        crate::seccomp::load_stacked_on_current_thread(stacked)
+            .map_err(|e| StageError::new("seccomp (stacked)", e))?;
+        detail.push_str("; ");
+        detail.push_str(&stacked.detail);
+    }
+    Ok((note("seccomp", "enforced", detail), report.notify_fd))
 }

@@ -214,6 +214,11 @@ pub struct LaunchPlan {
     /// after lowering, never by a manifest.
     #[serde(default)]
     pub seccomp_observe: bool,
+    /// `skillsandbox oci`: the spec's own filter (`linux.seccomp`), compiled by the
+    /// supervisor and loaded after ours: the kernel applies the stricter result of the
+    /// two (see [`crate::seccomp::compile_stacked`]). `None`: ours only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacked_seccomp: Option<crate::seccomp::StackedFilter>,
     /// Test-only: the layer the stages skip (see [`crate::disable`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dangerously_disabled_layer: Option<LayerDisabledForTests>,
@@ -531,6 +536,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         seccomp_notify: input.seccomp_notify,
         seccomp_filter: None,
         seccomp_observe: false,
+        stacked_seccomp: None,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: None,
     })

@@ -191,6 +191,7 @@ pub fn lower_process(
         seccomp_notify: input.seccomp_notify,
         seccomp_filter: None,
         seccomp_observe: false,
+        stacked_seccomp: None,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: Some(ProcessTierPlan {
             scratch: scratch.to_path_buf(),

@@ -876,3 +876,257 @@ fn docker_refuses_a_terminal_a_volume_and_another_user() {
         assert!(text(&o.stderr).contains("not supported by skillsandbox oci"));
     }
 }
+
+/// A container run through the runtime CLI as the shim drives it (create, start,
+/// wait until stopped): what it printed, its trace, and create's own result.
+struct CliRun {
+    create: Output,
+    output: String,
+    trace: Value,
+    state: Value,
+}
+
+/// A bundle of a static busybox (with `applets`) whose config.json is `base_config`
+/// with `edit` applied, run to its end through `skillsandbox oci`.
+fn cli_run(
+    id: &str,
+    script: &str,
+    extra_global: &[&str],
+    edit: impl FnOnce(&mut Value),
+) -> Option<CliRun> {
+    if !nix_is_root() {
+        skip("the OCI runtime CLI tests need root");
+        return None;
+    }
+    let Some(bb) = busybox() else {
+        skip("no static busybox (apt-get install busybox-static)");
+        return None;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("bundle");
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "etc", "tmp", "proc", "dev"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    for f in ["etc/resolv.conf", "etc/hosts", "etc/hostname"] {
+        std::fs::write(rootfs.join(f), "").unwrap();
+    }
+    std::fs::copy(&bb, rootfs.join("bin/busybox")).unwrap();
+    for a in [
+        "sh", "echo", "mkdir", "uname", "unshare", "ip", "cat", "ls", "true", "wget", "timeout",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    let mut config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 0, "gid": 0}, "cwd": "/", "env": ["PATH=/bin"],
+                    "args": ["sh", "-c", script]},
+        "root": {"path": "rootfs"},
+        "hostname": "clirun",
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]},
+    });
+    edit(&mut config);
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let root = t.path().join("state");
+    let traces = t.path().join("traces");
+    let oci = |args: &[&str], out: Option<&Path>| {
+        let mut c = skillsandbox();
+        c.args(["oci", "--root"]).arg(&root);
+        c.arg("--trace-dir").arg(&traces);
+        c.arg("--audit-log").arg(t.path().join("audit.log"));
+        c.args(extra_global);
+        c.args(args).stdin(Stdio::null());
+        if let Some(out) = out {
+            // The supervisor keeps create's stdio (the container's): a file, not a
+            // pipe `output` would wait on until the container ends.
+            let f = std::fs::File::create(out).unwrap();
+            c.stdout(f.try_clone().unwrap()).stderr(f);
+            let status = c.status().unwrap();
+            let mut o = Command::new("true").output().unwrap();
+            o.status = status;
+            o.stderr = std::fs::read(out).unwrap_or_default();
+            return o;
+        }
+        c.output().unwrap()
+    };
+    let out = t.path().join("container.out");
+    let b = bundle.display().to_string();
+    let create = oci(&["create", "--bundle", &b, id], Some(&out));
+    if !create.status.success() {
+        return Some(CliRun {
+            create,
+            output: String::new(),
+            trace: Value::Null,
+            state: Value::Null,
+        });
+    }
+    let state = || -> Value {
+        let o = oci(&["state", id], None);
+        assert!(o.status.success(), "state: {}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let created = state();
+    let o = oci(&["start", id], None);
+    assert!(o.status.success(), "start: {}", text(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state()["status"] != "stopped" {
+        assert!(Instant::now() < deadline, "still {}", state());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = state();
+    let trace_path = s["annotations"]["skillsandbox.trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no trace in {s}"))
+        .to_string();
+    let trace: Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
+    assert!(oci(&["delete", id], None).status.success());
+    Some(CliRun {
+        create,
+        output: std::fs::read_to_string(&out).unwrap_or_default(),
+        trace,
+        state: created,
+    })
+}
+
+fn layer<'a>(trace: &'a Value, name: &str) -> &'a Value {
+    trace["enforcement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == name)
+        .unwrap_or_else(|| panic!("no {name} layer in {trace}"))
+}
+
+// busybox's uname prints an empty name when uname(2) fails: compare the name.
+const SECCOMP_PROBE: &str =
+    "mkdir /tmp/d && echo MKDIR-OK; [ \"$(uname -n)\" = clirun ] && echo UNAME-OK; \
+                             unshare -n true && echo UNSHARE-OK; echo DONE";
+
+/// The spec's seccomp profile is stacked on ours: what it refuses (mkdir, uname,
+/// which ours allows) fails in the container, and the trace says it was stacked.
+#[test]
+fn oci_cli_the_specs_seccomp_profile_is_stacked_on_ours() {
+    // Control: without a spec profile, mkdir and uname work (so the check below can fail).
+    let Some(plain) = cli_run("sc-plain", SECCOMP_PROBE, &[], |_| {}) else {
+        return;
+    };
+    assert!(
+        plain.create.status.success(),
+        "create: {}",
+        text(&plain.create.stderr)
+    );
+    assert!(
+        plain.output.contains("MKDIR-OK") && plain.output.contains("UNAME-OK"),
+        "{}",
+        plain.output
+    );
+    assert!(plain.output.contains("DONE"), "{}", plain.output);
+    let Some(r) = cli_run("sc-deny", SECCOMP_PROBE, &[], |c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+            ]
+        });
+    }) else {
+        return;
+    };
+    assert!(
+        r.create.status.success(),
+        "create: {}",
+        text(&r.create.stderr)
+    );
+    assert!(r.output.contains("DONE"), "{}", r.output);
+    assert!(
+        !r.output.contains("MKDIR-OK"),
+        "mkdir passed the spec's filter: {}",
+        r.output
+    );
+    assert!(
+        !r.output.contains("UNAME-OK"),
+        "uname passed the spec's filter: {}",
+        r.output
+    );
+    assert!(r.output.contains("Operation not permitted"), "{}", r.output);
+    // Ours still applies.
+    assert!(!r.output.contains("UNSHARE-OK"), "{}", r.output);
+    let l = layer(&r.trace, "seccomp");
+    assert_eq!(l["status"], "enforced", "{l}");
+    let detail = l["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("linux.seccomp stacked (3 rules, default allow)"),
+        "{detail}"
+    );
+    assert!(!layer(&plain.trace, "seccomp")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("stacked"));
+}
+
+/// A spec profile that allows everything does not loosen ours: `unshare` is still
+/// refused, and recorded as a violation.
+#[test]
+fn oci_cli_an_allow_all_spec_profile_does_not_loosen_ours() {
+    let Some(r) = cli_run("sc-allow", SECCOMP_PROBE, &[], |c| {
+        c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
+    }) else {
+        return;
+    };
+    assert!(
+        r.create.status.success(),
+        "create: {}",
+        text(&r.create.stderr)
+    );
+    assert!(
+        r.output.contains("DONE") && r.output.contains("MKDIR-OK"),
+        "{}",
+        r.output
+    );
+    assert!(
+        !r.output.contains("UNSHARE-OK"),
+        "unshare passed: {}",
+        r.output
+    );
+    assert!(
+        violations(&r.trace).iter().any(|v| v.contains("unshare")),
+        "{}",
+        r.trace
+    );
+    assert!(layer(&r.trace, "seccomp")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("stacked (0 rules, default allow)"));
+}
+
+/// What the spec's profile asks for and SkillSandbox cannot honour fails the create
+/// with the reason; nothing runs.
+#[test]
+fn oci_cli_refuses_a_seccomp_profile_it_cannot_honour() {
+    for (id, profile, needle) in [
+        (
+            "sc-trace",
+            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_TRACE"}]}),
+            "SCMP_ACT_TRACE",
+        ),
+        (
+            "sc-listener",
+            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}),
+            "listenerPath",
+        ),
+    ] {
+        let Some(r) = cli_run(id, "echo RAN", &[], |c| c["linux"]["seccomp"] = profile) else {
+            return;
+        };
+        assert!(!r.create.status.success(), "{id}: created");
+        let err = text(&r.create.stderr);
+        assert!(
+            err.contains(needle) && err.contains("not supported"),
+            "{id}: {err}"
+        );
+        assert!(!r.output.contains("RAN"));
+    }
+}
