@@ -71,6 +71,10 @@ pub struct RunRequest {
     /// `skillsandbox oci`: the spec's seccomp filter, stacked on ours (the stricter
     /// of the two). `None` otherwise.
     pub stacked_seccomp: Option<skillsandbox_sandbox::seccomp::StackedFilter>,
+    /// `skillsandbox oci` with `skillsandbox.network=engine`: the engine's network
+    /// namespace instead of ours (no egress enforcement; refused with declared
+    /// egress). [`NetworkPlan::Sandbox`](skillsandbox_sandbox::plan::NetworkPlan) otherwise.
+    pub network: skillsandbox_sandbox::plan::NetworkPlan,
 }
 
 /// See [`RunRequest::start_gate`].
@@ -98,6 +102,7 @@ impl RunRequest {
             image_root: None,
             start_gate: None,
             stacked_seccomp: None,
+            network: Default::default(),
         }
     }
 }
@@ -332,6 +337,15 @@ fn confined(
         })?;
     }
     prepared.plan.stacked_seccomp = req.stacked_seccomp.clone();
+    if !req.network.is_sandbox() {
+        if prepared.plan.egress || prepared.process.is_some() {
+            return Err(Setup::new(
+                "the engine's network with declared egress (or on the process tier)",
+                Some("declare no network rules when the engine's network decides".into()),
+            ));
+        }
+        prepared.plan.network = req.network.clone();
+    }
     marks.mark("prepare");
     trace.tier = prepared.choice.name().to_string();
     for (kind, detail) in &prepared.events {

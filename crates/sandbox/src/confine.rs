@@ -27,6 +27,15 @@ pub fn setup_network(plan: &LaunchPlan) -> Result<(), StageError> {
         // Still in the host's namespace: touch nothing there.
         return Ok(());
     }
+    match &plan.network {
+        crate::plan::NetworkPlan::Sandbox => {}
+        // The engine's namespace, joined before the user namespace: not ours to
+        // configure (and no capability over it here).
+        crate::plan::NetworkPlan::EngineJoin(_) => return Ok(()),
+        crate::plan::NetworkPlan::EngineNew => {
+            return crate::net::setup_loopback_only().map_err(|e| StageError::new("network", e))
+        }
+    }
     if !plan.egress {
         return crate::net::setup_loopback_only().map_err(|e| StageError::new("network", e));
     }

@@ -173,6 +173,7 @@ pub fn lower_process(
         mounts: Vec::new(),
         egress_ports: Vec::new(),
         egress: false,
+        network: crate::plan::NetworkPlan::Sandbox,
         env,
         argv,
         workdir,
