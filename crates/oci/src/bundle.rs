@@ -564,12 +564,24 @@ mod tests {
             v
         };
         // Default: ours.
-        let l = map_ann(with_ns(serde_json::json!([{"type": "network"}])), &[], None, &d).unwrap();
+        let l = map_ann(
+            with_ns(serde_json::json!([{"type": "network"}])),
+            &[],
+            None,
+            &d,
+        )
+        .unwrap();
         assert_eq!(l.network, NetworkPlan::Sandbox);
         assert_eq!(l.network_name(), "skillsandbox");
         let engine = [(ANN_NETWORK, "engine")];
         // No path: a new namespace.
-        let l = map_ann(with_ns(serde_json::json!([{"type": "network"}])), &engine, None, &d).unwrap();
+        let l = map_ann(
+            with_ns(serde_json::json!([{"type": "network"}])),
+            &engine,
+            None,
+            &d,
+        )
+        .unwrap();
         assert_eq!(l.network, NetworkPlan::EngineNew);
         assert_eq!(l.network_name(), "engine");
         // A path: joined.
@@ -580,14 +592,23 @@ mod tests {
             &d,
         )
         .unwrap();
-        assert_eq!(l.network, NetworkPlan::EngineJoin("/var/run/netns/cni-1".into()));
+        assert_eq!(
+            l.network,
+            NetworkPlan::EngineJoin("/var/run/netns/cni-1".into())
+        );
         // The runtime-level flag, for engines that cannot set annotations; the
         // annotation wins over it.
         let flag = Defaults {
             network: Some("engine".into()),
             ..Defaults::default()
         };
-        let l = map_ann(with_ns(serde_json::json!([{"type": "network"}])), &[], None, &flag).unwrap();
+        let l = map_ann(
+            with_ns(serde_json::json!([{"type": "network"}])),
+            &[],
+            None,
+            &flag,
+        )
+        .unwrap();
         assert_eq!(l.network, NetworkPlan::EngineNew);
         let l = map_ann(
             with_ns(serde_json::json!([{"type": "network"}])),
@@ -610,7 +631,10 @@ mod tests {
         };
         let mut v = base();
         v["linux"]["namespaces"] = serde_json::json!([{"type": "network"}]);
-        refused(map_ann(v.clone(), &[(ANN_NETWORK, "host")], None, &d), "skillsandbox.network=host");
+        refused(
+            map_ann(v.clone(), &[(ANN_NETWORK, "host")], None, &d),
+            "skillsandbox.network=host",
+        );
         // A manifest with network rules contradicts the opt-in.
         let m = skillsandbox_manifest::parse_str(
             "skill: {name: t, version: 0.1.0}\npermissions:\n  network:\n    egress:\n      - domain: a.test\nentrypoint: {command: x}\n",
@@ -619,7 +643,10 @@ mod tests {
         .unwrap();
         let p = skillsandbox_manifest::resolve(&m, Path::new("/"), &ResolveEnv::from_process_env())
             .unwrap();
-        refused(map_ann(v.clone(), &engine, Some((p, "m".into())), &d), "contradiction");
+        refused(
+            map_ann(v.clone(), &engine, Some((p, "m".into())), &d),
+            "contradiction",
+        );
         // No network namespace in the spec: the host network.
         let mut host = base();
         host["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]);

@@ -562,7 +562,11 @@ fn refuse_unenforced(
     allow_degraded: bool,
 ) -> Result<(), Setup> {
     let tolerated = |l: &LayerReport| match &prepared.process {
-        None => l.layer == "landlock",
+        // The network layer is not ours when the caller opted into the engine's
+        // (`skillsandbox oci`, skillsandbox.network=engine): the trace says so.
+        None => {
+            l.layer == "landlock" || (l.layer == "network" && !prepared.plan.network.is_sandbox())
+        }
         Some(_) => {
             crate::tier::inherent_gap(&l.layer)
                 || (l.layer == "landlock" && l.status == LayerStatus::Partial)

@@ -1130,3 +1130,196 @@ fn oci_cli_refuses_a_seccomp_profile_it_cannot_honour() {
         assert!(!r.output.contains("RAN"));
     }
 }
+
+/// A named network namespace made for a test (`ip netns add`), with a dummy
+/// interface pair as a marker; removed on drop.
+struct TestNetns {
+    name: String,
+}
+
+impl TestNetns {
+    fn new(name: &str, marker: &str) -> Option<TestNetns> {
+        let ip = |args: &[&str]| Command::new("ip").args(args).output().ok();
+        let _ = ip(&["netns", "delete", name]);
+        let ok = ip(&["netns", "add", name]).is_some_and(|o| o.status.success());
+        if !ok {
+            skip("ip netns add failed (iproute2, root)");
+            return None;
+        }
+        let ns = TestNetns { name: name.into() };
+        // A veth pair: the marker is its name (no dummy module on every host).
+        let peer = format!("{marker}p");
+        let o = ip(&[
+            "-n", name, "link", "add", marker, "type", "veth", "peer", "name", &peer,
+        ])
+        .unwrap();
+        assert!(o.status.success(), "ip link add: {}", text(&o.stderr));
+        Some(ns)
+    }
+
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    fn has_link(&self, link: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.name, "link", "show", link])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+const NET_PROBE: &str =
+    "cat /proc/net/dev; ip link add evil0 type veth peer name evil1 && echo ADDED; echo DONE";
+
+/// `skillsandbox.network=engine` with a namespace path: the container is in that
+/// namespace (it sees its marker interface), cannot reconfigure it, and the trace
+/// and state say SkillSandbox does not enforce egress.
+#[test]
+fn oci_cli_engine_network_joins_the_specs_namespace() {
+    let Some(ns) = TestNetns::new("ss-oci-engine", "ssmark0") else {
+        return;
+    };
+    let path = ns.path();
+    let Some(r) = cli_run("net-engine", NET_PROBE, &[], |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": path}]);
+        c["annotations"] = serde_json::json!({"skillsandbox.network": "engine"});
+    }) else {
+        return;
+    };
+    assert!(
+        r.create.status.success(),
+        "create: {}",
+        text(&r.create.stderr)
+    );
+    assert!(r.output.contains("DONE"), "{}", r.output);
+    assert!(
+        r.output.contains("ssmark0"),
+        "not in the engine's namespace: {}",
+        r.output
+    );
+    assert!(
+        !r.output.contains("ADDED"),
+        "reconfigured the engine's namespace: {}",
+        r.output
+    );
+    assert!(!ns.has_link("evil0"));
+    assert_eq!(
+        r.state["annotations"]["skillsandbox.network"], "engine",
+        "{}",
+        r.state
+    );
+    let l = layer(&r.trace, "network");
+    assert_eq!(l["status"], "unavailable", "{l}");
+    let d = l["detail"].as_str().unwrap();
+    assert!(
+        d.contains("not enforced by SkillSandbox: opted out by skillsandbox.network=engine")
+            && d.contains(&ns.path()),
+        "{d}"
+    );
+
+    // Control: ours (no opt-in) does not see the engine's namespace.
+    let path = ns.path();
+    let Some(ours) = cli_run("net-ours", NET_PROBE, &[], |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": path}]);
+    }) else {
+        return;
+    };
+    assert!(
+        ours.create.status.success(),
+        "create: {}",
+        text(&ours.create.stderr)
+    );
+    assert!(
+        ours.output.contains("DONE") && !ours.output.contains("ssmark0"),
+        "{}",
+        ours.output
+    );
+    assert_eq!(
+        ours.state["annotations"]["skillsandbox.network"],
+        "skillsandbox"
+    );
+    assert_eq!(layer(&ours.trace, "network")["status"], "enforced");
+}
+
+/// The runtime-level flag (`--default-network engine`, for Docker 20.10) without a
+/// namespace path: a new namespace, loopback only.
+#[test]
+fn oci_cli_engine_network_flag_without_a_path_is_a_new_namespace() {
+    let Some(r) = cli_run(
+        "net-flag",
+        "cat /proc/net/dev; echo DONE",
+        &["--default-network", "engine"],
+        |_| {},
+    ) else {
+        return;
+    };
+    assert!(
+        r.create.status.success(),
+        "create: {}",
+        text(&r.create.stderr)
+    );
+    assert!(
+        r.output.contains("DONE") && r.output.contains("lo:"),
+        "{}",
+        r.output
+    );
+    let links = r.output.lines().filter(|l| l.contains(':')).count();
+    assert_eq!(links, 1, "more than loopback: {}", r.output);
+    assert_eq!(r.state["annotations"]["skillsandbox.network"], "engine");
+    let d = layer(&r.trace, "network")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(d.contains("a new network namespace, loopback only"), "{d}");
+}
+
+/// What the engine opt-in cannot honour fails the create: the host's own namespace,
+/// no namespace at all (host network), a manifest with network rules.
+#[test]
+fn oci_cli_engine_network_refusals() {
+    let manifest = "skill: {name: n, version: \"0.1.0\"}\n\
+                    permissions:\n  network:\n    egress:\n      - domain: a.test\n\
+                    entrypoint: {command: \"true\"}\n";
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "net-host-path",
+            serde_json::json!([{"type": "network", "path": "/proc/self/ns/net"}]),
+            "host's own network namespace",
+        ),
+        (
+            "net-none",
+            serde_json::json!([{"type": "pid"}]),
+            "host network",
+        ),
+        (
+            "net-contradiction",
+            serde_json::json!([{"type": "network"}]),
+            "contradiction",
+        ),
+    ];
+    for (id, namespaces, needle) in cases {
+        let Some(r) = cli_run(id, "echo RAN", &[], |c| {
+            c["linux"]["namespaces"] = namespaces;
+            c["annotations"] = serde_json::json!({"skillsandbox.network": "engine"});
+            if id == "net-contradiction" {
+                c["annotations"]["skillsandbox.manifest.inline"] = manifest.into();
+            }
+        }) else {
+            return;
+        };
+        assert!(!r.create.status.success(), "{id}: created");
+        let err = text(&r.create.stderr);
+        assert!(err.contains(needle), "{id}: {err}");
+        assert!(!r.output.contains("RAN"), "{id}");
+    }
+}
