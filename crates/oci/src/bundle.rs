@@ -134,7 +134,11 @@ pub fn load(bundle: &Path, defaults: &Defaults) -> Result<Launch, OciError> {
         }
     }
     let mut launch = map_spec(&spec, rootfs, annotations, manifest, defaults)?;
-    if let Some(p) = &launch.spec_seccomp {
+    if let Some(p) = &mut launch.spec_seccomp {
+        // What ours refuses whatever the arguments stays ours to refuse (and record).
+        p.defer_to(&skillsandbox_sandbox::seccomp::seccomp_plan(
+            launch.policy.syscalls,
+        ));
         let f =
             skillsandbox_sandbox::seccomp::compile_stacked(p).map_err(|e| OciError::Config {
                 path: config.clone(),

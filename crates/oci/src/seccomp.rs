@@ -224,6 +224,7 @@ pub fn lower(s: &LinuxSeccomp) -> Result<StackedProfile, OciError> {
         source: SOURCE.into(),
         default_action,
         rules,
+        deferred: Vec::new(),
     })
 }
 
@@ -299,6 +300,7 @@ mod tests {
                     rule("clone3", StackedAction::Errno(38), vec![]),
                     // errnoRet unset: defaultErrnoRet, which equals the default: dropped.
                 ],
+                deferred: vec![],
             }
         );
     }
@@ -374,6 +376,57 @@ mod tests {
             serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]})
         )
         .is_err());
+    }
+
+    #[test]
+    fn what_ours_always_refuses_is_left_to_ours_unless_the_spec_kills() {
+        use skillsandbox_manifest::SyscallProfile;
+        use skillsandbox_sandbox::seccomp::seccomp_plan;
+        let ours = seccomp_plan(SyscallProfile::Default);
+        assert!(ours.denied.iter().any(|d| d.name == "unshare"));
+        assert!(ours.denied.iter().any(|d| d.name == "ptrace"));
+        assert!(!ours.denied.iter().any(|d| d.name == "mkdir"));
+        // An allow list (Docker's shape): unshare is refused by the default errno;
+        // it becomes an explicit allow, so ours refuses and records it.
+        let mut p = lower(&seccomp(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "mkdir"], "action": "SCMP_ACT_ALLOW"}]
+        })))
+        .unwrap();
+        p.defer_to(&ours);
+        assert!(
+            p.deferred.contains(&"unshare".to_string()),
+            "{:?}",
+            p.deferred
+        );
+        assert!(p.rules.iter().any(|r| r.syscall == "unshare"
+            && r.action == StackedAction::Allow
+            && r.conds.is_empty()));
+        // The spec's own refusals of what ours allows stay.
+        assert_eq!(p.default_action, StackedAction::Errno(1));
+        assert!(!p.deferred.contains(&"mkdir".to_string()));
+        // A deny list: the errno rule for unshare is dropped, mkdir's kept, ptrace's
+        // kill kept (stricter than ours).
+        let mut p = lower(&seccomp(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["unshare", "mkdir"], "action": "SCMP_ACT_ERRNO"},
+                         {"names": ["ptrace"], "action": "SCMP_ACT_KILL_PROCESS"}]
+        })))
+        .unwrap();
+        p.defer_to(&ours);
+        let got: Vec<(&str, StackedAction)> = p
+            .rules
+            .iter()
+            .map(|r| (r.syscall.as_str(), r.action))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("mkdir", StackedAction::Errno(1)),
+                ("ptrace", StackedAction::KillProcess)
+            ]
+        );
+        assert_eq!(p.deferred, vec!["unshare".to_string()]);
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn image() -> bool {
         std::fs::copy(&bb, root.join("bin/busybox")).unwrap();
         for applet in [
             "sh", "echo", "cat", "ls", "sleep", "wget", "nsenter", "unshare", "timeout", "head",
-            "tail", "id", "kill",
+            "tail", "id", "kill", "mkdir", "uname",
         ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
@@ -1322,4 +1322,55 @@ fn oci_cli_engine_network_refusals() {
         assert!(err.contains(needle), "{id}: {err}");
         assert!(!r.output.contains("RAN"), "{id}");
     }
+}
+
+/// `docker run --security-opt seccomp=PROFILE`: the user's profile is stacked on ours.
+/// What it refuses (mkdir, which ours allows) fails; what ours refuses (unshare)
+/// stays refused; Docker's default profile (the control run) lets mkdir through.
+#[test]
+fn docker_security_opt_seccomp_profile_is_stacked_on_ours() {
+    if !ready() {
+        return;
+    }
+    let script = "mkdir /tmp/d && echo MKDIR-OK; unshare -n true && echo UNSHARE-OK; echo DONE";
+    let (o, cid) = run("skillsandbox", &[], script);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("MKDIR-OK") && out.contains("DONE"),
+        "{out}{}",
+        text(&o.stderr)
+    );
+    assert!(!out.contains("UNSHARE-OK"), "{out}");
+    // Docker's default profile is in the spec: stacked too.
+    let d = layer(&trace_of(&cid), "seccomp")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(d.contains("linux.seccomp stacked"), "{d}");
+
+    let t = tempfile::tempdir().unwrap();
+    let profile = t.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let (o, cid) = run("skillsandbox", &["--security-opt", &opt], script);
+    let out = text(&o.stdout);
+    assert!(out.contains("DONE"), "{out}{}", text(&o.stderr));
+    assert!(
+        !out.contains("MKDIR-OK"),
+        "mkdir passed the user's profile: {out}"
+    );
+    assert!(!out.contains("UNSHARE-OK"), "unshare passed ours: {out}");
+    let d = layer(&trace_of(&cid), "seccomp")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(d.contains("stacked (2 rules, default allow)"), "{d}");
 }

@@ -6,7 +6,10 @@
 //! TRACE > LOG > ALLOW`), so a call passes only if both filters let it pass: the
 //! stricter of the two, never the looser. One consequence: a call both refuse is
 //! refused with the stacked filter's `ERRNO` (or kill), which outranks our
-//! `USER_NOTIF`, so our supervisor never sees it and no violation is recorded for it.
+//! `USER_NOTIF`, so our supervisor would never see it and record no violation. So
+//! [`StackedProfile::defer_to`] leaves the syscalls ours refuses whatever their
+//! arguments to ours (the stacked filter allows them; ours refuses and records them):
+//! exactly as strict, and recorded. The spec's kill and trap actions are kept.
 //!
 //! Pure data ([`StackedProfile`]) lowered by the caller; [`compile_stacked`] turns it
 //! into a classic-BPF program; the stage loads it after ours, as its last filter.
@@ -84,6 +87,57 @@ pub struct StackedProfile {
     pub source: String,
     pub default_action: StackedAction,
     pub rules: Vec<StackedRule>,
+    /// Syscalls left to ours by [`StackedProfile::defer_to`].
+    #[serde(default)]
+    pub deferred: Vec<String>,
+}
+
+fn refuses_without_killing(a: StackedAction) -> bool {
+    matches!(
+        a,
+        StackedAction::Allow | StackedAction::Log | StackedAction::Errno(_)
+    )
+}
+
+impl StackedProfile {
+    /// Leave every syscall `ours` refuses whatever its arguments to our filter, where
+    /// the stacked filter would answer it with an errno: its rules for it are replaced
+    /// by one `ALLOW` (when the default would refuse it) or dropped. The call is still
+    /// refused, whatever its arguments — by ours, which records it as a violation —
+    /// instead of by an `ERRNO` that outranks our `USER_NOTIF` and hides it. Kill and
+    /// trap actions of the spec are kept (they are stricter: the process dies).
+    pub fn defer_to(&mut self, ours: &super::SeccompPlan) {
+        for d in &ours.denied {
+            let Some(nr) = super::syscall_number(d.name) else {
+                continue;
+            };
+            let mentioned = self.rules.iter().any(|r| r.nr == nr);
+            let default_refuses = self.default_action != StackedAction::Allow
+                && self.default_action != StackedAction::Log;
+            if !mentioned && !default_refuses {
+                continue;
+            }
+            let all_soft = refuses_without_killing(self.default_action)
+                && self
+                    .rules
+                    .iter()
+                    .filter(|r| r.nr == nr)
+                    .all(|r| refuses_without_killing(r.action));
+            if !all_soft {
+                continue;
+            }
+            self.rules.retain(|r| r.nr != nr);
+            if default_refuses {
+                self.rules.push(StackedRule {
+                    syscall: d.name.to_string(),
+                    nr,
+                    action: StackedAction::Allow,
+                    conds: Vec::new(),
+                });
+            }
+            self.deferred.push(d.name.to_string());
+        }
+    }
 }
 
 /// A stacked filter compiled by the supervisor; the stage only loads it.
@@ -140,10 +194,19 @@ pub fn compile_stacked(profile: &StackedProfile) -> Result<StackedFilter, Seccom
         StackedAction::Trap => "trap".into(),
         StackedAction::Log => "log".into(),
     };
+    let deferred = if profile.deferred.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} syscalls ours always refuses left to ours, so they are recorded",
+            profile.deferred.len()
+        )
+    };
     Ok(StackedFilter {
         program,
         detail: format!(
-            "{} stacked ({} rules, default {default}): a call runs only if both filters allow it",
+            "{} stacked ({} rules, default {default}): a call runs only if both filters \
+             allow it{deferred}",
             profile.source,
             profile.rules.len()
         ),
