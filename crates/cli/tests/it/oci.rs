@@ -1028,7 +1028,9 @@ fn oci_cli_the_specs_seccomp_profile_is_stacked_on_ours() {
             "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64"],
             "syscalls": [
                 {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
-                {"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+                {"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                // Ours refuses it too: left to ours, so it is still recorded.
+                {"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
             ]
         });
     }) else {
@@ -1051,13 +1053,19 @@ fn oci_cli_the_specs_seccomp_profile_is_stacked_on_ours() {
         r.output
     );
     assert!(r.output.contains("Operation not permitted"), "{}", r.output);
-    // Ours still applies.
+    // Ours still applies, and records what both refuse.
     assert!(!r.output.contains("UNSHARE-OK"), "{}", r.output);
+    assert!(
+        violations(&r.trace).iter().any(|v| v.contains("unshare")),
+        "{}",
+        r.trace
+    );
     let l = layer(&r.trace, "seccomp");
     assert_eq!(l["status"], "enforced", "{l}");
     let detail = l["detail"].as_str().unwrap();
     assert!(
-        detail.contains("linux.seccomp stacked (3 rules, default allow)"),
+        detail.contains("linux.seccomp stacked (3 rules, default allow)")
+            && detail.contains("1 syscalls ours always refuses left to ours"),
         "{detail}"
     );
     assert!(!layer(&plain.trace, "seccomp")["detail"]
