@@ -439,7 +439,7 @@ mod tests {
         })))
         .unwrap();
         let f = skillsandbox_sandbox::seccomp::compile_stacked(&p).unwrap();
-        assert!(!f.program.is_empty() && f.program.len() % 8 == 0);
+        assert!(!f.program.is_empty() && f.program.len().is_multiple_of(8));
         assert!(f.detail.contains("3 rules, default allow"), "{}", f.detail);
     }
 }
