@@ -205,8 +205,22 @@ fn stage_outer() -> Result<i32, StageError> {
 fn join_engine_netns(path: &std::path::Path) -> Result<(), StageError> {
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::OpenOptionsExt;
     let step = "join the engine's network namespace";
-    let ns = std::fs::File::open(path)
+    // Opened as host root on the spec's word: never a device or a FIFO (a namespace
+    // file is a regular file of nsfs; `setns` below checks it is a network one).
+    let kind = std::fs::metadata(path)
+        .map_err(|e| StageError::new(step, format!("stat {}: {e}", path.display())))?;
+    if !kind.is_file() {
+        return Err(StageError::new(
+            step,
+            format!("{} is not a namespace file", path.display()),
+        ));
+    }
+    let ns = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
         .map_err(|e| StageError::new(step, format!("open {}: {e}", path.display())))?;
     let target = ns
         .metadata()

@@ -1310,6 +1310,16 @@ fn oci_cli_engine_network_refusals() {
             "host network",
         ),
         (
+            "net-not-ns",
+            serde_json::json!([{"type": "network", "path": "/dev/null"}]),
+            "not a namespace file",
+        ),
+        (
+            "net-regular-file",
+            serde_json::json!([{"type": "network", "path": "/etc/hostname"}]),
+            "setns",
+        ),
+        (
             "net-contradiction",
             serde_json::json!([{"type": "network"}]),
             "contradiction",
