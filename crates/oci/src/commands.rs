@@ -304,7 +304,7 @@ pub fn features() -> serde_json::Value {
                 "enabled": true,
                 "actions": crate::seccomp::SUPPORTED_ACTIONS,
                 "operators": crate::seccomp::SUPPORTED_OPERATORS,
-                "archs": ["SCMP_ARCH_NATIVE", "SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                "archs": crate::seccomp::native_arch_names(),
                 "knownFlags": crate::seccomp::SUPPORTED_FLAGS,
                 "supportedFlags": crate::seccomp::SUPPORTED_FLAGS,
             },

@@ -56,6 +56,16 @@ fn refuse(what: impl Into<String>, hint: &str) -> OciError {
     }
 }
 
+/// The `architectures` a profile must include one of (`features`): the filter is
+/// built for the native one; others listed beside it are accepted (ours kills them).
+pub fn native_arch_names() -> Vec<String> {
+    let mut v = vec!["SCMP_ARCH_NATIVE".to_string()];
+    if let Some(a) = native_arch() {
+        v.push(a.to_string());
+    }
+    v
+}
+
 /// The architecture this binary's filter is built for.
 fn native_arch() -> Option<Arch> {
     if cfg!(target_arch = "x86_64") {

@@ -830,6 +830,14 @@ fn a_link_named_skillsandbox_oci_is_the_runtime() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let f: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(f["ociVersionMin"], "1.0.0");
+    let actions = f["linux"]["seccomp"]["actions"].as_array().unwrap();
+    assert!(actions.iter().any(|a| a == "SCMP_ACT_ERRNO"), "{f}");
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a == "SCMP_ACT_TRACE" || a == "SCMP_ACT_NOTIFY"),
+        "{f}"
+    );
     let o = Command::new(&link)
         .args(["--root", &t.path().display().to_string(), "state", "nope"])
         .output()
