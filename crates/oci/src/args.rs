@@ -22,6 +22,9 @@ pub struct Global {
     /// the manifest and session of containers whose annotations name none.
     pub default_manifest: Option<PathBuf>,
     pub default_session: Option<String>,
+    /// `--default-network engine`: the engine's network for containers whose
+    /// annotations do not say (Docker 20.10 cannot set annotations).
+    pub default_network: Option<String>,
     /// A hosts-format file the egress service consults before the host resolver for
     /// declared names (internal or test names; as `SKILLSANDBOX_EGRESS_HOSTS`).
     pub egress_hosts: Option<PathBuf>,
@@ -92,6 +95,7 @@ const GLOBAL_VALUED: &[&str] = &[
     "--rootless",
     "--default-manifest",
     "--default-session",
+    "--default-network",
     "--egress-hosts",
     "--trace-dir",
     "--audit-log",
@@ -131,6 +135,7 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), OciError> {
             ("--log-format", Some(v)) => g.log_format_json = v == "json",
             ("--default-manifest", Some(v)) => g.default_manifest = Some(PathBuf::from(v)),
             ("--default-session", Some(v)) => g.default_session = Some(v),
+            ("--default-network", Some(v)) => g.default_network = Some(v),
             ("--egress-hosts", Some(v)) => g.egress_hosts = Some(PathBuf::from(v)),
             ("--trace-dir", Some(v)) => g.trace_dir = Some(PathBuf::from(v)),
             ("--audit-log", Some(v)) => g.audit_log = Some(PathBuf::from(v)),

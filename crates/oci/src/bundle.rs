@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use skillsandbox_manifest::{Policy, ResolveEnv, Tier};
 use skillsandbox_runtime::{adhoc_policy, Grants};
+use skillsandbox_sandbox::plan::NetworkPlan;
 
 use crate::error::OciError;
 
@@ -25,6 +26,10 @@ pub const ANN_MANIFEST_INLINE: &str = "skillsandbox.manifest.inline";
 pub const ANN_SESSION: &str = "skillsandbox.session";
 /// Annotation: `skillsandbox` (the default) or `engine`.
 pub const ANN_NETWORK: &str = "skillsandbox.network";
+/// [`ANN_NETWORK`]: SkillSandbox's network (the manifest's egress, or deny-all).
+pub const NETWORK_SKILLSANDBOX: &str = "skillsandbox";
+/// [`ANN_NETWORK`]: the engine's network namespace; SkillSandbox enforces no egress.
+pub const NETWORK_ENGINE: &str = "engine";
 
 /// Mount destinations the engine's spec always has and SkillSandbox replaces with its
 /// own (fresh `/proc` with masks, minimal `/dev`, its `/etc/resolv.conf`...), or
@@ -58,6 +63,24 @@ pub struct Launch {
     /// Where the policy came from, for `state` and the log.
     pub policy_source: String,
     pub annotations: HashMap<String, String>,
+    /// The spec's `linux.seccomp`, lowered ([`crate::seccomp::lower`]); stacked on
+    /// ours. `None`: the spec has none (`--security-opt seccomp=unconfined`): ours only.
+    pub spec_seccomp: Option<skillsandbox_sandbox::seccomp::StackedProfile>,
+    /// [`Launch::spec_seccomp`] compiled (by [`load`]).
+    pub stacked_seccomp: Option<skillsandbox_sandbox::seccomp::StackedFilter>,
+    /// The network namespace ([`NetworkPlan::Sandbox`] unless opted into the engine's).
+    pub network: NetworkPlan,
+}
+
+impl Launch {
+    /// The value `state` shows for [`ANN_NETWORK`].
+    pub fn network_name(&self) -> &'static str {
+        if self.network.is_sandbox() {
+            NETWORK_SKILLSANDBOX
+        } else {
+            NETWORK_ENGINE
+        }
+    }
 }
 
 /// Operator defaults (the runtime's registration flags).
@@ -65,6 +88,8 @@ pub struct Launch {
 pub struct Defaults {
     pub manifest: Option<PathBuf>,
     pub session: Option<String>,
+    /// `--default-network`: [`ANN_NETWORK`]'s value when the annotations set none.
+    pub network: Option<String>,
     /// Where traces and the audit log go (the operator's choice; see `args::Global`).
     pub trace_dir: Option<PathBuf>,
     pub audit_log: Option<PathBuf>,
@@ -108,7 +133,20 @@ pub fn load(bundle: &Path, defaults: &Defaults) -> Result<Launch, OciError> {
             refuse_host_grants(policy, source)?;
         }
     }
-    map_spec(&spec, rootfs, annotations, manifest, defaults)
+    let mut launch = map_spec(&spec, rootfs, annotations, manifest, defaults)?;
+    if let Some(p) = &mut launch.spec_seccomp {
+        // What ours refuses whatever the arguments stays ours to refuse (and record).
+        p.defer_to(&skillsandbox_sandbox::seccomp::seccomp_plan(
+            launch.policy.syscalls,
+        ));
+        let f =
+            skillsandbox_sandbox::seccomp::compile_stacked(p).map_err(|e| OciError::Config {
+                path: config.clone(),
+                detail: format!("linux.seccomp: {e}"),
+            })?;
+        launch.stacked_seccomp = Some(f);
+    }
+    Ok(launch)
 }
 
 /// The manifest named by the annotations (or the operator default), resolved.
@@ -258,15 +296,14 @@ pub fn map_spec(
              (they appear at the same path inside)",
         ));
     }
-    let network = annotations
-        .get(ANN_NETWORK)
-        .map_or("skillsandbox", String::as_str);
-    if network != "skillsandbox" {
-        return Err(unsupported(
-            format!("{ANN_NETWORK}={network}"),
-            "leave it unset: the manifest's egress rules (none: deny-all) replace the engine's network",
-        ));
-    }
+    let network = engine_network(spec, &annotations, defaults, manifest.as_ref())?;
+
+    let spec_seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::lower)
+        .transpose()?;
 
     let (base, policy_source) = match manifest {
         Some((p, src)) => (Some(p), src),
@@ -324,7 +361,78 @@ pub fn map_spec(
         session,
         policy_source,
         annotations,
+        spec_seccomp,
+        stacked_seccomp: None,
+        network,
     })
+}
+
+/// [`ANN_NETWORK`] (else `--default-network`, else ours) → the network namespace.
+/// `engine`: the spec's network namespace — its path, joined, or a new one — and no
+/// egress enforcement; refused with a manifest that declares network rules (a
+/// contradiction), and without a network namespace in the spec (the host network).
+fn engine_network(
+    spec: &Spec,
+    annotations: &HashMap<String, String>,
+    defaults: &Defaults,
+    manifest: Option<&(Policy, String)>,
+) -> Result<NetworkPlan, OciError> {
+    let (value, from) = match annotations.get(ANN_NETWORK) {
+        Some(v) => (v.as_str(), format!("the annotation {ANN_NETWORK}")),
+        None => match &defaults.network {
+            Some(v) => (v.as_str(), "--default-network".to_string()),
+            None => (NETWORK_SKILLSANDBOX, String::new()),
+        },
+    };
+    match value {
+        NETWORK_SKILLSANDBOX => return Ok(NetworkPlan::Sandbox),
+        NETWORK_ENGINE => {}
+        other => {
+            return Err(unsupported(
+                format!("{from}={other}"),
+                "use `skillsandbox` (the manifest's egress rules, none: deny-all) or `engine` \
+                 (the engine's network, egress not enforced by SkillSandbox)",
+            ))
+        }
+    }
+    if let Some((policy, source)) = manifest {
+        let n = &policy.network;
+        if n.active() || !n.egress.is_empty() || !n.secrets.is_empty() {
+            return Err(unsupported(
+                format!(
+                    "{from}=engine with network rules in the manifest from {source} (a \
+                     contradiction: the engine's network would not enforce them)"
+                ),
+                "drop the manifest's permissions.network, or the engine opt-in",
+            ));
+        }
+    }
+    let ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|nss| {
+            nss.iter()
+                .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        });
+    match ns {
+        None => Err(unsupported(
+            format!("{from}=engine without a network namespace in the spec (the host network, --network host)"),
+            "give the container a network namespace (a CNI namespace path, or a new one)",
+        )),
+        Some(n) => match n.path() {
+            Some(p) if !p.as_os_str().is_empty() => {
+                if !p.is_absolute() {
+                    return Err(unsupported(
+                        format!("the network namespace path {}", p.display()),
+                        "give an absolute path (/var/run/netns/NAME, /proc/PID/ns/net)",
+                    ));
+                }
+                Ok(NetworkPlan::EngineJoin(p.clone()))
+            }
+            _ => Ok(NetworkPlan::EngineNew),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -436,5 +544,119 @@ mod tests {
         let mut v = base();
         v["hooks"] = serde_json::json!({"prestart": [{"path": "/proc/1/exe", "args": ["x", "libnetwork-setkey"]}]});
         assert!(map(v, None).is_ok());
+    }
+
+    fn map_ann(
+        v: serde_json::Value,
+        ann: &[(&str, &str)],
+        manifest: Option<(Policy, String)>,
+        defaults: &Defaults,
+    ) -> Result<Launch, OciError> {
+        let ann = ann
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map_spec(&spec(v), "/r".into(), ann, manifest, defaults)
+    }
+
+    #[test]
+    fn the_engine_network_is_an_explicit_opt_in() {
+        let d = Defaults::default();
+        let with_ns = |ns: serde_json::Value| {
+            let mut v = base();
+            v["linux"]["namespaces"] = ns;
+            v
+        };
+        // Default: ours.
+        let l = map_ann(
+            with_ns(serde_json::json!([{"type": "network"}])),
+            &[],
+            None,
+            &d,
+        )
+        .unwrap();
+        assert_eq!(l.network, NetworkPlan::Sandbox);
+        assert_eq!(l.network_name(), "skillsandbox");
+        let engine = [(ANN_NETWORK, "engine")];
+        // No path: a new namespace.
+        let l = map_ann(
+            with_ns(serde_json::json!([{"type": "network"}])),
+            &engine,
+            None,
+            &d,
+        )
+        .unwrap();
+        assert_eq!(l.network, NetworkPlan::EngineNew);
+        assert_eq!(l.network_name(), "engine");
+        // A path: joined.
+        let l = map_ann(
+            with_ns(serde_json::json!([{"type": "pid"}, {"type": "network", "path": "/var/run/netns/cni-1"}])),
+            &engine,
+            None,
+            &d,
+        )
+        .unwrap();
+        assert_eq!(
+            l.network,
+            NetworkPlan::EngineJoin("/var/run/netns/cni-1".into())
+        );
+        // The runtime-level flag, for engines that cannot set annotations; the
+        // annotation wins over it.
+        let flag = Defaults {
+            network: Some("engine".into()),
+            ..Defaults::default()
+        };
+        let l = map_ann(
+            with_ns(serde_json::json!([{"type": "network"}])),
+            &[],
+            None,
+            &flag,
+        )
+        .unwrap();
+        assert_eq!(l.network, NetworkPlan::EngineNew);
+        let l = map_ann(
+            with_ns(serde_json::json!([{"type": "network"}])),
+            &[(ANN_NETWORK, "skillsandbox")],
+            None,
+            &flag,
+        )
+        .unwrap();
+        assert_eq!(l.network, NetworkPlan::Sandbox);
+    }
+
+    #[test]
+    fn the_engine_network_refusals() {
+        let d = Defaults::default();
+        let engine = [(ANN_NETWORK, "engine")];
+        let refused = |r: Result<Launch, OciError>, needle: &str| {
+            let e = r.unwrap_err();
+            assert!(matches!(e, OciError::Unsupported { .. }), "{e}");
+            assert!(e.to_string().contains(needle), "{e} lacks {needle}");
+        };
+        let mut v = base();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "network"}]);
+        refused(
+            map_ann(v.clone(), &[(ANN_NETWORK, "host")], None, &d),
+            "skillsandbox.network=host",
+        );
+        // A manifest with network rules contradicts the opt-in.
+        let m = skillsandbox_manifest::parse_str(
+            "skill: {name: t, version: 0.1.0}\npermissions:\n  network:\n    egress:\n      - domain: a.test\nentrypoint: {command: x}\n",
+            "t",
+        )
+        .unwrap();
+        let p = skillsandbox_manifest::resolve(&m, Path::new("/"), &ResolveEnv::from_process_env())
+            .unwrap();
+        refused(
+            map_ann(v.clone(), &engine, Some((p, "m".into())), &d),
+            "contradiction",
+        );
+        // No network namespace in the spec: the host network.
+        let mut host = base();
+        host["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]);
+        refused(map_ann(host, &engine, None, &d), "host network");
+        let mut rel = base();
+        rel["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": "netns/x"}]);
+        refused(map_ann(rel, &engine, None, &d), "netns/x");
     }
 }

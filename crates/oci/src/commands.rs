@@ -65,6 +65,7 @@ fn start_supervisor(
         created: skillsandbox_audit::now().to_string(),
         annotations: launch.annotations.clone(),
         policy_source: launch.policy_source.clone(),
+        network: launch.network_name().into(),
         session: launch.session.clone(),
         ..Default::default()
     })?;
@@ -153,7 +154,12 @@ pub fn state_json(root: &Path, id: &str) -> Result<String, OciError> {
     let status = dir.status(&rec);
     let mut ann = rec.annotations.clone();
     ann.insert("skillsandbox.policy".into(), rec.policy_source.clone());
-    ann.insert("skillsandbox.network".into(), "skillsandbox".into());
+    let network = if rec.network.is_empty() {
+        bundle::NETWORK_SKILLSANDBOX
+    } else {
+        rec.network.as_str()
+    };
+    ann.insert("skillsandbox.network".into(), network.into());
     if let Ok(t) = std::fs::read_to_string(dir.file("trace")) {
         ann.insert("skillsandbox.trace".into(), t);
     }
@@ -294,13 +300,21 @@ pub fn features() -> serde_json::Value {
             "namespaces": ["user", "mount", "pid", "network", "ipc", "uts", "cgroup"],
             "capabilities": [],
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": true},
+            "seccomp": {
+                "enabled": true,
+                "actions": crate::seccomp::SUPPORTED_ACTIONS,
+                "operators": crate::seccomp::SUPPORTED_OPERATORS,
+                "archs": crate::seccomp::native_arch_names(),
+                "knownFlags": crate::seccomp::SUPPORTED_FLAGS,
+                "supportedFlags": crate::seccomp::SUPPORTED_FLAGS,
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
         },
         "annotations": {
             "io.github.skillsandbox.policy": "skillsandbox.manifest, skillsandbox.manifest.inline, skillsandbox.session",
-            "io.github.skillsandbox.network": "the manifest's egress rules replace the engine's network (none: deny-all)",
+            "io.github.skillsandbox.network": "skillsandbox.network=skillsandbox (default): the manifest's egress rules replace the engine's network (none: deny-all); skillsandbox.network=engine (or --default-network engine): the spec's network namespace (its path, or a new one), egress not enforced by SkillSandbox, refused with declared egress",
+            "io.github.skillsandbox.seccomp": "the spec's linux.seccomp is stacked on SkillSandbox's filter: a call runs only if both allow it; SCMP_ACT_TRACE, SCMP_ACT_NOTIFY, listenerPath and flags other than TSYNC are refused",
             "io.github.skillsandbox.exec": "joins the sandbox's namespaces and cgroup, confined as the first process; not in the run's trace",
         }
     })

@@ -136,6 +136,7 @@ pub fn exec_inside(
     plan.seccomp_notify = false;
     plan.seccomp_observe = false;
     plan.seccomp_filter = None;
+    plan.stacked_seccomp = launch.stacked_seccomp.clone();
     let init = state::sandbox_processes(rec.pid)
         .into_iter()
         .find(|(_, inner)| *inner == 1)

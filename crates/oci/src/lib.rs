@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod commands;
 pub mod error;
 pub mod exec;
+pub mod seccomp;
 pub mod state;
 pub mod supervisor;
 
@@ -76,6 +77,9 @@ fn global_args(g: &Global) -> Vec<String> {
     if let Some(s) = &g.default_session {
         v.extend(["--default-session".into(), s.clone()]);
     }
+    if let Some(n) = &g.default_network {
+        v.extend(["--default-network".into(), n.clone()]);
+    }
     if g.trust_annotations {
         v.push("--trust-annotations".into());
     }
@@ -96,6 +100,7 @@ fn run(g: &Global, cmd: Command) -> Result<i32, OciError> {
     let defaults = bundle::Defaults {
         manifest: g.default_manifest.clone(),
         session: g.default_session.clone(),
+        network: g.default_network.clone(),
         trace_dir: g.trace_dir.clone(),
         audit_log: g.audit_log.clone(),
         trust_annotations: g.trust_annotations,

@@ -30,6 +30,10 @@ pub struct Record {
     /// Where the policy came from (annotation, manifest path, or deny-all).
     pub policy_source: String,
     pub session: Option<String>,
+    /// `skillsandbox` (ours: the manifest's egress, or deny-all) or `engine` (the
+    /// engine's network namespace, egress not enforced). Empty in older records: ours.
+    #[serde(default)]
+    pub network: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

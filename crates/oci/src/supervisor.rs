@@ -46,6 +46,7 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
     rec.pid = me;
     rec.pid_start = state::start_time(me);
     rec.policy_source = launch.policy_source.clone();
+    rec.network = launch.network_name().into();
     rec.session = launch.session.clone();
     rec.annotations = launch.annotations.clone();
     dir.write(&rec)?;
@@ -59,6 +60,8 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
         hostname: launch.hostname.clone(),
     });
     req.tool_call_id = Some(dir.id.clone());
+    req.stacked_seccomp = launch.stacked_seccomp.clone();
+    req.network = launch.network.clone();
     if let Some(d) = &defaults.trace_dir {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

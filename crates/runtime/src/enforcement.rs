@@ -23,6 +23,19 @@ pub(crate) fn status_of(s: &str) -> LayerStatus {
     }
 }
 
+/// The network layer's line when the engine's network was opted into: not ours.
+pub fn engine_network_detail(network: &skillsandbox_sandbox::plan::NetworkPlan) -> String {
+    use skillsandbox_sandbox::plan::NetworkPlan;
+    let ns = match network {
+        NetworkPlan::EngineJoin(p) => format!("the engine's network namespace {}", p.display()),
+        _ => "a new network namespace, loopback only (nothing configures it)".to_string(),
+    };
+    format!(
+        "not enforced by SkillSandbox: opted out by skillsandbox.network=engine; {ns}; \
+         egress is whatever the engine's network allows, and no egress violation is recorded"
+    )
+}
+
 /// Layers that are in force once the skill reported `Ready`: the stage could not have
 /// got there without them.
 pub fn after_launch(
@@ -76,6 +89,9 @@ pub fn after_launch(
         match &egress_detail {
             _ if plan.dangerously_disabled_layer == Some(LayerDisabledForTests::Netns) => {
                 layer("network", Unavailable, DISABLED_FOR_TESTS)
+            }
+            _ if !plan.network.is_sandbox() => {
+                layer("network", Unavailable, engine_network_detail(&plan.network))
             }
             Some(d) => layer("network", Enforced, d.clone()),
             None => layer(

@@ -68,6 +68,13 @@ pub struct RunRequest {
     /// to `execve`; the skill runs only once it returns `Ok` (the OCI `create` /
     /// `start` split). `Err(reason)` ends the run as a setup failure, nothing run.
     pub start_gate: Option<StartGate>,
+    /// `skillsandbox oci`: the spec's seccomp filter, stacked on ours (the stricter
+    /// of the two). `None` otherwise.
+    pub stacked_seccomp: Option<skillsandbox_sandbox::seccomp::StackedFilter>,
+    /// `skillsandbox oci` with `skillsandbox.network=engine`: the engine's network
+    /// namespace instead of ours (no egress enforcement; refused with declared
+    /// egress). [`NetworkPlan::Sandbox`](skillsandbox_sandbox::plan::NetworkPlan) otherwise.
+    pub network: skillsandbox_sandbox::plan::NetworkPlan,
 }
 
 /// See [`RunRequest::start_gate`].
@@ -94,6 +101,8 @@ impl RunRequest {
             egress_hosts: Default::default(),
             image_root: None,
             start_gate: None,
+            stacked_seccomp: None,
+            network: Default::default(),
         }
     }
 }
@@ -339,6 +348,16 @@ fn confined(
             )
         })?;
     }
+    prepared.plan.stacked_seccomp = req.stacked_seccomp.clone();
+    if !req.network.is_sandbox() {
+        if prepared.plan.egress || prepared.process.is_some() {
+            return Err(Setup::new(
+                "the engine's network with declared egress (or on the process tier)",
+                Some("declare no network rules when the engine's network decides".into()),
+            ));
+        }
+        prepared.plan.network = req.network.clone();
+    }
     marks.mark("prepare");
     trace.tier = prepared.choice.name().to_string();
     for (kind, detail) in &prepared.events {
@@ -555,7 +574,11 @@ fn refuse_unenforced(
     allow_degraded: bool,
 ) -> Result<(), Setup> {
     let tolerated = |l: &LayerReport| match &prepared.process {
-        None => l.layer == "landlock",
+        // The network layer is not ours when the caller opted into the engine's
+        // (`skillsandbox oci`, skillsandbox.network=engine): the trace says so.
+        None => {
+            l.layer == "landlock" || (l.layer == "network" && !prepared.plan.network.is_sandbox())
+        }
         Some(_) => {
             crate::tier::inherent_gap(&l.layer)
                 || (l.layer == "landlock" && l.status == LayerStatus::Partial)

@@ -27,6 +27,15 @@ pub fn setup_network(plan: &LaunchPlan) -> Result<(), StageError> {
         // Still in the host's namespace: touch nothing there.
         return Ok(());
     }
+    match &plan.network {
+        crate::plan::NetworkPlan::Sandbox => {}
+        // The engine's namespace, joined before the user namespace: not ours to
+        // configure (and no capability over it here).
+        crate::plan::NetworkPlan::EngineJoin(_) => return Ok(()),
+        crate::plan::NetworkPlan::EngineNew => {
+            return crate::net::setup_loopback_only().map_err(|e| StageError::new("network", e))
+        }
+    }
     if !plan.egress {
         return crate::net::setup_loopback_only().map_err(|e| StageError::new("network", e));
     }
@@ -123,5 +132,14 @@ pub fn apply_seccomp(
         None => apply_seccomp_on_current_thread(&plan.seccomp_plan(), &plan.seccomp_options()),
     }
     .map_err(|e| StageError::new("seccomp", e))?;
-    Ok((note("seccomp", "enforced", report.detail), report.notify_fd))
+    let mut detail = report.detail;
+    // Ours first (its listener is the chain's only one), the spec's stacked on it:
+    // the kernel applies the stricter result of the two.
+    if let Some(stacked) = &plan.stacked_seccomp {
+        crate::seccomp::load_stacked_on_current_thread(stacked)
+            .map_err(|e| StageError::new("seccomp (stacked)", e))?;
+        detail.push_str("; ");
+        detail.push_str(&stacked.detail);
+    }
+    Ok((note("seccomp", "enforced", detail), report.notify_fd))
 }

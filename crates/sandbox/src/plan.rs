@@ -184,6 +184,36 @@ pub struct LandlockPlan {
     pub read_write: Vec<PathBuf>,
 }
 
+/// The network namespace the sandbox runs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", content = "path", rename_all = "snake_case")]
+pub enum NetworkPlan {
+    /// SkillSandbox's own: a new namespace, loopback only, plus the egress routes and
+    /// sockets when egress is declared (DESIGN.md §4).
+    #[default]
+    Sandbox,
+    /// `skillsandbox oci` with the engine's network opted into, the spec naming no
+    /// namespace path: a new namespace with loopback up, nothing else. SkillSandbox
+    /// enforces no egress (there is no route out either).
+    EngineNew,
+    /// `skillsandbox oci` with the engine's network opted into: the spec's namespace
+    /// at this path (a CNI or `ip netns` namespace), joined by the stage while it still
+    /// holds host root, before it creates the user namespace (joining one owned by the
+    /// host's user namespace needs `CAP_SYS_ADMIN` there). Inside, the sandbox has no
+    /// capability over it (no interface, route or firewall change). SkillSandbox
+    /// enforces no egress: the engine's network decides. The host's own namespace is
+    /// refused.
+    EngineJoin(PathBuf),
+}
+
+impl NetworkPlan {
+    /// Whether SkillSandbox's network layer (deny-all, or the egress allow-list) is
+    /// in force.
+    pub fn is_sandbox(&self) -> bool {
+        *self == NetworkPlan::Sandbox
+    }
+}
+
 /// Everything the child stages need, as data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LaunchPlan {
@@ -193,6 +223,10 @@ pub struct LaunchPlan {
     /// Ports the egress service listens on inside the sandbox; empty: loopback only.
     pub egress_ports: Vec<u16>,
     pub egress: bool,
+    /// Which network namespace; [`NetworkPlan::Sandbox`] unless `skillsandbox oci`
+    /// opted into the engine's (then `egress` is false).
+    #[serde(default, skip_serializing_if = "NetworkPlan::is_sandbox")]
+    pub network: NetworkPlan,
     pub env: Vec<(String, String)>,
     pub argv: Vec<String>,
     pub workdir: PathBuf,
@@ -214,6 +248,11 @@ pub struct LaunchPlan {
     /// after lowering, never by a manifest.
     #[serde(default)]
     pub seccomp_observe: bool,
+    /// `skillsandbox oci`: the spec's own filter (`linux.seccomp`), compiled by the
+    /// supervisor and loaded after ours: the kernel applies the stricter result of the
+    /// two (see [`crate::seccomp::compile_stacked`]). `None`: ours only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacked_seccomp: Option<crate::seccomp::StackedFilter>,
     /// Test-only: the layer the stages skip (see [`crate::disable`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dangerously_disabled_layer: Option<LayerDisabledForTests>,
@@ -516,6 +555,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         mounts,
         egress_ports: egress_ports(policy),
         egress: policy.network.active(),
+        network: NetworkPlan::Sandbox,
         env,
         argv,
         workdir: policy.entrypoint.workdir.clone(),
@@ -531,6 +571,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         seccomp_notify: input.seccomp_notify,
         seccomp_filter: None,
         seccomp_observe: false,
+        stacked_seccomp: None,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: None,
     })

@@ -173,6 +173,7 @@ pub fn lower_process(
         mounts: Vec::new(),
         egress_ports: Vec::new(),
         egress: false,
+        network: crate::plan::NetworkPlan::Sandbox,
         env,
         argv,
         workdir,
@@ -191,6 +192,7 @@ pub fn lower_process(
         seccomp_notify: input.seccomp_notify,
         seccomp_filter: None,
         seccomp_observe: false,
+        stacked_seccomp: None,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: Some(ProcessTierPlan {
             scratch: scratch.to_path_buf(),

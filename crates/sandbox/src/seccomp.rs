@@ -18,6 +18,7 @@ mod apply;
 mod lower;
 mod notify;
 mod observe;
+mod stacked;
 mod sys;
 mod tables;
 #[cfg(test)]
@@ -34,6 +35,10 @@ pub use apply::{
 };
 pub use notify::{serve_notifications, SyscallRefusal};
 pub use observe::{observed_syscalls, serve_observing, Access, AccessKind, OBSERVED_SYSCALLS};
+pub use stacked::{
+    compile_stacked, load_stacked_on_current_thread, StackedAction, StackedCond, StackedFilter,
+    StackedOp, StackedProfile, StackedRule,
+};
 pub use tables::{
     DEFAULT_ARG_RULES, DEFAULT_DENIED, SETID_ARG_RULES, STRICT_ARG_RULES, STRICT_DENIED,
     STRICT_SOCKET_FAMILIES,
@@ -331,6 +336,17 @@ pub enum SeccompError {
         rule: String,
         #[source]
         source: libseccomp::error::SeccompError,
+    },
+    #[error("seccomp_rule_add({syscall}) of the stacked filter => {source}")]
+    AddStackedRule {
+        syscall: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("seccomp(SECCOMP_SET_MODE_FILTER) (stacked filter) => {source}")]
+    LoadStacked {
+        #[source]
+        source: std::io::Error,
     },
     #[error("prctl(PR_SET_NO_NEW_PRIVS, 1) => {source}")]
     SetNoNewPrivs {

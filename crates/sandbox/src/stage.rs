@@ -128,6 +128,11 @@ fn stage_outer() -> Result<i32, StageError> {
         return crate::process_tier::run_stage(&plan, process);
     }
 
+    if let crate::plan::NetworkPlan::EngineJoin(path) = &plan.network {
+        // Before the user namespace and before dropping host root: joining a network
+        // namespace owned by the host's user namespace needs CAP_SYS_ADMIN there.
+        join_engine_netns(path)?;
+    }
     if plan.identity.drop_host_root {
         // Never hold host root inside: become the unprivileged sandbox uid before
         // creating any namespace. Supplementary groups go first (root may drop them).
@@ -150,7 +155,9 @@ fn stage_outer() -> Result<i32, StageError> {
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
-    if plan.dangerously_disabled_layer == Some(crate::disable::LayerDisabledForTests::Netns) {
+    if plan.dangerously_disabled_layer == Some(crate::disable::LayerDisabledForTests::Netns)
+        || matches!(plan.network, crate::plan::NetworkPlan::EngineJoin(_))
+    {
         flags &= !libc::CLONE_NEWNET;
     }
     sys::unshare(flags).map_err(|e| {
@@ -189,6 +196,48 @@ fn stage_outer() -> Result<i32, StageError> {
         libc::WEXITSTATUS(status)
     } else {
         128 + libc::WTERMSIG(status)
+    })
+}
+
+/// `skillsandbox oci` with the engine's network: enter the namespace at `path`. The
+/// host's own namespace (the one this process is in) is refused: that would be the
+/// host network, not an engine's.
+fn join_engine_netns(path: &std::path::Path) -> Result<(), StageError> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let step = "join the engine's network namespace";
+    // Opened as host root on the spec's word: never a device or a FIFO (a namespace
+    // file is a regular file of nsfs; `setns` below checks it is a network one).
+    let kind = std::fs::metadata(path)
+        .map_err(|e| StageError::new(step, format!("stat {}: {e}", path.display())))?;
+    if !kind.is_file() {
+        return Err(StageError::new(
+            step,
+            format!("{} is not a namespace file", path.display()),
+        ));
+    }
+    let ns = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| StageError::new(step, format!("open {}: {e}", path.display())))?;
+    let target = ns
+        .metadata()
+        .map_err(|e| StageError::new(step, format!("fstat {}: {e}", path.display())))?;
+    let own = std::fs::metadata("/proc/self/ns/net")
+        .map_err(|e| StageError::new(step, format!("stat /proc/self/ns/net: {e}")))?;
+    if (target.dev(), target.ino()) == (own.dev(), own.ino()) {
+        return Err(StageError::new(
+            step,
+            format!("{} is the host's own network namespace", path.display()),
+        )
+        .hint("the host network is not supported; give the container its own namespace"));
+    }
+    // setns checks that the fd is a network namespace (EINVAL otherwise).
+    sys::setns(ns.as_fd(), libc::CLONE_NEWNET, &path.display().to_string()).map_err(|e| {
+        StageError::new(step, e)
+            .hint("the path must be a network namespace, and the runtime must run as root")
     })
 }
 

@@ -132,7 +132,7 @@ fn image() -> bool {
         std::fs::copy(&bb, root.join("bin/busybox")).unwrap();
         for applet in [
             "sh", "echo", "cat", "ls", "sleep", "wget", "nsenter", "unshare", "timeout", "head",
-            "tail", "id", "kill",
+            "tail", "id", "kill", "mkdir", "uname",
         ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
@@ -830,6 +830,14 @@ fn a_link_named_skillsandbox_oci_is_the_runtime() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let f: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(f["ociVersionMin"], "1.0.0");
+    let actions = f["linux"]["seccomp"]["actions"].as_array().unwrap();
+    assert!(actions.iter().any(|a| a == "SCMP_ACT_ERRNO"), "{f}");
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a == "SCMP_ACT_TRACE" || a == "SCMP_ACT_NOTIFY"),
+        "{f}"
+    );
     let o = Command::new(&link)
         .args(["--root", &t.path().display().to_string(), "state", "nope"])
         .output()
@@ -875,4 +883,520 @@ fn docker_refuses_a_terminal_a_volume_and_another_user() {
         );
         assert!(text(&o.stderr).contains("not supported by skillsandbox oci"));
     }
+}
+
+/// A container run through the runtime CLI as the shim drives it (create, start,
+/// wait until stopped): what it printed, its trace, and create's own result.
+struct CliRun {
+    create: Output,
+    output: String,
+    trace: Value,
+    state: Value,
+}
+
+/// A bundle of a static busybox (with `applets`) whose config.json is `base_config`
+/// with `edit` applied, run to its end through `skillsandbox oci`.
+fn cli_run(
+    id: &str,
+    script: &str,
+    extra_global: &[&str],
+    edit: impl FnOnce(&mut Value),
+) -> Option<CliRun> {
+    if !nix_is_root() {
+        skip("the OCI runtime CLI tests need root");
+        return None;
+    }
+    let Some(bb) = busybox() else {
+        skip("no static busybox (apt-get install busybox-static)");
+        return None;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("bundle");
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "etc", "tmp", "proc", "dev"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    for f in ["etc/resolv.conf", "etc/hosts", "etc/hostname"] {
+        std::fs::write(rootfs.join(f), "").unwrap();
+    }
+    std::fs::copy(&bb, rootfs.join("bin/busybox")).unwrap();
+    for a in [
+        "sh", "echo", "mkdir", "uname", "unshare", "ip", "cat", "ls", "true", "wget", "timeout",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    let mut config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 0, "gid": 0}, "cwd": "/", "env": ["PATH=/bin"],
+                    "args": ["sh", "-c", script]},
+        "root": {"path": "rootfs"},
+        "hostname": "clirun",
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]},
+    });
+    edit(&mut config);
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let root = t.path().join("state");
+    let traces = t.path().join("traces");
+    let oci = |args: &[&str], out: Option<&Path>| {
+        let mut c = skillsandbox();
+        c.args(["oci", "--root"]).arg(&root);
+        c.arg("--trace-dir").arg(&traces);
+        c.arg("--audit-log").arg(t.path().join("audit.log"));
+        c.args(extra_global);
+        c.args(args).stdin(Stdio::null());
+        if let Some(out) = out {
+            // The supervisor keeps create's stdio (the container's): a file, not a
+            // pipe `output` would wait on until the container ends.
+            let f = std::fs::File::create(out).unwrap();
+            c.stdout(f.try_clone().unwrap()).stderr(f);
+            let status = c.status().unwrap();
+            let mut o = Command::new("true").output().unwrap();
+            o.status = status;
+            o.stderr = std::fs::read(out).unwrap_or_default();
+            return o;
+        }
+        c.output().unwrap()
+    };
+    let out = t.path().join("container.out");
+    let b = bundle.display().to_string();
+    let create = oci(&["create", "--bundle", &b, id], Some(&out));
+    if !create.status.success() {
+        return Some(CliRun {
+            create,
+            output: String::new(),
+            trace: Value::Null,
+            state: Value::Null,
+        });
+    }
+    let state = || -> Value {
+        let o = oci(&["state", id], None);
+        assert!(o.status.success(), "state: {}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let created = state();
+    let o = oci(&["start", id], None);
+    assert!(o.status.success(), "start: {}", text(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state()["status"] != "stopped" {
+        assert!(Instant::now() < deadline, "still {}", state());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = state();
+    let trace_path = s["annotations"]["skillsandbox.trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no trace in {s}"))
+        .to_string();
+    let trace: Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
+    assert!(oci(&["delete", id], None).status.success());
+    Some(CliRun {
+        create,
+        output: std::fs::read_to_string(&out).unwrap_or_default(),
+        trace,
+        state: created,
+    })
+}
+
+fn layer<'a>(trace: &'a Value, name: &str) -> &'a Value {
+    trace["enforcement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == name)
+        .unwrap_or_else(|| panic!("no {name} layer in {trace}"))
+}
+
+// busybox's uname prints an empty name when uname(2) fails: compare the name.
+const SECCOMP_PROBE: &str =
+    "mkdir /tmp/d && echo MKDIR-OK; [ \"$(uname -n)\" = clirun ] && echo UNAME-OK; \
+                             unshare -n true && echo UNSHARE-OK; echo DONE";
+
+/// The spec's seccomp profile is stacked on ours: what it refuses (mkdir, uname,
+/// which ours allows) fails in the container, and the trace says it was stacked.
+#[test]
+fn oci_cli_the_specs_seccomp_profile_is_stacked_on_ours() {
+    // Control: without a spec profile, mkdir and uname work (so the check below can fail).
+    let Some(plain) = cli_run("sc-plain", SECCOMP_PROBE, &[], |_| {}) else {
+        return;
+    };
+    assert!(
+        plain.create.status.success(),
+        "create: {}",
+        text(&plain.create.stderr)
+    );
+    assert!(
+        plain.output.contains("MKDIR-OK") && plain.output.contains("UNAME-OK"),
+        "{}",
+        plain.output
+    );
+    assert!(plain.output.contains("DONE"), "{}", plain.output);
+    let Some(r) = cli_run("sc-deny", SECCOMP_PROBE, &[], |c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                // Ours refuses it too: left to ours, so it is still recorded.
+                {"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+            ]
+        });
+    }) else {
+        return;
+    };
+    assert!(
+        r.create.status.success(),
+        "create: {}",
+        text(&r.create.stderr)
+    );
+    assert!(r.output.contains("DONE"), "{}", r.output);
+    assert!(
+        !r.output.contains("MKDIR-OK"),
+        "mkdir passed the spec's filter: {}",
+        r.output
+    );
+    assert!(
+        !r.output.contains("UNAME-OK"),
+        "uname passed the spec's filter: {}",
+        r.output
+    );
+    assert!(r.output.contains("Operation not permitted"), "{}", r.output);
+    // Ours still applies, and records what both refuse.
+    assert!(!r.output.contains("UNSHARE-OK"), "{}", r.output);
+    assert!(
+        violations(&r.trace).iter().any(|v| v.contains("unshare")),
+        "{}",
+        r.trace
+    );
+    let l = layer(&r.trace, "seccomp");
+    assert_eq!(l["status"], "enforced", "{l}");
+    let detail = l["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("linux.seccomp stacked (3 rules, default allow)")
+            && detail.contains("1 syscalls ours always refuses left to ours"),
+        "{detail}"
+    );
+    assert!(!layer(&plain.trace, "seccomp")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("stacked"));
+}
+
+/// A spec profile that allows everything does not loosen ours: `unshare` is still
+/// refused, and recorded as a violation.
+#[test]
+fn oci_cli_an_allow_all_spec_profile_does_not_loosen_ours() {
+    let Some(r) = cli_run("sc-allow", SECCOMP_PROBE, &[], |c| {
+        c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
+    }) else {
+        return;
+    };
+    assert!(
+        r.create.status.success(),
+        "create: {}",
+        text(&r.create.stderr)
+    );
+    assert!(
+        r.output.contains("DONE") && r.output.contains("MKDIR-OK"),
+        "{}",
+        r.output
+    );
+    assert!(
+        !r.output.contains("UNSHARE-OK"),
+        "unshare passed: {}",
+        r.output
+    );
+    assert!(
+        violations(&r.trace).iter().any(|v| v.contains("unshare")),
+        "{}",
+        r.trace
+    );
+    assert!(layer(&r.trace, "seccomp")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("stacked (0 rules, default allow)"));
+}
+
+/// What the spec's profile asks for and SkillSandbox cannot honour fails the create
+/// with the reason; nothing runs.
+#[test]
+fn oci_cli_refuses_a_seccomp_profile_it_cannot_honour() {
+    for (id, profile, needle) in [
+        (
+            "sc-trace",
+            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_TRACE"}]}),
+            "SCMP_ACT_TRACE",
+        ),
+        (
+            "sc-listener",
+            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}),
+            "listenerPath",
+        ),
+    ] {
+        let Some(r) = cli_run(id, "echo RAN", &[], |c| c["linux"]["seccomp"] = profile) else {
+            return;
+        };
+        assert!(!r.create.status.success(), "{id}: created");
+        let err = text(&r.create.stderr);
+        assert!(
+            err.contains(needle) && err.contains("not supported"),
+            "{id}: {err}"
+        );
+        assert!(!r.output.contains("RAN"));
+    }
+}
+
+/// A named network namespace made for a test (`ip netns add`), with a dummy
+/// interface pair as a marker; removed on drop.
+struct TestNetns {
+    name: String,
+}
+
+impl TestNetns {
+    fn new(name: &str, marker: &str) -> Option<TestNetns> {
+        let ip = |args: &[&str]| Command::new("ip").args(args).output().ok();
+        let _ = ip(&["netns", "delete", name]);
+        let ok = ip(&["netns", "add", name]).is_some_and(|o| o.status.success());
+        if !ok {
+            skip("ip netns add failed (iproute2, root)");
+            return None;
+        }
+        let ns = TestNetns { name: name.into() };
+        // A veth pair: the marker is its name (no dummy module on every host).
+        let peer = format!("{marker}p");
+        let o = ip(&[
+            "-n", name, "link", "add", marker, "type", "veth", "peer", "name", &peer,
+        ])
+        .unwrap();
+        assert!(o.status.success(), "ip link add: {}", text(&o.stderr));
+        Some(ns)
+    }
+
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    fn has_link(&self, link: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.name, "link", "show", link])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+const NET_PROBE: &str =
+    "cat /proc/net/dev; ip link add evil0 type veth peer name evil1 && echo ADDED; echo DONE";
+
+/// `skillsandbox.network=engine` with a namespace path: the container is in that
+/// namespace (it sees its marker interface), cannot reconfigure it, and the trace
+/// and state say SkillSandbox does not enforce egress.
+#[test]
+fn oci_cli_engine_network_joins_the_specs_namespace() {
+    let Some(ns) = TestNetns::new("ss-oci-engine", "ssmark0") else {
+        return;
+    };
+    let path = ns.path();
+    let Some(r) = cli_run("net-engine", NET_PROBE, &[], |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": path}]);
+        c["annotations"] = serde_json::json!({"skillsandbox.network": "engine"});
+    }) else {
+        return;
+    };
+    assert!(
+        r.create.status.success(),
+        "create: {}",
+        text(&r.create.stderr)
+    );
+    assert!(r.output.contains("DONE"), "{}", r.output);
+    assert!(
+        r.output.contains("ssmark0"),
+        "not in the engine's namespace: {}",
+        r.output
+    );
+    assert!(
+        !r.output.contains("ADDED"),
+        "reconfigured the engine's namespace: {}",
+        r.output
+    );
+    assert!(!ns.has_link("evil0"));
+    assert_eq!(
+        r.state["annotations"]["skillsandbox.network"], "engine",
+        "{}",
+        r.state
+    );
+    let l = layer(&r.trace, "network");
+    assert_eq!(l["status"], "unavailable", "{l}");
+    let d = l["detail"].as_str().unwrap();
+    assert!(
+        d.contains("not enforced by SkillSandbox: opted out by skillsandbox.network=engine")
+            && d.contains(&ns.path()),
+        "{d}"
+    );
+
+    // Control: ours (no opt-in) does not see the engine's namespace.
+    let path = ns.path();
+    let Some(ours) = cli_run("net-ours", NET_PROBE, &[], |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": path}]);
+    }) else {
+        return;
+    };
+    assert!(
+        ours.create.status.success(),
+        "create: {}",
+        text(&ours.create.stderr)
+    );
+    assert!(
+        ours.output.contains("DONE") && !ours.output.contains("ssmark0"),
+        "{}",
+        ours.output
+    );
+    assert_eq!(
+        ours.state["annotations"]["skillsandbox.network"],
+        "skillsandbox"
+    );
+    assert_eq!(layer(&ours.trace, "network")["status"], "enforced");
+}
+
+/// The runtime-level flag (`--default-network engine`, for Docker 20.10) without a
+/// namespace path: a new namespace, loopback only.
+#[test]
+fn oci_cli_engine_network_flag_without_a_path_is_a_new_namespace() {
+    let Some(r) = cli_run(
+        "net-flag",
+        "cat /proc/net/dev; echo DONE",
+        &["--default-network", "engine"],
+        |_| {},
+    ) else {
+        return;
+    };
+    assert!(
+        r.create.status.success(),
+        "create: {}",
+        text(&r.create.stderr)
+    );
+    assert!(
+        r.output.contains("DONE") && r.output.contains("lo:"),
+        "{}",
+        r.output
+    );
+    let links = r.output.lines().filter(|l| l.contains(':')).count();
+    assert_eq!(links, 1, "more than loopback: {}", r.output);
+    assert_eq!(r.state["annotations"]["skillsandbox.network"], "engine");
+    let d = layer(&r.trace, "network")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(d.contains("a new network namespace, loopback only"), "{d}");
+}
+
+/// What the engine opt-in cannot honour fails the create: the host's own namespace,
+/// no namespace at all (host network), a manifest with network rules.
+#[test]
+fn oci_cli_engine_network_refusals() {
+    let manifest = "skill: {name: n, version: \"0.1.0\"}\n\
+                    permissions:\n  network:\n    egress:\n      - domain: a.test\n\
+                    entrypoint: {command: \"true\"}\n";
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "net-host-path",
+            serde_json::json!([{"type": "network", "path": "/proc/self/ns/net"}]),
+            "host's own network namespace",
+        ),
+        (
+            "net-none",
+            serde_json::json!([{"type": "pid"}]),
+            "host network",
+        ),
+        (
+            "net-not-ns",
+            serde_json::json!([{"type": "network", "path": "/dev/null"}]),
+            "not a namespace file",
+        ),
+        (
+            "net-regular-file",
+            serde_json::json!([{"type": "network", "path": "/etc/hostname"}]),
+            "setns",
+        ),
+        (
+            "net-contradiction",
+            serde_json::json!([{"type": "network"}]),
+            "contradiction",
+        ),
+    ];
+    for (id, namespaces, needle) in cases {
+        let Some(r) = cli_run(id, "echo RAN", &[], |c| {
+            c["linux"]["namespaces"] = namespaces;
+            c["annotations"] = serde_json::json!({"skillsandbox.network": "engine"});
+            if id == "net-contradiction" {
+                c["annotations"]["skillsandbox.manifest.inline"] = manifest.into();
+            }
+        }) else {
+            return;
+        };
+        assert!(!r.create.status.success(), "{id}: created");
+        let err = text(&r.create.stderr);
+        assert!(err.contains(needle), "{id}: {err}");
+        assert!(!r.output.contains("RAN"), "{id}");
+    }
+}
+
+/// `docker run --security-opt seccomp=PROFILE`: the user's profile is stacked on ours.
+/// What it refuses (mkdir, which ours allows) fails; what ours refuses (unshare)
+/// stays refused; Docker's default profile (the control run) lets mkdir through.
+#[test]
+fn docker_security_opt_seccomp_profile_is_stacked_on_ours() {
+    if !ready() {
+        return;
+    }
+    let script = "mkdir /tmp/d && echo MKDIR-OK; unshare -n true && echo UNSHARE-OK; echo DONE";
+    let (o, cid) = run("skillsandbox", &[], script);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("MKDIR-OK") && out.contains("DONE"),
+        "{out}{}",
+        text(&o.stderr)
+    );
+    assert!(!out.contains("UNSHARE-OK"), "{out}");
+    // Docker's default profile is in the spec: stacked too.
+    let d = layer(&trace_of(&cid), "seccomp")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(d.contains("linux.seccomp stacked"), "{d}");
+
+    let t = tempfile::tempdir().unwrap();
+    let profile = t.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let (o, cid) = run("skillsandbox", &["--security-opt", &opt], script);
+    let out = text(&o.stdout);
+    assert!(out.contains("DONE"), "{out}{}", text(&o.stderr));
+    assert!(
+        !out.contains("MKDIR-OK"),
+        "mkdir passed the user's profile: {out}"
+    );
+    assert!(!out.contains("UNSHARE-OK"), "unshare passed ours: {out}");
+    let d = layer(&trace_of(&cid), "seccomp")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(d.contains("stacked (2 rules, default allow)"), "{d}");
 }
