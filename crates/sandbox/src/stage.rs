@@ -225,6 +225,13 @@ fn join_engine_netns(path: &std::path::Path) -> Result<(), StageError> {
     let target = ns
         .metadata()
         .map_err(|e| StageError::new(step, format!("fstat {}: {e}", path.display())))?;
+    // The same check on what was opened (the path may have changed since the stat).
+    if !target.is_file() {
+        return Err(StageError::new(
+            step,
+            format!("{} is not a namespace file", path.display()),
+        ));
+    }
     let own = std::fs::metadata("/proc/self/ns/net")
         .map_err(|e| StageError::new(step, format!("stat /proc/self/ns/net: {e}")))?;
     if (target.dev(), target.ino()) == (own.dev(), own.ino()) {
