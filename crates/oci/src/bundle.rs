@@ -334,7 +334,17 @@ pub fn map_spec(
                 policy.limits.max_processes = policy.limits.max_processes.min(pids as u64);
             }
         }
+        // `docker run --cpus N`: quota / period cores.
+        if let Some(cpu) = res.cpu() {
+            if let (Some(quota), Some(period)) = (cpu.quota(), cpu.period()) {
+                if quota > 0 && period > 0 {
+                    let cores = quota as f64 / period as f64;
+                    policy.limits.cpu_cores = policy.limits.cpu_cores.min(cores);
+                }
+            }
+        }
     }
+    stricter_rlimits(process, &mut policy.limits);
     let env = process
         .env()
         .iter()
@@ -435,6 +445,29 @@ fn engine_network(
     }
 }
 
+/// The spec's `process.rlimits` that SkillSandbox also sets, each the lower of the
+/// two (the soft value: the one the process meets): `RLIMIT_NOFILE` → open files,
+/// `RLIMIT_FSIZE` → largest file (whole MiB, at least 1), `RLIMIT_NPROC` → processes
+/// (our cgroup's pids limit counts the sandbox's, a stricter scope). Core dumps are
+/// always off. The others (`docker run --ulimit stack=…`) are not applied: docs/oci.md.
+fn stricter_rlimits(
+    process: &oci_spec::runtime::Process,
+    limits: &mut skillsandbox_manifest::Limits,
+) {
+    use oci_spec::runtime::PosixRlimitType as R;
+    for r in process.rlimits().iter().flatten() {
+        let soft = r.soft();
+        match r.typ() {
+            R::RlimitNofile => limits.max_open_files = limits.max_open_files.min(soft.max(1)),
+            R::RlimitFsize => {
+                limits.max_file_size_mb = limits.max_file_size_mb.min((soft >> 20).max(1))
+            }
+            R::RlimitNproc => limits.max_processes = limits.max_processes.min(soft.max(1)),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +497,31 @@ mod tests {
             manifest,
             &Defaults::default(),
         )
+    }
+
+    #[test]
+    fn the_spec_rlimits_and_cpu_quota_lower_ours_never_raise_them() {
+        let mut v = base();
+        v["process"]["rlimits"] = serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 100},
+            {"type": "RLIMIT_FSIZE", "hard": 1_u64 << 40, "soft": 8_u64 << 20},
+            {"type": "RLIMIT_NPROC", "hard": 1_000_000, "soft": 1_000_000},
+            {"type": "RLIMIT_STACK", "hard": 1, "soft": 1}
+        ]);
+        v["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 50000, "period": 100000});
+        let l = map(v, None).unwrap().policy.limits;
+        let ours = skillsandbox_manifest::Limits::default();
+        assert_eq!(l.max_open_files, 100);
+        assert_eq!(l.max_file_size_mb, 8.min(ours.max_file_size_mb));
+        // A looser spec value never raises ours.
+        assert_eq!(l.max_processes, 32.min(ours.max_processes));
+        assert_eq!(l.cpu_cores, 0.5_f64.min(ours.cpu_cores));
+        let mut loose = base();
+        loose["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 1_u64 << 20, "soft": 1_u64 << 20}]);
+        loose["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 800000, "period": 100000});
+        let l = map(loose, None).unwrap().policy.limits;
+        assert_eq!(l.max_open_files, ours.max_open_files);
+        assert_eq!(l.cpu_cores, ours.cpu_cores);
     }
 
     #[test]
