@@ -98,7 +98,10 @@ async def main() -> int:
         failures: list[str] = []
         rss: dict[str, int] = {}
         done = 0
-        async with stdio_client(params) as (read, write):
+        # The server's log (a line per run) goes to a file, shown only on failure.
+        server_log = base / "serve.log"
+        errlog = open(server_log, "w")
+        async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write) as s:
                 await s.initialize()
                 server = [p for p in pids_with(session) if Path(f"/proc/{p}/exe").resolve().name == "skillsandbox"]
@@ -156,7 +159,10 @@ async def main() -> int:
                    f"run {max(1, runs // 10)}, {rss['end']} KiB after run {runs} ({ratio:.2f}x)")
         if ratio > 1.2:
             failures.append(f"RSS grew {ratio:.2f}x (limit 1.2x)")
+        errlog.close()
         if failures:
+            print("--- the end of serve's log ---")
+            print("\n".join(server_log.read_text().splitlines()[-30:]))
             for f in failures[:20]:
                 print(f"FAIL - {f}")
             print(f"FAILED: {summary}")
