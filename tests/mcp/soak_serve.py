@@ -25,20 +25,8 @@ import anyio
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-
-def pids_with(marker: str) -> list[int]:
-    found = []
-    needle = marker.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if needle in f.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_mcp import marker_pids  # noqa: E402 - the MCP client test's process finder
 
 
 def rss_kib(pid: int) -> int:
@@ -104,7 +92,7 @@ async def main() -> int:
         async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write) as s:
                 await s.initialize()
-                server = [p for p in pids_with(session) if Path(f"/proc/{p}/exe").resolve().name == "skillsandbox"]
+                server = [p for p in marker_pids(session) if Path(f"/proc/{p}/exe").resolve().name == "skillsandbox"]
                 if len(server) != 1:
                     print(f"FAILED: cannot find the server process: {server}")
                     return 1
@@ -138,9 +126,9 @@ async def main() -> int:
                 rss["end"] = rss_kib(pid)
         # The server is gone: nothing of any run may be left.
         deadline = time.monotonic() + 10
-        while pids_with(marker) and time.monotonic() < deadline:
+        while marker_pids(marker) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = pids_with(marker)
+        left = marker_pids(marker)
         if left:
             failures.append(f"processes left: {left}")
         traces = list((state / "skillsandbox" / "traces").glob("*.json"))

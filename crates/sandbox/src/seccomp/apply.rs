@@ -45,30 +45,37 @@ fn resolve(name: &'static str) -> Result<ScmpSyscall, SeccompError> {
         .ok_or(SeccompError::ResolveSyscall { name })
 }
 
-/// Builds the libseccomp filter for `plan` (not loaded). Returns it with its rule count.
-fn build_filter(
-    plan: &SeccompPlan,
-    opts: &SeccompOptions,
-) -> Result<(ScmpFilterContext, usize), SeccompError> {
-    let mut ctx = ScmpFilterContext::new(ScmpAction::Allow)
-        .map_err(|source| SeccompError::CreateFilter { source })?;
-    // Only the native architecture is in the filter: any other ABI (i386 through
-    // `int 0x80`, and x32 numbers, which libseccomp checks on x86_64) is "bad arch".
+/// A filter context answering `default`, with the settings every filter of ours
+/// has: only the native architecture (any other ABI — i386 through `int 0x80`, x32
+/// numbers, which libseccomp checks on x86_64 — is "bad arch" and kills), and
+/// `no_new_privs` set on load.
+pub(super) fn new_context(default: ScmpAction) -> Result<ScmpFilterContext, SeccompError> {
+    let mut ctx =
+        ScmpFilterContext::new(default).map_err(|source| SeccompError::CreateFilter { source })?;
     ctx.set_act_badarch(ScmpAction::KillProcess)
         .map_err(|source| SeccompError::SetAttribute {
             attr: "SCMP_FLTATR_ACT_BADARCH",
             source,
         })?;
+    ctx.set_ctl_nnp(true)
+        .map_err(|source| SeccompError::SetAttribute {
+            attr: "SCMP_FLTATR_CTL_NNP",
+            source,
+        })?;
+    Ok(ctx)
+}
+
+/// Builds the libseccomp filter for `plan` (not loaded). Returns it with its rule count.
+fn build_filter(
+    plan: &SeccompPlan,
+    opts: &SeccompOptions,
+) -> Result<(ScmpFilterContext, usize), SeccompError> {
+    let mut ctx = new_context(ScmpAction::Allow)?;
     // A binary tree over syscall numbers instead of a linear list: syscalls with
     // argument rules (openat, ioctl, clone, ...) are hot, and their cost is the walk.
     ctx.set_ctl_optimize(2)
         .map_err(|source| SeccompError::SetAttribute {
             attr: "SCMP_FLTATR_CTL_OPTIMIZE",
-            source,
-        })?;
-    ctx.set_ctl_nnp(true)
-        .map_err(|source| SeccompError::SetAttribute {
-            attr: "SCMP_FLTATR_CTL_NNP",
             source,
         })?;
     // ENOSYS entries (clone3, openat2) are compatibility fallbacks, not refusals: libc

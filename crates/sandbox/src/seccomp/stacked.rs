@@ -14,7 +14,7 @@
 //! Pure data ([`StackedProfile`]) lowered by the caller; [`compile_stacked`] turns it
 //! into a classic-BPF program; the stage loads it after ours, as its last filter.
 
-use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpSyscall};
 use serde::{Deserialize, Serialize};
 
 use super::SeccompError;
@@ -150,18 +150,7 @@ pub struct StackedFilter {
 
 /// Builds the program of `profile`. Pure: loads nothing.
 pub fn compile_stacked(profile: &StackedProfile) -> Result<StackedFilter, SeccompError> {
-    let mut ctx = ScmpFilterContext::new(profile.default_action.scmp())
-        .map_err(|source| SeccompError::CreateFilter { source })?;
-    ctx.set_act_badarch(ScmpAction::KillProcess)
-        .map_err(|source| SeccompError::SetAttribute {
-            attr: "SCMP_FLTATR_ACT_BADARCH",
-            source,
-        })?;
-    ctx.set_ctl_nnp(true)
-        .map_err(|source| SeccompError::SetAttribute {
-            attr: "SCMP_FLTATR_CTL_NNP",
-            source,
-        })?;
+    let mut ctx = super::apply::new_context(profile.default_action.scmp())?;
     for r in &profile.rules {
         let cmps: Vec<ScmpArgCompare> = r
             .conds
