@@ -3,19 +3,18 @@
 //! own and interleaves the records that verified by time, so one session's story
 //! across hosts reads in order.
 //!
-//! Read-only, like `verify.rs`. A broken chain is reported with its log, record and
+//! Read-only, like `verify.rs`, in one pass per log (the verifier hands over the
+//! records it checked). A broken chain is reported with its log, record and
 //! line, and contributes only its records before the first bad one: a tampered
 //! record is never shown as if it were trustworthy.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::error::AuditError;
-use crate::log::{parse_and_check_line, AuditRecord};
-use crate::verify::{verify_with, VerifyOptions, VerifyReport};
+use crate::log::AuditRecord;
+use crate::verify::{verify_collecting, VerifyOptions, VerifyReport};
 
 /// One record of the merged stream and the log it came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,8 +44,9 @@ pub fn merge(paths: &[PathBuf], opts: &VerifyOptions) -> Result<MergeReport, Aud
     let mut logs = Vec::with_capacity(paths.len());
     let mut records = Vec::new();
     for (log_index, path) in paths.iter().enumerate() {
-        let report = verify_with(path, opts)?;
-        for record in read_records(path, report.records)? {
+        let mut good = Vec::new();
+        let report = verify_collecting(path, opts, Some(&mut good))?;
+        for record in good {
             records.push(MergedRecord {
                 log_index,
                 log: path.clone(),
@@ -66,40 +66,6 @@ pub fn merge(paths: &[PathBuf], opts: &VerifyOptions) -> Result<MergeReport, Aud
         logs,
         records,
     })
-}
-
-/// The first `n` records of the log (those [`verify_with`] found good).
-fn read_records(path: &Path, n: u64) -> Result<Vec<AuditRecord>, AuditError> {
-    let mut out = Vec::new();
-    if n == 0 {
-        return Ok(out);
-    }
-    let file = File::open(path).map_err(|cause| AuditError::OpenLog {
-        path: path.to_path_buf(),
-        cause,
-    })?;
-    let mut reader = BufReader::new(file);
-    let mut line = Vec::new();
-    while (out.len() as u64) < n {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|cause| AuditError::ReadLog {
-                path: path.to_path_buf(),
-                cause,
-            })?;
-        if read == 0 {
-            break;
-        }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        // Verified a moment ago; a line that no longer parses was changed since:
-        // stop there rather than show it.
-        match parse_and_check_line(text) {
-            Ok(r) => out.push(r),
-            Err(_) => break,
-        }
-    }
-    Ok(out)
 }
 
 /// A record's time as nanoseconds since the epoch; an unparsable time sorts first.

@@ -81,6 +81,16 @@ struct Chain {
 /// run past the head (a crash between the log's fsync and the head update). An
 /// anchor, when given, must be the hash of some record.
 pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, AuditError> {
+    verify_collecting(path, opts, None)
+}
+
+/// [`verify_with`], also handing every record that verified (in order) to `good`
+/// as the chain is read: one pass over the file (`audit merge`).
+pub(crate) fn verify_collecting(
+    path: &Path,
+    opts: &VerifyOptions,
+    good: Option<&mut Vec<AuditRecord>>,
+) -> Result<VerifyReport, AuditError> {
     let head_path = head_path_for(path);
     let head = if opts.check_head {
         read_head(&head_path)?
@@ -117,7 +127,7 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Au
             })
         }
     };
-    let chain = match check_chain(path, file, head.as_ref(), anchor.as_deref())? {
+    let chain = match check_chain(path, file, head.as_ref(), anchor.as_deref(), good)? {
         Ok(chain) => chain,
         Err((bad, records, last_hash)) => {
             report.records = records;
@@ -180,6 +190,7 @@ fn check_chain(
     file: File,
     head: Option<&LogHead>,
     anchor: Option<&str>,
+    mut good: Option<&mut Vec<AuditRecord>>,
 ) -> Result<ChainResult, AuditError> {
     let mut reader = BufReader::new(file);
     let mut chain = Chain {
@@ -231,7 +242,10 @@ fn check_chain(
             chain.anchor_found = true;
         }
         chain.records = expected;
-        chain.last_hash = Some(record.hash);
+        chain.last_hash = Some(record.hash.clone());
+        if let Some(g) = good.as_deref_mut() {
+            g.push(record);
+        }
     }
 }
 

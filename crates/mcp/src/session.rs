@@ -269,7 +269,7 @@ impl ServerSession {
         &self.id
     }
 
-    pub fn engine(&self) -> &SessionEngine {
+    pub fn engine(&self) -> &Arc<SessionEngine> {
         &self.engine
     }
 
@@ -305,16 +305,6 @@ impl ServerSession {
     pub fn start_run(&self) -> RunningGuard<'_> {
         self.lock().running += 1;
         RunningGuard { session: self }
-    }
-
-    /// The engine's stop check for an admitted run of this session: `Some(reason)`
-    /// once the session is killed by any process.
-    #[cfg(test)]
-    pub fn stop_check(
-        &self,
-        admission: &skillsandbox_runtime::session::Admission,
-    ) -> impl FnMut() -> Option<String> + Send + 'static {
-        self.engine.stop_check(admission)
     }
 
     /// Counts a finished run and turns what its accounting triggered (in

@@ -163,7 +163,7 @@ fn runs_are_admitted_accounted_and_refused_after_a_kill() {
     // A run in flight sees a kill made through another engine (another process).
     let a2 = admit(&s).unwrap();
     let g = s.start_run();
-    let mut stop = s.stop_check(&a2);
+    let mut stop = s.engine().stop_check(&a2);
     assert_eq!(stop(), None);
     let other = engine(dir.path());
     other.kill("s1", "operator test").unwrap();

@@ -345,15 +345,7 @@ pub fn map_spec(
         }
     }
     stricter_rlimits(process, &mut policy.limits);
-    let env = process
-        .env()
-        .iter()
-        .flatten()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
+    let env = process_env(process);
     let hostname = spec
         .hostname()
         .clone()
@@ -443,6 +435,19 @@ fn engine_network(
             _ => Ok(NetworkPlan::EngineNew),
         },
     }
+}
+
+/// A process's `env` (`KEY=VALUE` entries) as pairs; entries without `=` are dropped.
+pub(crate) fn process_env(process: &oci_spec::runtime::Process) -> Vec<(String, String)> {
+    process
+        .env()
+        .iter()
+        .flatten()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// The spec's `process.rlimits` that SkillSandbox also sets, each the lower of the

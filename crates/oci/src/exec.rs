@@ -123,15 +123,7 @@ pub fn exec_inside(
     let mut plan =
         skillsandbox_runtime::dry_run_plan(&launch.policy, &[]).map_err(OciError::Setup)?;
     plan.argv = p.args().clone().unwrap_or_default();
-    plan.env = p
-        .env()
-        .iter()
-        .flatten()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
+    plan.env = bundle::process_env(&p);
     plan.workdir = p.cwd().clone();
     plan.seccomp_notify = false;
     plan.seccomp_observe = false;

@@ -257,15 +257,27 @@ impl Cx<'_> {
     }
 
     fn action(&mut self, node: &Node, field: &str) -> Option<Action> {
+        self.one_of(node, field, "action", &Action::NAMES, Action::parse)
+    }
+
+    /// A string naming one of `names` (`parse` turns it into the value); anything
+    /// else is an error with "did you mean" and the valid values.
+    fn one_of<T>(
+        &mut self,
+        node: &Node,
+        field: &str,
+        what: &str,
+        names: &[&str],
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
         let s = self.string(node, field)?;
-        let found = Action::parse(s);
+        let found = parse(s);
         if found.is_none() {
-            let names = Action::NAMES;
-            let hint = match closest(s, &names) {
+            let hint = match closest(s, names) {
                 Some(near) => format!("did you mean `{near}`? valid values: {}", names.join(", ")),
                 None => format!("valid values: {}", names.join(", ")),
             };
-            self.error(node.pos, field, format!("unknown action {s:?}"), Some(hint));
+            self.error(node.pos, field, format!("unknown {what} {s:?}"), Some(hint));
         }
         found
     }
@@ -307,22 +319,9 @@ impl Cx<'_> {
             let field = child("store", key);
             match key {
                 "unavailable" => {
-                    let Some(s) = self.string(v, &field) else {
-                        continue;
-                    };
-                    match Unavailable::parse(s) {
-                        Some(u) => out.unavailable = u,
-                        None => {
-                            let names = Unavailable::NAMES;
-                            let hint = match closest(s, &names) {
-                                Some(near) => format!(
-                                    "did you mean `{near}`? valid values: {}",
-                                    names.join(", ")
-                                ),
-                                None => format!("valid values: {}", names.join(", ")),
-                            };
-                            self.error(v.pos, &field, format!("unknown value {s:?}"), Some(hint));
-                        }
+                    let names = Unavailable::NAMES;
+                    if let Some(u) = self.one_of(v, &field, "value", &names, Unavailable::parse) {
+                        out.unavailable = u;
                     }
                 }
                 "lease" => match self.span(v, &field) {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use skillsandbox_manifest::{Policy, Tier};
 use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
-use skillsandbox_sandbox::plan::{ImageRoot, LaunchPlan};
+use skillsandbox_sandbox::plan::{ImageRoot, LaunchPlan, NetworkPlan};
+use skillsandbox_sandbox::seccomp::StackedFilter;
 
 use crate::prepare;
 use crate::setup::Setup;
@@ -25,6 +26,10 @@ pub(crate) enum Mode<'a> {
         observe: bool,
         /// `skillsandbox oci`: the image's root filesystem (container tier only).
         image_root: Option<&'a ImageRoot>,
+        /// `skillsandbox oci`: the spec's seccomp filter, stacked on ours.
+        stacked_seccomp: Option<&'a StackedFilter>,
+        /// `skillsandbox oci`: the engine's network instead of ours, when opted into.
+        network: &'a NetworkPlan,
     },
 }
 
@@ -59,6 +64,8 @@ pub(crate) fn prepare(
         extra_ro_binds,
         observe,
         image_root,
+        stacked_seccomp,
+        network,
     } = mode
     else {
         let plan = match choice.tier {
@@ -105,6 +112,16 @@ pub(crate) fn prepare(
         ),
     };
     plan.seccomp_observe = observe;
+    plan.stacked_seccomp = stacked_seccomp.cloned();
+    if !network.is_sandbox() {
+        if plan.egress || process.is_some() {
+            return Err(Setup::new(
+                "the engine's network with declared egress (or on the process tier)",
+                Some("declare no network rules when the engine's network decides".into()),
+            ));
+        }
+        plan.network = network.clone();
+    }
     // The test-only switch: never run with a layer off unless the caller opted in.
     if let Some(layer) = plan.dangerously_disabled_layer {
         if !allow_degraded {

@@ -324,6 +324,8 @@ fn confined(
             extra_ro_binds: &binds,
             observe: req.observe,
             image_root: req.image_root.as_ref(),
+            stacked_seccomp: req.stacked_seccomp.as_ref(),
+            network: &req.network,
         },
     )?;
     if let Some(i) = &intercept {
@@ -347,16 +349,6 @@ fn confined(
                 Some("the kernel needs CONFIG_SECCOMP_FILTER; see skillsandbox doctor".into()),
             )
         })?;
-    }
-    prepared.plan.stacked_seccomp = req.stacked_seccomp.clone();
-    if !req.network.is_sandbox() {
-        if prepared.plan.egress || prepared.process.is_some() {
-            return Err(Setup::new(
-                "the engine's network with declared egress (or on the process tier)",
-                Some("declare no network rules when the engine's network decides".into()),
-            ));
-        }
-        prepared.plan.network = req.network.clone();
     }
     marks.mark("prepare");
     trace.tier = prepared.choice.name().to_string();
