@@ -20,6 +20,6 @@ cargo test -q -p skillsandbox-cli --test it -- --exact \
     escape_life::many_runs_of_every_kind_leave_nothing_behind
 echo "soak: $SKILLSANDBOX_LEAK_RUNS runs, $SKILLSANDBOX_LEAK_WORKERS at a time, nothing leaked, in $(( $(date +%s) - start )) s"
 start=$(date +%s)
-SKILLSANDBOX_BIN="${CARGO_TARGET_DIR:-target}/debug/skillsandbox" RUNS="$SKILLSANDBOX_LEAK_RUNS" \
+SKILLSANDBOX_BIN="$(readlink -f "${CARGO_TARGET_DIR:-target}")/debug/skillsandbox" RUNS="$SKILLSANDBOX_LEAK_RUNS" \
     WORKERS="$SKILLSANDBOX_LEAK_WORKERS" python3 tests/mcp/soak_serve.py | tail -25
 echo "soak (serve): done in $(( $(date +%s) - start )) s"

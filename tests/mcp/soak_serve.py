@@ -60,7 +60,8 @@ def call_for(i: int, marker: str) -> tuple[str, dict, object]:
 
 
 async def main() -> int:
-    binary = os.environ["SKILLSANDBOX_BIN"]
+    # Absolute: the server runs with its cwd in a temp dir.
+    binary = str(Path(os.environ["SKILLSANDBOX_BIN"]).resolve())
     runs = int(os.environ.get("RUNS", "200"))
     workers = int(os.environ.get("WORKERS", "8"))
     marker = f"SOAKSERVE{uuid.uuid4().hex[:10]}"
