@@ -5,15 +5,16 @@
 //! SkillSandbox always applies anyway (its own user, mount, PID, network, IPC, UTS and
 //! cgroup namespaces; all capabilities dropped; `no_new_privs`; its seccomp profile;
 //! a read-only root) is not taken from the spec: ours is the stricter. What it asks
-//! for that we would have to *add* and cannot (a terminal, hooks, extra mounts, a
-//! user other than root inside) is refused here, before anything starts.
+//! for that we would have to *add* and cannot (a terminal, hooks, mounts other than
+//! recursive binds, a user other than root inside) is refused here, before anything
+//! starts. The engine's binds (`-v`) are the operator's grant, bound as under runc.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use skillsandbox_manifest::{Policy, ResolveEnv, Tier};
-use skillsandbox_runtime::{adhoc_policy, Grants};
+use skillsandbox_runtime::{adhoc_policy, Grants, Volume};
 use skillsandbox_sandbox::plan::NetworkPlan;
 
 use crate::error::OciError;
@@ -70,6 +71,8 @@ pub struct Launch {
     pub stacked_seccomp: Option<skillsandbox_sandbox::seccomp::StackedFilter>,
     /// The network namespace ([`NetworkPlan::Sandbox`] unless opted into the engine's).
     pub network: NetworkPlan,
+    /// The engine's bind mounts (`docker run -v`), parents first.
+    pub volumes: Vec<Volume>,
 }
 
 impl Launch {
@@ -134,6 +137,11 @@ pub fn load(bundle: &Path, defaults: &Defaults) -> Result<Launch, OciError> {
         }
     }
     let mut launch = map_spec(&spec, rootfs, annotations, manifest, defaults)?;
+    for v in &mut launch.volumes {
+        // Opened with RESOLVE_NO_SYMLINKS by the sandbox: resolved here, once.
+        v.source =
+            std::fs::canonicalize(&v.source).map_err(crate::error::io("resolve", &v.source))?;
+    }
     if let Some(p) = &mut launch.spec_seccomp {
         // What ours refuses whatever the arguments stays ours to refuse (and record).
         p.defer_to(&skillsandbox_sandbox::seccomp::seccomp_plan(
@@ -279,23 +287,18 @@ pub fn map_spec(
             ));
         }
     }
+    let mut volumes = Vec::new();
     for m in spec.mounts().iter().flatten() {
-        let dest = m.destination();
-        if REPLACED_MOUNTS.iter().any(|r| Path::new(r) == dest) {
+        if REPLACED_MOUNTS
+            .iter()
+            .any(|r| Path::new(r) == m.destination())
+        {
             continue;
         }
-        return Err(unsupported(
-            format!(
-                "the mount {} at {} (volumes, -v, --tmpfs)",
-                m.source()
-                    .as_ref()
-                    .map_or_else(|| "-".to_string(), |s| s.display().to_string()),
-                dest.display()
-            ),
-            "declare host paths under permissions.filesystem in the container's manifest \
-             (they appear at the same path inside)",
-        ));
+        volumes.push(volume(m)?);
     }
+    // Parents before what is bound inside them.
+    volumes.sort_by_key(|v| v.target.components().count());
     let network = engine_network(spec, &annotations, defaults, manifest.as_ref())?;
 
     let spec_seccomp = spec
@@ -366,7 +369,136 @@ pub fn map_spec(
         spec_seccomp,
         stacked_seccomp: None,
         network,
+        volumes,
     })
+}
+
+/// Where a volume may not go: SkillSandbox's own `/proc`, `/dev` and `/sys` (a bind
+/// there could undo their masks), and the root itself.
+const NO_VOLUME_UNDER: &[&str] = &["/proc", "/dev", "/sys"];
+
+/// One of the spec's mounts that is not one SkillSandbox replaces: a recursive bind
+/// (`docker run -v`, `--mount type=bind`, a named volume, a Kubernetes volume), else
+/// refused. Pure: [`load`] resolves the source and checks the path in the image.
+fn volume(m: &oci_spec::runtime::Mount) -> Result<Volume, OciError> {
+    let dest = m.destination();
+    let source = m.source().clone().unwrap_or_default();
+    let what = format!("the mount {} at {}", source.display(), dest.display());
+    let options = m.options().clone().unwrap_or_default();
+    let rbind = options.iter().any(|o| o == "rbind");
+    if m.typ().as_deref().is_some_and(|t| t != "bind")
+        || !(rbind || options.iter().any(|o| o == "bind"))
+    {
+        return Err(unsupported(
+            format!(
+                "{what} of type {} (--tmpfs, --mount type=tmpfs)",
+                m.typ().as_deref().unwrap_or("-")
+            ),
+            "only bind mounts are supported as volumes (-v HOST:INSIDE, named volumes)",
+        ));
+    }
+    if !rbind {
+        // Ours is recursive (what lies under the source is bound too): the looser.
+        return Err(unsupported(
+            format!("{what} as a non-recursive bind"),
+            "bind it recursively (rbind; docker's -v and --mount do)",
+        ));
+    }
+    let plain = |p: &Path| {
+        p.is_absolute()
+            && p.components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    };
+    if !plain(&source) || !plain(dest) || dest == Path::new("/") {
+        return Err(unsupported(
+            format!("{what} (paths must be absolute, without . or .., not /)"),
+            "give both paths in full",
+        ));
+    }
+    if let Some(r) = NO_VOLUME_UNDER.iter().find(|r| dest.starts_with(r)) {
+        return Err(unsupported(
+            format!("{what} (SkillSandbox's own {r})"),
+            "bind it elsewhere; devices (--device) are not supported",
+        ));
+    }
+    let mut writable = true;
+    for o in &options {
+        match o.as_str() {
+            "ro" => writable = false,
+            // Ours: private propagation, nosuid and nodev always.
+            "rw" | "bind" | "rbind" | "private" | "rprivate" | "slave" | "rslave" | "nosuid"
+            | "nodev" => {}
+            other => {
+                return Err(unsupported(
+                    format!("{what} with the option {other}"),
+                    "use ro or rw only",
+                ))
+            }
+        }
+    }
+    Ok(Volume {
+        source,
+        target: dest.clone(),
+        writable,
+    })
+}
+
+/// Make `target`'s mount point in the image `root`, as host root, before anything runs
+/// in it: each component is opened without following symlinks and what is missing is
+/// created (directories 0755; the last one an empty file when `dir` is false). The
+/// image is untrusted: a symlink anywhere on the way is refused, never followed. Nothing
+/// runs in the image before `start`, so what is checked here is what the sandbox binds.
+pub fn make_mountpoint(root: &Path, target: &Path, dir: bool) -> Result<(), OciError> {
+    use nix::errno::Errno;
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
+    let refuse = |why: &str| {
+        unsupported(
+            format!(
+                "a volume at {} (its path in the image {why})",
+                target.display()
+            ),
+            "bind it at a path of the image that is a real directory (or absent)",
+        )
+    };
+    let mut here = std::fs::File::open(root)
+        .map(std::os::fd::OwnedFd::from)
+        .map_err(crate::error::io("open", root))?;
+    let names: Vec<_> = target.components().skip(1).collect();
+    for (i, c) in names.iter().enumerate() {
+        let last = i + 1 == names.len();
+        let name = c.as_os_str();
+        let kind = match fstatat(&here, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT),
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(crate::error::io("inspect", root.join(target))(e.into())),
+        };
+        match kind {
+            Some(SFlag::S_IFLNK) => return Err(refuse("passes through a symlink")),
+            Some(SFlag::S_IFDIR) => {}
+            Some(_) if last && !dir => return Ok(()),
+            Some(_) => return Err(refuse("is not a directory")),
+            None if last && !dir => {
+                let flags = OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_WRONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC;
+                openat(&here, name, flags, Mode::from_bits_truncate(0o644))
+                    .map_err(|e| crate::error::io("create", root.join(target))(e.into()))?;
+                return Ok(());
+            }
+            None => mkdirat(&here, name, Mode::from_bits_truncate(0o755))
+                .map_err(|e| crate::error::io("mkdir", root.join(target))(e.into()))?,
+        }
+        if last && !dir {
+            return Err(refuse("is a directory, the volume a file"));
+        }
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        here = openat(&here, name, flags, Mode::empty())
+            .map_err(|_| refuse("changed while it was made"))?;
+    }
+    Ok(())
 }
 
 /// [`ANN_NETWORK`] (else `--default-network`, else ours) → the network namespace.
@@ -598,15 +730,111 @@ mod tests {
         v["process"]["user"]["uid"] = 1000.into();
         assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
         let mut v = base();
-        v["mounts"] =
-            serde_json::json!([{"destination": "/data", "type": "bind", "source": "/srv"}]);
-        assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
-        let mut v = base();
         v["hooks"] = serde_json::json!({"prestart": [{"path": "/usr/bin/nvidia-hook"}]});
         assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
         let mut v = base();
         v["hooks"] = serde_json::json!({"prestart": [{"path": "/proc/1/exe", "args": ["x", "libnetwork-setkey"]}]});
         assert!(map(v, None).is_ok());
+    }
+
+    #[test]
+    fn recursive_binds_are_volumes_the_rest_is_refused() {
+        let with = |mounts: serde_json::Value| {
+            let mut v = base();
+            v["mounts"] = mounts;
+            map(v, None)
+        };
+        let l = with(serde_json::json!([
+            {"destination": "/data/sub", "type": "bind", "source": "/srv/b", "options": ["rbind", "ro"]},
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/data", "type": "bind", "source": "/srv/a", "options": ["rbind", "rprivate"]},
+        ]))
+        .unwrap();
+        assert_eq!(
+            l.volumes,
+            vec![
+                Volume {
+                    source: "/srv/a".into(),
+                    target: "/data".into(),
+                    writable: true
+                },
+                Volume {
+                    source: "/srv/b".into(),
+                    target: "/data/sub".into(),
+                    writable: false
+                },
+            ]
+        );
+        let refused = |m: serde_json::Value, needle: &str| {
+            let e = with(serde_json::json!([m])).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        };
+        refused(
+            serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["noexec"]}),
+            "of type tmpfs",
+        );
+        refused(
+            serde_json::json!({"destination": "/d", "type": "bind", "source": "/srv"}),
+            "of type bind",
+        );
+        refused(
+            serde_json::json!({"destination": "/d", "type": "bind", "source": "/srv", "options": ["bind"]}),
+            "non-recursive",
+        );
+        refused(
+            serde_json::json!({"destination": "/d", "type": "bind", "source": "/srv", "options": ["rbind", "noexec"]}),
+            "the option noexec",
+        );
+        refused(
+            serde_json::json!({"destination": "/d", "type": "bind", "source": "/srv", "options": ["rbind", "rshared"]}),
+            "the option rshared",
+        );
+        for dest in ["/proc/sys", "/dev/sda", "/sys/kernel"] {
+            refused(
+                serde_json::json!({"destination": dest, "type": "bind", "source": "/srv", "options": ["rbind"]}),
+                "SkillSandbox's own",
+            );
+        }
+        for (src, dest) in [
+            ("/srv", "/"),
+            ("/srv/../etc", "/d"),
+            ("/srv", "/d/../etc"),
+            ("srv", "/d"),
+        ] {
+            refused(
+                serde_json::json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind"]}),
+                "paths must be absolute",
+            );
+        }
+    }
+
+    #[test]
+    fn a_volume_path_through_a_symlink_in_the_image_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir(r.join("etc")).unwrap();
+        std::fs::write(r.join("etc/file"), "").unwrap();
+        std::os::unix::fs::symlink("/oldroot/root", r.join("data")).unwrap();
+        std::os::unix::fs::symlink("../etc", r.join("etc/up")).unwrap();
+        for (t, dir, why) in [
+            ("/data", true, "passes through a symlink"),
+            ("/data/x", true, "passes through a symlink"),
+            ("/etc/up/y", false, "passes through a symlink"),
+            ("/etc/file/x", true, "is not a directory"),
+            ("/etc", false, "is a directory, the volume a file"),
+        ] {
+            let e = make_mountpoint(r, Path::new(t), dir).unwrap_err();
+            assert!(e.to_string().contains(why), "{t}: {e}");
+        }
+        // Nothing was made through the links.
+        assert!(!r.join("etc/y").exists());
+        make_mountpoint(r, Path::new("/etc/new/deeper"), true).unwrap();
+        assert!(r.join("etc/new/deeper").is_dir());
+        make_mountpoint(r, Path::new("/etc/conf/app.toml"), false).unwrap();
+        assert!(r.join("etc/conf/app.toml").is_file());
+        // Idempotent.
+        make_mountpoint(r, Path::new("/etc/new/deeper"), true).unwrap();
+        make_mountpoint(r, Path::new("/etc/file"), false).unwrap();
     }
 
     fn map_ann(

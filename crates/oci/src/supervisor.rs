@@ -51,6 +51,9 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
     rec.annotations = launch.annotations.clone();
     dir.write(&rec)?;
 
+    for v in &launch.volumes {
+        bundle::make_mountpoint(&launch.rootfs, &v.target, v.source.is_dir())?;
+    }
     let files = generated_files(dir, &launch.hostname)?;
     let mut req = RunRequest::new(launch.policy.clone());
     req.image_root = Some(ImageRoot {
@@ -58,6 +61,7 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
         files,
         env: launch.env.clone(),
         hostname: launch.hostname.clone(),
+        volumes: launch.volumes.clone(),
     });
     req.tool_call_id = Some(dir.id.clone());
     req.stacked_seccomp = launch.stacked_seccomp.clone();

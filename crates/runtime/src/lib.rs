@@ -25,4 +25,4 @@ pub use lower::dry_run_plan;
 pub use output::{Captured, Sink};
 pub use run::{run, RunOutcome, RunRequest, StartGate};
 pub use session::{RunSession, SessionAccount};
-pub use skillsandbox_sandbox::plan::ImageRoot;
+pub use skillsandbox_sandbox::plan::{ImageRoot, Volume};

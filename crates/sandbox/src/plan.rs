@@ -342,6 +342,21 @@ pub struct ImageRoot {
     /// The process environment, exactly: the image's, never the host's.
     pub env: Vec<(String, String)>,
     pub hostname: String,
+    /// The engine's volumes (`docker run -v`), bound in this order (parents first).
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}
+
+/// A host path the container engine binds into an image root at a path of its own
+/// choosing (`docker run -v HOST:INSIDE[:ro]`): the operator's grant, as under runc.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Host path, symlinks resolved.
+    pub source: PathBuf,
+    /// Absolute path inside the image; no component of it in the image is a symlink
+    /// (checked before the run; nothing runs in the image until it starts).
+    pub target: PathBuf,
+    pub writable: bool,
 }
 
 /// Inputs of [`lower`] besides the policy.
@@ -644,6 +659,16 @@ fn image_root_mounts(mounts: &mut Vec<MountOp>, image: &ImageRoot, idmap: bool) 
     mounts.push(MountOp::ImageRoot {
         source: image.rootfs.clone(),
     });
+    // Before the generated files, which go over a volume at `/etc`.
+    for v in &image.volumes {
+        mounts.push(MountOp::Bind {
+            source: v.source.clone(),
+            target: under_root(&v.target),
+            writable: v.writable,
+            device: false,
+            idmap,
+        });
+    }
     for (host, inside) in &image.files {
         // Opened by a root supervisor (they live in the runtime's state directory,
         // which the sandbox user cannot reach).
@@ -809,6 +834,11 @@ mod tests {
             )],
             env: vec![("PATH".into(), "/bin".into())],
             hostname: "c1".into(),
+            volumes: vec![Volume {
+                source: "/srv/data".into(),
+                target: "/data".into(),
+                writable: true,
+            }],
         };
         let host_env = vec![("API_KEY".to_string(), "k".to_string())];
         let mut i = input(&host, &host_env);
@@ -818,6 +848,17 @@ mod tests {
             plan.mounts[0],
             MountOp::ImageRoot {
                 source: "/var/lib/engine/merged".into()
+            }
+        );
+        // The volume right after the root, before the generated files.
+        assert_eq!(
+            plan.mounts[1],
+            MountOp::Bind {
+                source: "/srv/data".into(),
+                target: "/newroot/data".into(),
+                writable: true,
+                device: false,
+                idmap: false,
             }
         );
         assert!(plan.mounts.contains(&MountOp::Bind {

@@ -850,16 +850,59 @@ fn a_link_named_skillsandbox_oci_is_the_runtime() {
     );
 }
 
+/// `docker run -v`: the operator's host paths appear where asked, writable or
+/// read-only as asked; what the container writes there is on the host (as root, as
+/// under runc), and nothing else of the host is visible.
+#[test]
+fn docker_volumes_are_bound_read_write_and_read_only() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (rw, ro) = (dir.path().join("rw"), dir.path().join("ro"));
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::write(ro.join("in.txt"), "from the host\n").unwrap();
+    std::fs::write(dir.path().join("beside.txt"), "not bound\n").unwrap();
+    let (vrw, vro) = (
+        format!("{}:/data", rw.display()),
+        format!("{}:/data/ro:ro", ro.display()),
+    );
+    let beside = dir.path().join("beside.txt").display().to_string();
+    let script = format!(
+        "cat /data/ro/in.txt; echo written > /data/out.txt && echo rw-ok; \
+         echo x > /data/ro/nope 2>/dev/null || echo ro-refused; \
+         cat {beside} 2>/dev/null || echo beside-unseen"
+    );
+    let (o, cid) = run("skillsandbox", &["-v", &vrw, "-v", &vro], &script);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}{}", text(&o.stderr));
+    assert_eq!(
+        out,
+        "from the host\nrw-ok\nro-refused\nbeside-unseen\n",
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(rw.join("out.txt")).unwrap(),
+        "written\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(rw.join("out.txt")).unwrap().uid(), 0);
+    assert!(!ro.join("nope").exists());
+    assert!(!cid.is_empty());
+}
+
 /// What the runtime cannot honour fails `docker run` at create, with the reason;
 /// nothing runs.
 #[test]
-fn docker_refuses_a_terminal_a_volume_and_another_user() {
+fn docker_refuses_a_terminal_a_tmpfs_and_another_user() {
     if !ready() {
         return;
     }
     let cases: [(&[&str], &str); 3] = [
         (&["-t"], "a console socket"),
-        (&["-v", "/tmp:/host-tmp"], "the mount /tmp at /host-tmp"),
+        (&["--tmpfs", "/scratch"], "at /scratch of type tmpfs"),
         (&["--user", "1000"], "process.user 1000:0"),
     ];
     for (flags, reason) in cases {
