@@ -73,6 +73,9 @@ pub struct Launch {
     pub network: NetworkPlan,
     /// The engine's bind mounts (`docker run -v`), parents first.
     pub volumes: Vec<Volume>,
+    /// `process.terminal` (`docker run -t`): a terminal of the sandbox's own, its
+    /// master end sent to `--console-socket`.
+    pub terminal: bool,
 }
 
 impl Launch {
@@ -240,12 +243,6 @@ pub fn map_spec(
         .process()
         .as_ref()
         .ok_or_else(|| unsupported("a bundle without a process", "set process.args"))?;
-    if process.terminal().unwrap_or(false) {
-        return Err(unsupported(
-            "a terminal (docker run -t, process.terminal)",
-            "run without -t; stdin with -i works",
-        ));
-    }
     let user = process.user();
     if user.uid() != 0 || user.gid() != 0 {
         return Err(unsupported(
@@ -370,6 +367,7 @@ pub fn map_spec(
         stacked_seccomp: None,
         network,
         volumes,
+        terminal: process.terminal().unwrap_or(false),
     })
 }
 
@@ -725,7 +723,8 @@ mod tests {
     fn what_cannot_be_honoured_is_refused() {
         let mut v = base();
         v["process"]["terminal"] = true.into();
-        assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
+        assert!(map(v, None).unwrap().terminal);
+        assert!(!map(base(), None).unwrap().terminal);
         let mut v = base();
         v["process"]["user"]["uid"] = 1000.into();
         assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));

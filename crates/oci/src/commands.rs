@@ -28,15 +28,25 @@ pub fn create(
     defaults: &Defaults,
 ) -> Result<(), OciError> {
     let dir = Dir::new(root, id)?;
-    if console_socket.is_some() {
-        return Err(OciError::Unsupported {
-            what: "a console socket (a terminal for the container)".into(),
-            hint: "run without -t".into(),
-        });
-    }
     let bundle_dir = std::fs::canonicalize(bundle_dir).map_err(io("resolve", bundle_dir))?;
     // Map the bundle now: what cannot be honoured fails the create, synchronously.
     let launch = bundle::load(&bundle_dir, defaults)?;
+    // As runc: a terminal's master end goes to the console socket, so one needs the other.
+    match (launch.terminal, console_socket) {
+        (true, None) => {
+            return Err(OciError::Config {
+                path: bundle_dir.join("config.json"),
+                detail: "process.terminal is set but no --console-socket was given".into(),
+            })
+        }
+        (false, Some(_)) => {
+            return Err(OciError::Config {
+                path: bundle_dir.join("config.json"),
+                detail: "--console-socket was given but process.terminal is not set".into(),
+            })
+        }
+        _ => {}
+    }
     std::fs::create_dir_all(root).map_err(io("create", root))?;
     match std::fs::create_dir(&dir.path) {
         Ok(()) => {}
@@ -45,7 +55,18 @@ pub fn create(
         }
         Err(e) => return Err(io("create", &dir.path)(e)),
     }
-    let result = start_supervisor(&dir, &bundle_dir, &launch, pid_file, global_args);
+    let console_socket = console_socket
+        .map(std::path::absolute)
+        .transpose()
+        .map_err(io("resolve", console_socket.unwrap_or(Path::new("-"))))?;
+    let result = start_supervisor(
+        &dir,
+        &bundle_dir,
+        &launch,
+        pid_file,
+        console_socket,
+        global_args,
+    );
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&dir.path);
     }
@@ -57,9 +78,11 @@ fn start_supervisor(
     bundle_dir: &Path,
     launch: &bundle::Launch,
     pid_file: Option<&Path>,
+    console_socket: Option<PathBuf>,
     global_args: &[String],
 ) -> Result<(), OciError> {
     dir.write(&Record {
+        console_socket,
         id: dir.id.clone(),
         bundle: bundle_dir.to_path_buf(),
         created: skillsandbox_audit::now().to_string(),
@@ -78,15 +101,24 @@ fn start_supervisor(
         }
     })?;
     let exe = std::env::current_exe().map_err(io("locate", "/proc/self/exe"))?;
-    // The supervisor keeps our stdio: it is the container's (the shim's pipes).
+    // The supervisor keeps our stdio: it is the container's (the shim's pipes). With a
+    // terminal the container's stdio is the terminal, and the shim reads ours to its
+    // end (as runc's, whose output it collects): the supervisor must not hold it open.
+    let stdio = || {
+        if launch.terminal {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        }
+    };
     let mut child = std::process::Command::new(&exe)
         .arg("oci")
         .args(global_args)
         .arg("_supervise")
         .arg(&dir.id)
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(stdio())
         .spawn()
         .map_err(io("spawn", &exe))?;
     let deadline = Instant::now() + CREATE_TIMEOUT;

@@ -34,6 +34,9 @@ pub struct Record {
     /// engine's network namespace, egress not enforced). Empty in older records: ours.
     #[serde(default)]
     pub network: String,
+    /// `create --console-socket`: where the terminal's master end goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@
 //! The container's stdio is ours (inherited from the shim through `create`).
 
 use std::io::Write;
-use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,7 +73,17 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
         req.trace_output = Some(d.join(format!("{}-{ms}.json", dir.id)));
     }
     req.audit_log = defaults.audit_log.clone();
-    req.stdin = std::io::stdin().as_fd().try_clone_to_owned().ok();
+    if launch.terminal {
+        let socket = rec
+            .console_socket
+            .clone()
+            .ok_or_else(|| OciError::Setup("process.terminal without a console socket".into()))?;
+        req.terminal = Some(Box::new(move |master, name| {
+            send_console(&socket, master, name)
+        }));
+    } else {
+        req.stdin = std::io::stdin().as_fd().try_clone_to_owned().ok();
+    }
     req.stdout = Sink::Forward(Box::new(std::io::stdout()));
     req.stderr = Sink::Forward(Box::new(std::io::stderr()));
     if let Some(id) = &launch.session {
@@ -178,4 +188,23 @@ fn wait_for_start(
             Err(e) => return Err(format!("open {}: {e}", fifo.display())),
         }
     }
+}
+
+/// Hand the terminal's master end to the engine, as runc does: one message on the
+/// console socket carrying the fd (`SCM_RIGHTS`) and the terminal's name.
+fn send_console(socket: &Path, master: OwnedFd, name: &str) -> Result<(), String> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("connect to the console socket {}: {e}", socket.display()))?;
+    let fds = [master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("send the terminal to {}: {e}", socket.display()))?;
+    Ok(())
 }

@@ -30,6 +30,8 @@ pub(crate) enum Mode<'a> {
         stacked_seccomp: Option<&'a StackedFilter>,
         /// `skillsandbox oci`: the engine's network instead of ours, when opted into.
         network: &'a NetworkPlan,
+        /// `skillsandbox oci`: the skill's stdio is a terminal of its own.
+        terminal: bool,
     },
 }
 
@@ -66,6 +68,7 @@ pub(crate) fn prepare(
         image_root,
         stacked_seccomp,
         network,
+        terminal,
     } = mode
     else {
         let plan = match choice.tier {
@@ -111,6 +114,13 @@ pub(crate) fn prepare(
             None,
         ),
     };
+    if terminal && process.is_some() {
+        return Err(Setup::new(
+            "a terminal for the skill needs the container tier",
+            Some("run without a terminal, or on a host with the container tier".into()),
+        ));
+    }
+    plan.terminal = terminal;
     plan.seccomp_observe = observe;
     plan.stacked_seccomp = stacked_seccomp.cloned();
     if !network.is_sandbox() {

@@ -75,10 +75,18 @@ pub struct RunRequest {
     /// namespace instead of ours (no egress enforcement; refused with declared
     /// egress). [`NetworkPlan::Sandbox`](skillsandbox_sandbox::plan::NetworkPlan) otherwise.
     pub network: skillsandbox_sandbox::plan::NetworkPlan,
+    /// `skillsandbox oci` with `process.terminal`: the skill's stdio is a new terminal
+    /// of the sandbox's own devpts; this receives its master end (and its path inside)
+    /// once the sandbox is set up, before the start gate. `Err(reason)` ends the run as
+    /// a setup failure. Container tier only.
+    pub terminal: Option<TerminalHandover>,
 }
 
 /// See [`RunRequest::start_gate`].
 pub type StartGate = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
+/// See [`RunRequest::terminal`].
+pub type TerminalHandover = Box<dyn FnOnce(OwnedFd, &str) -> Result<(), String> + Send>;
 
 impl RunRequest {
     /// A request with the defaults: stream output to our stdout/stderr, default trace
@@ -103,6 +111,7 @@ impl RunRequest {
             start_gate: None,
             stacked_seccomp: None,
             network: Default::default(),
+            terminal: None,
         }
     }
 }
@@ -326,6 +335,7 @@ fn confined(
             image_root: req.image_root.as_ref(),
             stacked_seccomp: req.stacked_seccomp.as_ref(),
             network: &req.network,
+            terminal: req.terminal.is_some(),
         },
     )?;
     if let Some(i) = &intercept {
@@ -407,6 +417,17 @@ fn confined(
     );
     if egress_service.is_some() {
         marks.mark("egress_start");
+    }
+    if let Some(hand_over) = req.terminal.take() {
+        let (master, name) = running
+            .terminal
+            .take()
+            .ok_or_else(|| Setup::new("the sandbox opened no terminal", None))?;
+        hand_over(master, &name).map_err(|why| Setup::new(format!("terminal: {why}"), None))?;
+        trace.events.push(event(
+            "terminal",
+            format!("{name} (the sandbox's own devpts) handed to the engine"),
+        ));
     }
     refuse_unenforced(&trace.enforcement, &prepared, req.allow_degraded)?;
     if let Some(gate) = req.start_gate.take() {

@@ -88,6 +88,9 @@ pub struct Running {
     /// Egress sockets (dns_udp4, dns_udp6, dns_tcp, one per port) and their ports.
     pub egress: Option<(Vec<u16>, Vec<OwnedFd>)>,
     pub seccomp_notify: Option<OwnedFd>,
+    /// [`LaunchPlan::terminal`]: the master end of the skill's terminal, and its path
+    /// inside the sandbox.
+    pub terminal: Option<(OwnedFd, String)>,
     pub layers: Vec<LayerNote>,
     exited: Option<(Option<i32>, Option<i32>)>,
     /// A failure reported after `Ready` (execve itself failed).
@@ -142,6 +145,7 @@ pub fn start(
         control: sup_end,
         egress: None,
         seccomp_notify: None,
+        terminal: None,
         layers: Vec::new(),
         exited: None,
         late_failure: None,
@@ -227,6 +231,7 @@ fn handshake(r: &mut Running, plan: &LaunchPlan) -> Result<(), LaunchError> {
             }
             FromChild::EgressSockets { ports } => r.egress = Some((ports, fds)),
             FromChild::SeccompNotify => r.seccomp_notify = fds.pop(),
+            FromChild::Terminal { name } => r.terminal = fds.pop().map(|fd| (fd, name)),
             FromChild::Ready { layers, marks } => {
                 r.layers = layers;
                 r.marks.extend(marks);

@@ -259,6 +259,11 @@ pub struct LaunchPlan {
     /// Set for the process tier (no namespaces, no mounts); `None`: container tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<crate::process_tier::ProcessTierPlan>,
+    /// `skillsandbox oci` with `process.terminal`: the skill's stdin, stdout and stderr
+    /// are a new terminal of the sandbox's own devpts, its controlling terminal; the
+    /// master end goes to the supervisor ([`crate::proto::FromChild::Terminal`]).
+    #[serde(default)]
+    pub terminal: bool,
 }
 
 impl LaunchPlan {
@@ -589,6 +594,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         stacked_seccomp: None,
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: None,
+        terminal: false,
     })
 }
 

@@ -204,6 +204,7 @@ pub fn lower_process(
             allow_udp: input.degraded && !policy.network.egress.is_empty(),
             require_landlock: !input.degraded,
         }),
+        terminal: false,
     })
 }
 

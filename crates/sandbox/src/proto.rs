@@ -47,6 +47,9 @@ pub enum FromChild {
     EgressSockets { ports: Vec<u16> },
     /// The seccomp user-notification fd (attached).
     SeccompNotify,
+    /// [`crate::plan::LaunchPlan::terminal`]: the master end of the skill's terminal
+    /// (attached), and the terminal's path inside.
+    Terminal { name: String },
     /// The skill process applied every layer and is about to `execve`; `marks` are
     /// the stage-side launch phases ([`crate::timing`]).
     Ready {

@@ -14,7 +14,7 @@
 //!   Landlock, seccomp — then `execve`.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::confine;
@@ -337,6 +337,9 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
     // rlimits, fds, environment, capabilities, no_new_privs.
     crate::timing::stage_mark("fork_skill");
     sys::setsid().map_err(|e| StageError::new("setsid", e))?;
+    if plan.terminal {
+        open_terminal()?;
+    }
     enter_workdir_with_limits(plan, None)?;
     let (path_c, argv, envp) = exec_args(plan)?;
 
@@ -434,8 +437,46 @@ pub(crate) fn exec_args(plan: &LaunchPlan) -> Result<Exec, StageError> {
     Ok((path_c, argv, envp))
 }
 
+/// [`LaunchPlan::terminal`]: a new terminal from the sandbox's own devpts (`/dev/ptmx`
+/// points into it) becomes this session's controlling terminal and fds 0–2; the master
+/// goes to the supervisor, which hands it to the engine (`--console-socket`). Nothing
+/// of a host terminal is reachable through it, and TIOCSTI stays refused by seccomp.
+fn open_terminal() -> Result<(), StageError> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let err = |what: &'static str| move |e: nix::Error| StageError::new(what, e);
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(err("open /dev/ptmx"))?;
+    nix::pty::grantpt(&master).map_err(err("grantpt"))?;
+    nix::pty::unlockpt(&master).map_err(err("unlockpt"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(err("ptsname"))?;
+    let slave = open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err("open the terminal"))?;
+    // SAFETY: TIOCSCTTY on an fd we own, argument 0 (do not steal).
+    let ret = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if ret != 0 {
+        return Err(StageError::new(
+            "TIOCSCTTY",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    for target in 0..3 {
+        // SAFETY: dup2 of an fd we own onto 0–2 (dup2 clears close-on-exec).
+        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
+            return Err(StageError::new(
+                "dup2 terminal",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    send_fd(FromChild::Terminal { name }, master.as_fd())
+}
+
 fn send_fd(msg: FromChild, fd: BorrowedFd<'_>) -> Result<(), StageError> {
-    use std::os::fd::AsRawFd;
     let raw: RawFd = fd.as_raw_fd();
     proto::send(control(), &msg, &[raw]).map_err(|e| StageError::new("hand over fd", e))
 }

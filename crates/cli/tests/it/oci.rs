@@ -893,15 +893,68 @@ fn docker_volumes_are_bound_read_write_and_read_only() {
     assert!(!cid.is_empty());
 }
 
-/// What the runtime cannot honour fails `docker run` at create, with the reason;
-/// nothing runs.
+/// `docker run -t`: the container's stdio is a terminal of the sandbox's own devpts
+/// (its controlling terminal), the master end handed to the shim over the console
+/// socket; with `-i` keystrokes reach it (the client given a terminal by `script`).
 #[test]
-fn docker_refuses_a_terminal_a_tmpfs_and_another_user() {
+fn docker_run_t_gives_the_container_a_terminal_of_its_own() {
     if !ready() {
         return;
     }
-    let cases: [(&[&str], &str); 3] = [
-        (&["-t"], "a console socket"),
+    let script = "tty; test -t 0 && echo stdin-tty; test -t 1 && echo stdout-tty; \
+                  stty rows 33 cols 101 && stty size; ls /dev/pts | cat; exit 7";
+    let (o, cid) = run("skillsandbox", &["-t"], script);
+    let out = text(&o.stdout).replace('\r', "");
+    assert_eq!(code(&o), 7, "{out}{}", text(&o.stderr));
+    assert_eq!(
+        out,
+        "/dev/pts/0\nstdin-tty\nstdout-tty\n33 101\n0\nptmx\n",
+        "{}",
+        text(&o.stderr)
+    );
+    let trace = trace_of(&cid);
+    let events = trace["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(
+            |e| e["kind"] == "terminal" && e["detail"].as_str().unwrap().contains("/dev/pts/0")
+        ),
+        "{events:?}"
+    );
+
+    // -it: what is typed on the client's terminal reaches the container's.
+    let cmd = format!(
+        "{} run -it --rm --runtime skillsandbox --network none {IMAGE} \
+         sh -c 'read line; echo got:$line'",
+        docker_bin()
+    );
+    let mut child = Command::new("timeout")
+        .args(["-s", "KILL", "60", "script", "-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        // After the container is up: typed too early, the line would go to the
+        // client's terminal before docker reads it (still delivered, but racy).
+        std::thread::sleep(Duration::from_secs(2));
+        stdin.write_all(b"typed-in\n").unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o.stdout);
+    assert!(out.contains("got:typed-in"), "{out}{}", text(&o.stderr));
+}
+
+/// What the runtime cannot honour fails `docker run` at create, with the reason;
+/// nothing runs.
+#[test]
+fn docker_refuses_a_tmpfs_and_another_user() {
+    if !ready() {
+        return;
+    }
+    let cases: [(&[&str], &str); 2] = [
         (&["--tmpfs", "/scratch"], "at /scratch of type tmpfs"),
         (&["--user", "1000"], "process.user 1000:0"),
     ];
