@@ -76,6 +76,9 @@ pub struct Launch {
     /// `process.terminal` (`docker run -t`): a terminal of the sandbox's own, its
     /// master end sent to `--console-socket`.
     pub terminal: bool,
+    /// `process.user` (`docker run --user U:G`): the uid and gid inside. Whatever they
+    /// are, the process is the same unprivileged host id, without capabilities.
+    pub user: (u32, u32),
 }
 
 impl Launch {
@@ -243,13 +246,7 @@ pub fn map_spec(
         .process()
         .as_ref()
         .ok_or_else(|| unsupported("a bundle without a process", "set process.args"))?;
-    let user = process.user();
-    if user.uid() != 0 || user.gid() != 0 {
-        return Err(unsupported(
-            format!("process.user {}:{} (a user other than root inside)", user.uid(), user.gid()),
-            "run as root inside (it is an unprivileged user on the host: no capabilities, seccomp, no_new_privs)",
-        ));
-    }
+    let user = process_user(process)?;
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(unsupported(
@@ -368,7 +365,35 @@ pub fn map_spec(
         network,
         volumes,
         terminal: process.terminal().unwrap_or(false),
+        user,
     })
+}
+
+/// `process.user` → (uid, gid) inside. The user namespace maps exactly one id, so
+/// supplementary groups other than the primary one cannot be given (refused); a
+/// username (Windows only in the spec) and a umask are refused too.
+pub(crate) fn process_user(p: &oci_spec::runtime::Process) -> Result<(u32, u32), OciError> {
+    let u = p.user();
+    let (uid, gid) = (u.uid(), u.gid());
+    if uid == u32::MAX || gid == u32::MAX {
+        return Err(unsupported(
+            format!("process.user {uid}:{gid}"),
+            "give a uid and gid below 4294967295",
+        ));
+    }
+    if let Some(g) = u.additional_gids().iter().flatten().find(|g| **g != gid) {
+        return Err(unsupported(
+            format!("the supplementary group {g} of process.user {uid}:{gid}"),
+            "drop --group-add (one id is mapped inside: the user's own uid and gid)",
+        ));
+    }
+    if u.umask().is_some() || u.username().is_some() {
+        return Err(unsupported(
+            "process.user.umask or username",
+            "leave them unset",
+        ));
+    }
+    Ok((uid, gid))
 }
 
 /// Where a volume may not go: SkillSandbox's own `/proc`, `/dev` and `/sys` (a bind
@@ -726,8 +751,18 @@ mod tests {
         assert!(map(v, None).unwrap().terminal);
         assert!(!map(base(), None).unwrap().terminal);
         let mut v = base();
-        v["process"]["user"]["uid"] = 1000.into();
-        assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));
+        v["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 100});
+        assert_eq!(map(v, None).unwrap().user, (1000, 100));
+        assert_eq!(map(base(), None).unwrap().user, (0, 0));
+        let mut v = base();
+        v["process"]["user"] =
+            serde_json::json!({"uid": 1000, "gid": 100, "additionalGids": [100, 27]});
+        let e = map(v, None).unwrap_err().to_string();
+        assert!(e.contains("the supplementary group 27"), "{e}");
+        let mut v = base();
+        v["process"]["user"] =
+            serde_json::json!({"uid": 1000, "gid": 100, "additionalGids": [100]});
+        assert!(map(v, None).is_ok());
         let mut v = base();
         v["hooks"] = serde_json::json!({"prestart": [{"path": "/usr/bin/nvidia-hook"}]});
         assert!(matches!(map(v, None), Err(OciError::Unsupported { .. })));

@@ -83,6 +83,7 @@ fn start_supervisor(
 ) -> Result<(), OciError> {
     dir.write(&Record {
         console_socket,
+        user: launch.user,
         id: dir.id.clone(),
         bundle: bundle_dir.to_path_buf(),
         created: skillsandbox_audit::now().to_string(),

@@ -51,7 +51,7 @@ pub fn exec(
         path: process.to_path_buf(),
         detail: e.to_string(),
     })?;
-    check_process(&p)?;
+    check_process(&p, rec.user)?;
     // The engine may remove its file once we return: keep our own copy.
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -83,17 +83,21 @@ pub fn exec(
     Ok(status.code().unwrap_or(137))
 }
 
-fn check_process(p: &Process) -> Result<(), OciError> {
+fn check_process(p: &Process, container_user: (u32, u32)) -> Result<(), OciError> {
     if p.terminal().unwrap_or(false) {
         return Err(unsupported(
             "a terminal for exec (docker exec -t)",
             "run without -t",
         ));
     }
-    if p.user().uid() != 0 || p.user().gid() != 0 {
+    let user = bundle::process_user(p)?;
+    if user != container_user {
         return Err(unsupported(
-            "exec as a user other than root inside",
-            "exec as root inside (an unprivileged host uid)",
+            &format!(
+                "exec as {}:{}, not the container's user {}:{}",
+                user.0, user.1, container_user.0, container_user.1
+            ),
+            "exec as the container's user (the only id its user namespace maps)",
         ));
     }
     if p.args().as_ref().is_none_or(|a| a.is_empty()) {
@@ -117,7 +121,7 @@ pub fn exec_inside(
         path: process.to_path_buf(),
         detail: e.to_string(),
     })?;
-    check_process(&p)?;
+    check_process(&p, rec.user)?;
     let launch = bundle::load(&rec.bundle, defaults)?;
     // The same lowering as the run (its seccomp profile and limits), for this process.
     let mut plan =
@@ -129,6 +133,7 @@ pub fn exec_inside(
     plan.seccomp_observe = false;
     plan.seccomp_filter = None;
     plan.stacked_seccomp = launch.stacked_seccomp.clone();
+    (plan.identity.inside_uid, plan.identity.inside_gid) = rec.user;
     let init = state::sandbox_processes(rec.pid)
         .into_iter()
         .find(|(_, inner)| *inner == 1)

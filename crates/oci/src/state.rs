@@ -34,6 +34,9 @@ pub struct Record {
     /// engine's network namespace, egress not enforced). Empty in older records: ours.
     #[serde(default)]
     pub network: String,
+    /// The container's `process.user` (uid, gid inside); `docker exec` runs as it.
+    #[serde(default)]
+    pub user: (u32, u32),
     /// `create --console-socket`: where the terminal's master end goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_socket: Option<PathBuf>,

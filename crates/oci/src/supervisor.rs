@@ -73,6 +73,9 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
         req.trace_output = Some(d.join(format!("{}-{ms}.json", dir.id)));
     }
     req.audit_log = defaults.audit_log.clone();
+    if launch.user != (0, 0) {
+        req.user = Some(launch.user);
+    }
     if launch.terminal {
         let socket = rec
             .console_socket

@@ -32,6 +32,8 @@ pub(crate) enum Mode<'a> {
         network: &'a NetworkPlan,
         /// `skillsandbox oci`: the skill's stdio is a terminal of its own.
         terminal: bool,
+        /// `skillsandbox oci`: the uid and gid inside (root when `None`).
+        user: Option<(u32, u32)>,
     },
 }
 
@@ -69,6 +71,7 @@ pub(crate) fn prepare(
         stacked_seccomp,
         network,
         terminal,
+        user,
     } = mode
     else {
         let plan = match choice.tier {
@@ -114,13 +117,18 @@ pub(crate) fn prepare(
             None,
         ),
     };
-    if terminal && process.is_some() {
+    if (terminal || user.is_some()) && process.is_some() {
         return Err(Setup::new(
-            "a terminal for the skill needs the container tier",
-            Some("run without a terminal, or on a host with the container tier".into()),
+            "a terminal or a user other than root inside needs the container tier",
+            Some("run without them, or on a host with the container tier".into()),
         ));
     }
     plan.terminal = terminal;
+    if let Some((uid, gid)) = user {
+        plan.identity.inside_uid = uid;
+        plan.identity.inside_gid = gid;
+        events.push(("setup", format!("runs as uid {uid}, gid {gid} inside")));
+    }
     plan.seccomp_observe = observe;
     plan.stacked_seccomp = stacked_seccomp.cloned();
     if !network.is_sandbox() {

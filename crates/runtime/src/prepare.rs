@@ -38,12 +38,16 @@ pub fn identity() -> Identity {
             host_uid: ROOT_INVOKER_SANDBOX_ID,
             host_gid: ROOT_INVOKER_SANDBOX_ID,
             drop_host_root: true,
+            inside_uid: 0,
+            inside_gid: 0,
         }
     } else {
         Identity {
             host_uid: uid,
             host_gid: sys::getgid(),
             drop_host_root: false,
+            inside_uid: 0,
+            inside_gid: 0,
         }
     }
 }

@@ -80,6 +80,10 @@ pub struct RunRequest {
     /// once the sandbox is set up, before the start gate. `Err(reason)` ends the run as
     /// a setup failure. Container tier only.
     pub terminal: Option<TerminalHandover>,
+    /// `skillsandbox oci` with `process.user`: the uid and gid the skill has inside
+    /// (the sandbox's one unprivileged host id, mapped to them). `None`: root inside.
+    /// Container tier only.
+    pub user: Option<(u32, u32)>,
 }
 
 /// See [`RunRequest::start_gate`].
@@ -112,6 +116,7 @@ impl RunRequest {
             stacked_seccomp: None,
             network: Default::default(),
             terminal: None,
+            user: None,
         }
     }
 }
@@ -336,6 +341,7 @@ fn confined(
             stacked_seccomp: req.stacked_seccomp.as_ref(),
             network: &req.network,
             terminal: req.terminal.is_some(),
+            user: req.user,
         },
     )?;
     if let Some(i) = &intercept {

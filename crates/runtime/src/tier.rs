@@ -247,12 +247,16 @@ pub fn process_identity() -> Identity {
             host_uid: ROOT_INVOKER_SANDBOX_ID,
             host_gid: ROOT_INVOKER_SANDBOX_ID,
             drop_host_root: true,
+            inside_uid: 0,
+            inside_gid: 0,
         }
     } else {
         Identity {
             host_uid: skillsandbox_sandbox::sys::getuid(),
             host_gid: skillsandbox_sandbox::sys::getgid(),
             drop_host_root: false,
+            inside_uid: 0,
+            inside_gid: 0,
         }
     }
 }

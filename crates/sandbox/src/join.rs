@@ -89,8 +89,8 @@ pub fn exec_in_sandbox(init: i32, plan: &LaunchPlan) -> Result<i32, StageError> 
     for (name, kind, f) in &fds {
         sys::setns(f.as_fd(), *kind, name).map_err(|e| StageError::new("setns", e))?;
     }
-    sys::setresgid(0).map_err(|e| StageError::new("setresgid", e))?;
-    sys::setresuid(0).map_err(|e| StageError::new("setresuid", e))?;
+    sys::setresgid(plan.identity.inside_gid).map_err(|e| StageError::new("setresgid", e))?;
+    sys::setresuid(plan.identity.inside_uid).map_err(|e| StageError::new("setresuid", e))?;
     // The PID namespace applies to children: the process runs in a fork.
     let child = sys::fork().map_err(|e| StageError::new("fork", e))?;
     if child == 0 {

@@ -261,8 +261,8 @@ fn write_id_maps(pid: i32, plan: &LaunchPlan) -> Result<(), LaunchError> {
     let id = &plan.identity;
     for (file, contents) in [
         ("setgroups", "deny".to_string()),
-        ("uid_map", format!("0 {} 1\n", id.host_uid)),
-        ("gid_map", format!("0 {} 1\n", id.host_gid)),
+        ("uid_map", format!("{} {} 1\n", id.inside_uid, id.host_uid)),
+        ("gid_map", format!("{} {} 1\n", id.inside_gid, id.host_gid)),
     ] {
         let path = format!("/proc/{pid}/{file}");
         std::fs::write(&path, contents).map_err(|source| LaunchError::IdMap { path, source })?;

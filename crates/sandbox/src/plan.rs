@@ -96,6 +96,13 @@ pub struct Identity {
     pub host_gid: u32,
     /// Whether the stage must first switch from host root to `host_uid`.
     pub drop_host_root: bool,
+    /// The uid/gid `host_uid`/`host_gid` are inside the user namespace (its only
+    /// mapping): 0 (root inside, no capabilities once the skill runs) unless an OCI
+    /// spec's `process.user` asks for another (`docker run --user 1000:1000`).
+    #[serde(default)]
+    pub inside_uid: u32,
+    #[serde(default)]
+    pub inside_gid: u32,
 }
 
 /// One step of building the new root, executed in order by the child.
@@ -818,6 +825,8 @@ mod tests {
                 host_uid: 1000,
                 host_gid: 1000,
                 drop_host_root: false,
+                inside_uid: 0,
+                inside_gid: 0,
             },
             host_env: env,
             extra_args: &[],

@@ -258,6 +258,8 @@ mod tests {
                 host_uid: 1000,
                 host_gid: 1000,
                 drop_host_root: false,
+                inside_uid: 0,
+                inside_gid: 0,
             },
             host_env: env,
             extra_args: &[],

@@ -176,9 +176,11 @@ fn stage_outer() -> Result<i32, StageError> {
         Err(e) => return Err(StageError::new("wait for uid map", e)),
     };
     crate::timing::stage_mark("uid_map");
-    sys::setresgid(0)
-        .and_then(|()| sys::setresuid(0))
-        .map_err(|e| StageError::new("become sandbox root", e))?;
+    // The ids the map gives us (root inside unless the plan says otherwise): no
+    // transition from uid 0, so the namespace's capabilities stay for the setup.
+    sys::setresgid(plan.identity.inside_gid)
+        .and_then(|()| sys::setresuid(plan.identity.inside_uid))
+        .map_err(|e| StageError::new("become the sandbox user", e))?;
 
     let pid = sys::fork().map_err(|e| StageError::new("fork init", e))?;
     if pid == 0 {

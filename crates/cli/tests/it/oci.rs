@@ -947,16 +947,73 @@ fn docker_run_t_gives_the_container_a_terminal_of_its_own() {
     assert!(out.contains("got:typed-in"), "{out}{}", text(&o.stderr));
 }
 
+/// `docker run --user 1000:1000`: the process is that uid and gid inside, without
+/// capabilities, and writes to a volume as that id (as under runc); `docker exec` runs
+/// as the container's user, and as another one is refused.
+#[test]
+fn docker_run_user_is_that_id_inside_and_on_volumes() {
+    if !ready() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(1000), Some(1000)).unwrap();
+    let vol = format!("{}:/data", dir.path().display());
+    let (o, _) = run(
+        "skillsandbox",
+        &["--user", "1000:1000", "-v", &vol],
+        "id -u; id -g; grep ^CapEff: /proc/self/status; echo hi > /data/f && echo wrote",
+    );
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}{}", text(&o.stderr));
+    assert_eq!(out, "1000\n1000\nCapEff:\t0000000000000000\nwrote\n");
+    let m = std::fs::metadata(dir.path().join("f")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+
+    let o = docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "skillsandbox",
+        "--network",
+        "none",
+        "--user",
+        "1000:1000",
+        IMAGE,
+        "sleep",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let cid = text(&o.stdout).trim().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let same = docker(&["exec", &cid, "id"]);
+    let other = docker(&["exec", "-u", "0", &cid, "id"]);
+    docker(&["rm", "-f", &cid]);
+    assert_eq!(
+        text(&same.stdout),
+        "uid=1000 gid=1000\n",
+        "{}",
+        text(&same.stderr)
+    );
+    assert_ne!(code(&other), 0);
+    // docker exec prints the runtime's refusal on stdout.
+    let said = format!("{}{}", text(&other.stdout), text(&other.stderr));
+    assert!(
+        said.contains("not the container's user 1000:1000"),
+        "{said}"
+    );
+}
+
 /// What the runtime cannot honour fails `docker run` at create, with the reason;
 /// nothing runs.
 #[test]
-fn docker_refuses_a_tmpfs_and_another_user() {
+fn docker_refuses_a_tmpfs_and_a_supplementary_group() {
     if !ready() {
         return;
     }
     let cases: [(&[&str], &str); 2] = [
         (&["--tmpfs", "/scratch"], "at /scratch of type tmpfs"),
-        (&["--user", "1000"], "process.user 1000:0"),
+        (&["--group-add", "27"], "the supplementary group 27"),
     ];
     for (flags, reason) in cases {
         let mut args = vec![
