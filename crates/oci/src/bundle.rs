@@ -144,9 +144,12 @@ pub fn load(bundle: &Path, defaults: &Defaults) -> Result<Launch, OciError> {
     }
     let mut launch = map_spec(&spec, rootfs, annotations, manifest, defaults)?;
     for v in &mut launch.volumes {
-        // Opened with RESOLVE_NO_SYMLINKS by the sandbox: resolved here, once.
-        v.source =
-            std::fs::canonicalize(&v.source).map_err(crate::error::io("resolve", &v.source))?;
+        if let Volume::Bind { source, .. } = v {
+            // Opened with RESOLVE_NO_SYMLINKS by the sandbox: resolved here, once.
+            let resolved =
+                std::fs::canonicalize(&*source).map_err(crate::error::io("resolve", &*source))?;
+            *source = resolved;
+        }
     }
     if let Some(p) = &mut launch.spec_seccomp {
         // What ours refuses whatever the arguments stays ours to refuse (and record).
@@ -281,18 +284,6 @@ pub fn map_spec(
             ));
         }
     }
-    let mut volumes = Vec::new();
-    for m in spec.mounts().iter().flatten() {
-        if REPLACED_MOUNTS
-            .iter()
-            .any(|r| Path::new(r) == m.destination())
-        {
-            continue;
-        }
-        volumes.push(volume(m)?);
-    }
-    // Parents before what is bound inside them.
-    volumes.sort_by_key(|v| v.target.components().count());
     let network = engine_network(spec, &annotations, defaults, manifest.as_ref())?;
 
     let spec_seccomp = spec
@@ -342,6 +333,18 @@ pub fn map_spec(
         }
     }
     stricter_rlimits(process, &mut policy.limits);
+    let mut volumes = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        if REPLACED_MOUNTS
+            .iter()
+            .any(|r| Path::new(r) == m.destination())
+        {
+            continue;
+        }
+        volumes.push(volume(m, policy.limits.memory_mb)?);
+    }
+    // Parents before what is bound inside them.
+    volumes.sort_by_key(|v| v.target().components().count());
     let env = process_env(process);
     let hostname = spec
         .hostname()
@@ -401,23 +404,83 @@ pub(crate) fn process_user(p: &oci_spec::runtime::Process) -> Result<(u32, u32),
 const NO_VOLUME_UNDER: &[&str] = &["/proc", "/dev", "/sys"];
 
 /// One of the spec's mounts that is not one SkillSandbox replaces: a recursive bind
-/// (`docker run -v`, `--mount type=bind`, a named volume, a Kubernetes volume), else
-/// refused. Pure: [`load`] resolves the source and checks the path in the image.
-fn volume(m: &oci_spec::runtime::Mount) -> Result<Volume, OciError> {
+/// (`docker run -v`, `--mount type=bind`, a named volume, a Kubernetes volume) or a
+/// tmpfs (`--tmpfs`); anything else is refused. `memory_mb` bounds a tmpfs that names
+/// no size (its pages count against the container's memory anyway). Pure: [`load`]
+/// resolves a bind's source, the supervisor makes the mount point.
+fn volume(m: &oci_spec::runtime::Mount, memory_mb: u64) -> Result<Volume, OciError> {
     let dest = m.destination();
     let source = m.source().clone().unwrap_or_default();
     let what = format!("the mount {} at {}", source.display(), dest.display());
     let options = m.options().clone().unwrap_or_default();
+    let plain = |p: &Path| {
+        p.is_absolute()
+            && p.components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    };
+    if !plain(dest) || dest == Path::new("/") {
+        return Err(unsupported(
+            format!("{what} (paths must be absolute, without . or .., not /)"),
+            "give both paths in full",
+        ));
+    }
+    if let Some(r) = NO_VOLUME_UNDER.iter().find(|r| dest.starts_with(r)) {
+        return Err(unsupported(
+            format!("{what} (SkillSandbox's own {r})"),
+            "mount it elsewhere; devices (--device) are not supported",
+        ));
+    }
+    let bad_option = |o: &str| {
+        unsupported(
+            format!("{what} with the option {o}"),
+            "use ro/rw (and for a tmpfs size=, mode=, exec/noexec)",
+        )
+    };
+    // Ours always: private propagation, nosuid, nodev.
+    let ours = |o: &str| {
+        matches!(
+            o,
+            "private" | "rprivate" | "slave" | "rslave" | "nosuid" | "nodev"
+        )
+    };
+    if m.typ().as_deref() == Some("tmpfs") {
+        let (mut size_mb, mut mode, mut readonly, mut noexec) = (memory_mb, 0o1777, false, false);
+        for o in &options {
+            match o.as_str() {
+                "ro" => readonly = true,
+                "rw" => readonly = false,
+                "noexec" => noexec = true,
+                "exec" => noexec = false,
+                o if ours(o) => {}
+                o => {
+                    if let Some(v) = o.strip_prefix("size=") {
+                        size_mb = tmpfs_size_mb(v).ok_or_else(|| bad_option(o))?;
+                    } else if let Some(v) = o.strip_prefix("mode=") {
+                        mode = u32::from_str_radix(v, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| bad_option(o))?;
+                    } else {
+                        return Err(bad_option(o));
+                    }
+                }
+            }
+        }
+        return Ok(Volume::Tmpfs {
+            target: dest.clone(),
+            size_mb: size_mb.min(memory_mb).max(1),
+            mode,
+            readonly,
+            noexec,
+        });
+    }
     let rbind = options.iter().any(|o| o == "rbind");
     if m.typ().as_deref().is_some_and(|t| t != "bind")
         || !(rbind || options.iter().any(|o| o == "bind"))
     {
         return Err(unsupported(
-            format!(
-                "{what} of type {} (--tmpfs, --mount type=tmpfs)",
-                m.typ().as_deref().unwrap_or("-")
-            ),
-            "only bind mounts are supported as volumes (-v HOST:INSIDE, named volumes)",
+            format!("{what} of type {}", m.typ().as_deref().unwrap_or("-")),
+            "only bind mounts (-v HOST:INSIDE, named volumes) and tmpfs (--tmpfs) are supported",
         ));
     }
     if !rbind {
@@ -427,43 +490,44 @@ fn volume(m: &oci_spec::runtime::Mount) -> Result<Volume, OciError> {
             "bind it recursively (rbind; docker's -v and --mount do)",
         ));
     }
-    let plain = |p: &Path| {
-        p.is_absolute()
-            && p.components()
-                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-    };
-    if !plain(&source) || !plain(dest) || dest == Path::new("/") {
+    if !plain(&source) {
         return Err(unsupported(
             format!("{what} (paths must be absolute, without . or .., not /)"),
             "give both paths in full",
-        ));
-    }
-    if let Some(r) = NO_VOLUME_UNDER.iter().find(|r| dest.starts_with(r)) {
-        return Err(unsupported(
-            format!("{what} (SkillSandbox's own {r})"),
-            "bind it elsewhere; devices (--device) are not supported",
         ));
     }
     let mut writable = true;
     for o in &options {
         match o.as_str() {
             "ro" => writable = false,
-            // Ours: private propagation, nosuid and nodev always.
-            "rw" | "bind" | "rbind" | "private" | "rprivate" | "slave" | "rslave" | "nosuid"
-            | "nodev" => {}
-            other => {
-                return Err(unsupported(
-                    format!("{what} with the option {other}"),
-                    "use ro or rw only",
-                ))
-            }
+            "rw" | "bind" | "rbind" => {}
+            o if ours(o) => {}
+            other => return Err(bad_option(other)),
         }
     }
-    Ok(Volume {
+    Ok(Volume::Bind {
         source,
         target: dest.clone(),
         writable,
     })
+}
+
+/// A tmpfs `size=` (bytes, or with a k/m/g suffix) in MiB, rounded up; `None` if
+/// malformed or zero.
+fn tmpfs_size_mb(v: &str) -> Option<u64> {
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_lowercase()),
+        _ => (v, 'b'),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let bytes = match unit {
+        'b' => n,
+        'k' => n.checked_mul(1 << 10)?,
+        'm' => n.checked_mul(1 << 20)?,
+        'g' => n.checked_mul(1 << 30)?,
+        _ => return None,
+    };
+    (bytes > 0).then(|| bytes.div_ceil(1 << 20))
 }
 
 /// Make `target`'s mount point in the image `root`, as host root, before anything runs
@@ -787,25 +851,70 @@ mod tests {
         assert_eq!(
             l.volumes,
             vec![
-                Volume {
+                Volume::Bind {
                     source: "/srv/a".into(),
                     target: "/data".into(),
                     writable: true
                 },
-                Volume {
+                Volume::Bind {
                     source: "/srv/b".into(),
                     target: "/data/sub".into(),
                     writable: false
                 },
             ]
         );
+        // docker run --tmpfs /scratch:size=64m,mode=700 (docker adds the rest), and one
+        // with no size: bounded by the container's memory.
+        let l = with(serde_json::json!([
+            {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+             "options": ["noexec", "nosuid", "nodev", "size=65536k", "mode=700"]},
+            {"destination": "/big", "type": "tmpfs", "source": "tmpfs", "options": ["exec", "ro"]},
+        ]))
+        .unwrap();
+        let mem = l.policy.limits.memory_mb;
+        assert_eq!(
+            l.volumes,
+            vec![
+                Volume::Tmpfs {
+                    target: "/scratch".into(),
+                    size_mb: 64.min(mem),
+                    mode: 0o700,
+                    readonly: false,
+                    noexec: true
+                },
+                Volume::Tmpfs {
+                    target: "/big".into(),
+                    size_mb: mem,
+                    mode: 0o1777,
+                    readonly: true,
+                    noexec: false
+                },
+            ]
+        );
+        assert_eq!(tmpfs_size_mb("1"), Some(1));
+        assert_eq!(tmpfs_size_mb("2g"), Some(2048));
+        for bad in ["", "0", "x", "12q", "99999999999999999g"] {
+            assert_eq!(tmpfs_size_mb(bad), None, "{bad}");
+        }
         let refused = |m: serde_json::Value, needle: &str| {
             let e = with(serde_json::json!([m])).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         };
         refused(
-            serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["noexec"]}),
-            "of type tmpfs",
+            serde_json::json!({"destination": "/run", "type": "overlay", "source": "x", "options": ["rbind"]}),
+            "of type overlay",
+        );
+        refused(
+            serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["size=lots"]}),
+            "the option size=lots",
+        );
+        refused(
+            serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["mode=99"]}),
+            "the option mode=99",
+        );
+        refused(
+            serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nr_inodes=5"]}),
+            "the option nr_inodes=5",
         );
         refused(
             serde_json::json!({"destination": "/d", "type": "bind", "source": "/srv"}),

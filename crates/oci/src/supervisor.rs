@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skillsandbox_runtime::session::SessionEngine;
-use skillsandbox_runtime::{ImageRoot, RunRequest, RunSession, Sink};
+use skillsandbox_runtime::{ImageRoot, RunRequest, RunSession, Sink, Volume};
 
 use crate::bundle::{self, Defaults};
 use crate::error::{io, OciError};
@@ -52,7 +52,11 @@ fn supervise_inner(dir: &Dir, defaults: &Defaults) -> Result<i32, OciError> {
     dir.write(&rec)?;
 
     for v in &launch.volumes {
-        bundle::make_mountpoint(&launch.rootfs, &v.target, v.source.is_dir())?;
+        let dir = match v {
+            Volume::Bind { source, .. } => source.is_dir(),
+            Volume::Tmpfs { .. } => true,
+        };
+        bundle::make_mountpoint(&launch.rootfs, v.target(), dir)?;
     }
     let files = generated_files(dir, &launch.hostname)?;
     let mut req = RunRequest::new(launch.policy.clone());

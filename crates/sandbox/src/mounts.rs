@@ -141,16 +141,20 @@ pub fn apply_ops(ops: &[MountOp], idmapped: Vec<OwnedFd>) -> Result<(), MountErr
     Ok(())
 }
 
-fn tmpfs(target: &Path, size_mb: u64, mode: u32, readonly: bool) -> Result<(), MountError> {
+fn tmpfs(
+    target: &Path,
+    size_mb: u64,
+    mode: u32,
+    readonly: bool,
+    noexec: bool,
+) -> Result<(), MountError> {
     mkdir_p(target, 0o755)?;
     let data = format!("size={}m,mode={:o}", size_mb.max(1), mode);
-    sys::mount(
-        Some("tmpfs"),
-        target,
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some(&data),
-    )?;
+    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    if noexec {
+        flags |= libc::MS_NOEXEC;
+    }
+    sys::mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some(&data))?;
     if readonly {
         sys::mount_setattr_path(target, false, sys::MOUNT_ATTR_RDONLY)?;
     }
@@ -170,7 +174,8 @@ fn apply_op(op: &MountOp) -> Result<(), MountError> {
             size_mb,
             mode,
             readonly,
-        } => tmpfs(target, *size_mb, *mode, *readonly),
+            noexec,
+        } => tmpfs(target, *size_mb, *mode, *readonly, *noexec),
         MountOp::Bind {
             source,
             target,

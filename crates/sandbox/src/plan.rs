@@ -115,6 +115,9 @@ pub enum MountOp {
         size_mb: u64,
         mode: u32,
         readonly: bool,
+        /// `noexec` too (an engine's `--tmpfs`, which asks for it by default).
+        #[serde(default)]
+        noexec: bool,
     },
     /// Bind the host path `source` at `target`. Symlinks in `source` are refused.
     Bind {
@@ -354,21 +357,41 @@ pub struct ImageRoot {
     /// The process environment, exactly: the image's, never the host's.
     pub env: Vec<(String, String)>,
     pub hostname: String,
-    /// The engine's volumes (`docker run -v`), bound in this order (parents first).
+    /// The engine's volumes and tmpfs mounts, in this order (parents first).
     #[serde(default)]
     pub volumes: Vec<Volume>,
 }
 
-/// A host path the container engine binds into an image root at a path of its own
-/// choosing (`docker run -v HOST:INSIDE[:ro]`): the operator's grant, as under runc.
+/// A mount the container engine asks for in an image root, beyond the ones ours
+/// replace: a volume (`docker run -v HOST:INSIDE[:ro]`, the operator's grant, as under
+/// runc) or a tmpfs (`--tmpfs`). No component of `target` in the image is a symlink
+/// (checked before the run; nothing runs in the image until it starts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Volume {
-    /// Host path, symlinks resolved.
-    pub source: PathBuf,
-    /// Absolute path inside the image; no component of it in the image is a symlink
-    /// (checked before the run; nothing runs in the image until it starts).
-    pub target: PathBuf,
-    pub writable: bool,
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Volume {
+    Bind {
+        /// Host path, symlinks resolved.
+        source: PathBuf,
+        /// Absolute path inside the image.
+        target: PathBuf,
+        writable: bool,
+    },
+    Tmpfs {
+        target: PathBuf,
+        size_mb: u64,
+        mode: u32,
+        readonly: bool,
+        noexec: bool,
+    },
+}
+
+impl Volume {
+    /// Its path inside the image.
+    pub fn target(&self) -> &Path {
+        match self {
+            Volume::Bind { target, .. } | Volume::Tmpfs { target, .. } => target,
+        }
+    }
 }
 
 /// Inputs of [`lower`] besides the policy.
@@ -415,6 +438,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         size_mb: 1,
         mode: 0o755,
         readonly: false,
+        noexec: false,
     });
     for node in DEV_NODES {
         mounts.push(MountOp::Bind {
@@ -433,6 +457,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         size_mb: tmp_mb,
         mode: 0o1777,
         readonly: false,
+        noexec: false,
     });
     for (name, to) in [
         ("fd", "/proc/self/fd"),
@@ -475,6 +500,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         size_mb: tmp_mb,
         mode: 0o1777,
         readonly: false,
+        noexec: false,
     });
     if input.image_root.is_none() {
         host_scratch_dirs(&mut mounts, tmp_mb);
@@ -614,6 +640,7 @@ fn host_root_mounts(mounts: &mut Vec<MountOp>, input: &LowerInput<'_>) {
         size_mb: 16,
         mode: 0o755,
         readonly: false,
+        noexec: false,
     });
 
     // System directories, read-only; merged-/usr symlinks are recreated as links.
@@ -674,12 +701,31 @@ fn image_root_mounts(mounts: &mut Vec<MountOp>, image: &ImageRoot, idmap: bool) 
     });
     // Before the generated files, which go over a volume at `/etc`.
     for v in &image.volumes {
-        mounts.push(MountOp::Bind {
-            source: v.source.clone(),
-            target: under_root(&v.target),
-            writable: v.writable,
-            device: false,
-            idmap,
+        mounts.push(match v {
+            Volume::Bind {
+                source,
+                target,
+                writable,
+            } => MountOp::Bind {
+                source: source.clone(),
+                target: under_root(target),
+                writable: *writable,
+                device: false,
+                idmap,
+            },
+            Volume::Tmpfs {
+                target,
+                size_mb,
+                mode,
+                readonly,
+                noexec,
+            } => MountOp::Tmpfs {
+                target: under_root(target),
+                size_mb: *size_mb,
+                mode: *mode,
+                readonly: *readonly,
+                noexec: *noexec,
+            },
         });
     }
     for (host, inside) in &image.files {
@@ -702,6 +748,7 @@ fn host_scratch_dirs(mounts: &mut Vec<MountOp>, tmp_mb: u64) {
         size_mb: tmp_mb,
         mode: 0o700,
         readonly: false,
+        noexec: false,
     });
     mounts.push(MountOp::Dir {
         target: under_root(Path::new("/var")),
@@ -849,7 +896,7 @@ mod tests {
             )],
             env: vec![("PATH".into(), "/bin".into())],
             hostname: "c1".into(),
-            volumes: vec![Volume {
+            volumes: vec![Volume::Bind {
                 source: "/srv/data".into(),
                 target: "/data".into(),
                 writable: true,
