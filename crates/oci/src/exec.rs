@@ -131,6 +131,7 @@ pub fn exec_inside(
     plan.workdir = p.cwd().clone();
     plan.seccomp_notify = false;
     plan.seccomp_observe = false;
+    plan.seccomp_watch_egress = false;
     plan.seccomp_filter = None;
     plan.stacked_seccomp = launch.stacked_seccomp.clone();
     (plan.identity.inside_uid, plan.identity.inside_gid) = rec.user;

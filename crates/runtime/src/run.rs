@@ -448,10 +448,15 @@ fn confined(
 
     // 7. Serve, stream, enforce the wall clock, wait; then no survivors.
     let refusals = running.seccomp_notify.take().map(|fd| {
+        let watch = prepared.plan.seccomp_watch_egress.then_some(EgressWatch {
+            // The process tier's loopback is the host's; the container tier's its own.
+            loopback_is_host: prepared.process.is_some(),
+        });
         observe_seccomp(
             fd,
             prepared.plan.seccomp_plan(),
             prepared.plan.seccomp_observe,
+            watch,
         )
     });
     let deadline = started + Duration::from_secs(policy.limits.max_runtime_seconds);
@@ -647,15 +652,54 @@ fn drain_refusals(seen: Seen) -> (Vec<audit::Violation>, Vec<Access>, u64) {
     }
 }
 
+/// [`LaunchPlan::seccomp_watch_egress`](skillsandbox_sandbox::plan::LaunchPlan): how
+/// the destinations seen are judged.
+#[derive(Clone, Copy)]
+struct EgressWatch {
+    /// The sandbox shares the host's loopback (process tier): reaching it counts.
+    loopback_is_host: bool,
+}
+
+impl EgressWatch {
+    /// A violation for a destination no rule allows (none is declared): an internet
+    /// address, or the host's loopback; `None` for the sandbox's own loopback and for
+    /// unix sockets (local to the sandbox's view).
+    fn judge(self, a: &Access) -> Option<audit::Violation> {
+        let addr: std::net::SocketAddr = a.target.parse().ok()?;
+        if addr.ip().is_loopback() && !self.loopback_is_host {
+            return None;
+        }
+        let who = match (&a.script, &a.program) {
+            (Some(s), Some(p)) => format!(" by {p} ({s})"),
+            (None, Some(p)) => format!(" by {p}"),
+            _ => String::new(),
+        };
+        Some(audit::violation(
+            ViolationKind::NetworkBlocked,
+            Severity::High,
+            format!(
+                "{} to {addr}{who} refused: the manifest declares no network",
+                a.syscall
+            ),
+            None,
+        ))
+    }
+}
+
 /// Serve the seccomp listener on its own thread: every refused syscall is answered
 /// with the plan's errno and recorded as a violation; with `observe`, every call
-/// naming a path or destination is recorded and let through.
+/// naming a path or destination is recorded and let through; with `watch`, every
+/// attempt to reach a host is recorded as a violation and let through (to fail: the
+/// sandbox has no network).
 fn observe_seccomp(
     fd: std::os::fd::OwnedFd,
     plan: skillsandbox_sandbox::seccomp::SeccompPlan,
     observe: bool,
+    watch: Option<EgressWatch>,
 ) -> Seen {
-    use skillsandbox_sandbox::seccomp::{serve_notifications, serve_observing, SyscallRefusal};
+    use skillsandbox_sandbox::seccomp::{
+        serve_notifications, serve_observing, serve_watching_egress, SyscallRefusal,
+    };
     use std::sync::{atomic::AtomicBool, Mutex};
     let seen = Arc::new(Mutex::new(SeenCalls::default()));
     let done = Arc::new(AtomicBool::new(false));
@@ -675,7 +719,17 @@ fn observe_seccomp(
                 }
             }
         };
-        if observe {
+        if let (false, Some(w)) = (observe, watch) {
+            let _ = serve_watching_egress(fd, &plan, refused, |a| {
+                if let Some(v) = w.judge(&a) {
+                    if let Ok(mut g) = l.lock() {
+                        if g.violations.len() < 1000 {
+                            g.violations.push(v);
+                        }
+                    }
+                }
+            });
+        } else if observe {
             let _ = serve_observing(fd, &plan, refused, |a| {
                 if let Ok(mut g) = l.lock() {
                     if g.accesses.len() < MAX_OBSERVED {

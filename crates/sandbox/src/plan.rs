@@ -274,6 +274,12 @@ pub struct LaunchPlan {
     /// master end goes to the supervisor ([`crate::proto::FromChild::Terminal`]).
     #[serde(default)]
     pub terminal: bool,
+    /// No egress declared, in our own network namespace: the filter also sends
+    /// `connect` and addressed `sendto` to the supervisor, which records an attempt
+    /// to reach another host as a violation and lets the call go on to fail (the
+    /// namespace has no route). See [`crate::seccomp::WATCHED_EGRESS_SYSCALLS`].
+    #[serde(default)]
+    pub seccomp_watch_egress: bool,
 }
 
 impl LaunchPlan {
@@ -282,6 +288,7 @@ impl LaunchPlan {
         crate::seccomp::SeccompOptions {
             notify_denied: self.seccomp_notify,
             observe: self.seccomp_observe,
+            watch_egress: self.seccomp_watch_egress && !self.seccomp_observe,
         }
     }
 
@@ -291,13 +298,14 @@ impl LaunchPlan {
     /// so a long-lived supervisor (`serve`, the MCP server) compiles each one once.
     pub fn compile_seccomp(&mut self) -> Result<(), crate::seccomp::SeccompError> {
         use std::sync::Mutex;
-        type Key = (&'static str, bool, bool, bool);
+        type Key = (&'static str, bool, bool, bool, bool);
         static COMPILED: Mutex<Vec<(Key, crate::seccomp::CompiledFilter)>> = Mutex::new(Vec::new());
         let key = (
             crate::seccomp::profile_name(self.seccomp),
             self.files_outlive_run,
             self.seccomp_notify,
             self.seccomp_observe,
+            self.seccomp_watch_egress,
         );
         let cached = COMPILED
             .lock()
@@ -628,6 +636,7 @@ pub fn lower(policy: &Policy, input: &LowerInput<'_>) -> Result<LaunchPlan, Plan
         dangerously_disabled_layer: input.dangerously_disabled_layer,
         process: None,
         terminal: false,
+        seccomp_watch_egress: false,
     })
 }
 

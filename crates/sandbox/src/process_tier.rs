@@ -205,6 +205,7 @@ pub fn lower_process(
             require_landlock: !input.degraded,
         }),
         terminal: false,
+        seccomp_watch_egress: false,
     })
 }
 

@@ -34,7 +34,10 @@ pub use apply::{
     CompiledFilter, SeccompOptions, SeccompReport,
 };
 pub use notify::{serve_notifications, SyscallRefusal};
-pub use observe::{observed_syscalls, serve_observing, Access, AccessKind, OBSERVED_SYSCALLS};
+pub use observe::{
+    observed_syscalls, serve_observing, serve_watching_egress, watched_egress_syscalls, Access,
+    AccessKind, OBSERVED_SYSCALLS, WATCHED_EGRESS_SYSCALLS,
+};
 pub use stacked::{
     compile_stacked, load_stacked_on_current_thread, StackedAction, StackedCond, StackedFilter,
     StackedOp, StackedProfile, StackedRule,

@@ -327,3 +327,85 @@ fn allow_private_resolution_lets_one_name_reach_its_mirror_but_never_the_metadat
         v.dump()
     );
 }
+
+/// `exec --tier TIER --json` of `script` (sh) with no network declared: its JSON.
+fn deny_all(tier: &str, script: &str) -> serde_json::Value {
+    let mut c = crate::common::skillsandbox();
+    c.args(["exec", "--tier", tier, "--json", "--", "sh", "-c", script]);
+    let out = c.output().unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn network_violations(o: &serde_json::Value) -> Vec<String> {
+    o["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["kind"] == "network_blocked")
+        .map(|v| v["detail"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// With no network declared there is no egress service, and the attempts used to go
+/// unrecorded: now every `connect` or addressed `sendto` to another host is a
+/// `network_blocked` violation naming the destination and the program, and still
+/// fails. The container tier's own loopback is the sandbox's (not recorded); the
+/// process tier's is the host's (recorded, and a host service is not reached).
+#[test]
+fn with_no_network_declared_attempts_to_reach_a_host_are_recorded() {
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    host.set_nonblocking(true).unwrap();
+    let script = format!(
+        "python3 -c '
+import socket
+for a in ((\"192.0.2.7\", 443), (\"127.0.0.1\", {port})):
+    try:
+        socket.create_connection(a, timeout=2); print(\"reached\", a[0])
+    except OSError as e:
+        print(\"failed\", a[0])
+try:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(b\"q\", (\"198.51.100.9\", 53)); print(\"sent\")
+except OSError:
+    print(\"udp refused\")
+'"
+    );
+    let o = deny_all("container", &script);
+    assert_eq!(
+        o["stdout"].as_str().unwrap(),
+        "failed 192.0.2.7\nfailed 127.0.0.1\nudp refused\n",
+        "{o}"
+    );
+    let v = network_violations(&o);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(
+        v[0].starts_with("connect to 192.0.2.7:443 by /usr/bin/python3"),
+        "{v:?}"
+    );
+    assert!(
+        v[1].starts_with("sendto to 198.51.100.9:53 by /usr/bin/python3"),
+        "{v:?}"
+    );
+    assert!(v
+        .iter()
+        .all(|d| d.ends_with("refused: the manifest declares no network")));
+
+    let o = deny_all("process", &script);
+    let out = o["stdout"].as_str().unwrap();
+    assert!(
+        out.starts_with("failed 192.0.2.7\nfailed 127.0.0.1\n"),
+        "{o}"
+    );
+    assert!(host.accept().is_err(), "the host's service was reached");
+    let v = network_violations(&o);
+    assert!(
+        v.iter().any(|d| d.starts_with("connect to 192.0.2.7:443")),
+        "{v:?}"
+    );
+    assert!(
+        v.iter()
+            .any(|d| d.starts_with(&format!("connect to 127.0.0.1:{port}"))),
+        "{v:?}"
+    );
+}

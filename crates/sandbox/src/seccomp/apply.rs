@@ -22,6 +22,10 @@ pub struct SeccompOptions {
     /// continue (see [`super::serve_observing`]); implies `notify_denied`. For
     /// `skillsandbox learn` only: the supervisor's answer is on the path of every open.
     pub observe: bool,
+    /// Also send [`super::WATCHED_EGRESS_SYSCALLS`] (`connect`, and `sendto` with an
+    /// address) to the supervisor, which records where they go and lets them continue
+    /// (see [`super::serve_watching_egress`]). Rare calls: off the hot path.
+    pub watch_egress: bool,
 }
 
 /// What was installed.
@@ -95,16 +99,32 @@ fn build_filter(
     // not in the filter for these calls (libseccomp takes one action per call shape).
     let observed = if opts.observe {
         super::observed_syscalls(plan)
+    } else if opts.watch_egress {
+        super::watched_egress_syscalls(plan)
     } else {
         Vec::new()
     };
     for name in &observed {
-        ctx.add_rule(ScmpAction::Notify, resolve(name)?)
-            .map_err(|source| SeccompError::AddRule {
-                syscall: name,
-                rule: "observe".into(),
-                source,
-            })?;
+        // `sendto` without an address (a connected socket) names no destination.
+        let added = if *name == "sendto" {
+            ctx.add_rule_conditional(
+                ScmpAction::Notify,
+                resolve(name)?,
+                &[ScmpArgCompare::new(4, ScmpCompareOp::NotEqual, 0)],
+            )
+        } else {
+            ctx.add_rule(ScmpAction::Notify, resolve(name)?)
+        };
+        added.map_err(|source| SeccompError::AddRule {
+            syscall: name,
+            rule: if opts.observe {
+                "observe"
+            } else {
+                "watch egress"
+            }
+            .into(),
+            source,
+        })?;
         rules += 1;
     }
     for d in &plan.denied {
@@ -163,9 +183,11 @@ pub fn compile_filter(
 ) -> Result<CompiledFilter, SeccompError> {
     let (ctx, filter_rules) = build_filter(plan, opts)?;
     let program = super::sys::export_bpf(&ctx).map_err(|source| SeccompError::Export { source })?;
-    let listener = (opts.notify_denied || opts.observe) && filter_rules > 0;
+    let listener = (opts.notify_denied || opts.observe || opts.watch_egress) && filter_rules > 0;
     let mode = if listener && opts.observe {
         "refusals answered and paths observed by the supervisor (user notification)"
+    } else if listener && opts.watch_egress {
+        "refusals answered and egress attempts recorded by the supervisor (user notification)"
     } else if listener {
         "refusals answered by the supervisor (user notification)"
     } else {

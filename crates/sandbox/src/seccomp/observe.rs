@@ -40,9 +40,24 @@ pub const OBSERVED_SYSCALLS: &[&str] = &[
     "connect",
 ];
 
+/// The calls sent to the supervisor when no egress is declared
+/// ([`super::SeccompOptions::watch_egress`]): the ones that name a destination.
+/// `sendmsg`/`sendmmsg` carry theirs inside a struct the filter cannot read, and are
+/// not watched; in the sandbox's own network namespace they fail all the same.
+pub const WATCHED_EGRESS_SYSCALLS: &[&str] = &["connect", "sendto"];
+
 /// The syscalls observe mode adds to `plan`'s filter (those it does not deny outright).
 pub fn observed_syscalls(plan: &SeccompPlan) -> Vec<&'static str> {
-    OBSERVED_SYSCALLS
+    not_denied(plan, OBSERVED_SYSCALLS)
+}
+
+/// The syscalls egress watching adds to `plan`'s filter (those it does not deny outright).
+pub fn watched_egress_syscalls(plan: &SeccompPlan) -> Vec<&'static str> {
+    not_denied(plan, WATCHED_EGRESS_SYSCALLS)
+}
+
+fn not_denied(plan: &SeccompPlan, names: &[&'static str]) -> Vec<&'static str> {
+    names
         .iter()
         .copied()
         .filter(|n| !plan.denied.iter().any(|d| d.name == *n))
@@ -122,10 +137,37 @@ const PATH_MAX: usize = 4096;
 pub fn serve_observing(
     fd: OwnedFd,
     plan: &SeccompPlan,
+    on_refusal: impl FnMut(SyscallRefusal),
+    on_access: impl FnMut(Access),
+) -> Result<u64, SeccompError> {
+    serve(fd, plan, &observed_syscalls(plan), on_refusal, on_access)
+}
+
+/// Serves the listener of a filter installed with
+/// [`super::SeccompOptions::watch_egress`]: as [`serve_observing`], for the
+/// destinations of [`WATCHED_EGRESS_SYSCALLS`] only.
+pub fn serve_watching_egress(
+    fd: OwnedFd,
+    plan: &SeccompPlan,
+    on_refusal: impl FnMut(SyscallRefusal),
+    on_access: impl FnMut(Access),
+) -> Result<u64, SeccompError> {
+    serve(
+        fd,
+        plan,
+        &watched_egress_syscalls(plan),
+        on_refusal,
+        on_access,
+    )
+}
+
+fn serve(
+    fd: OwnedFd,
+    plan: &SeccompPlan,
+    observed: &[&str],
     mut on_refusal: impl FnMut(SyscallRefusal),
     mut on_access: impl FnMut(Access),
 ) -> Result<u64, SeccompError> {
-    let observed = observed_syscalls(plan);
     let mut programs: std::collections::HashMap<u32, (Option<String>, Option<String>)> =
         std::collections::HashMap::new();
     let mut served = 0u64;
@@ -218,6 +260,7 @@ fn decode(
         "execve" => vec![(AccessKind::Exec, cwd(a[0]))],
         "execveat" => vec![(AccessKind::Exec, at(a[0], a[1]))],
         "connect" => vec![(AccessKind::Connect, sockaddr(pid, a[1], a[2]))],
+        "sendto" if a[4] != 0 => vec![(AccessKind::Connect, sockaddr(pid, a[4], a[5]))],
         _ => Vec::new(),
     };
     found

@@ -24,6 +24,7 @@ fn notify_available() -> bool {
 const NOTIFY: SeccompOptions = SeccompOptions {
     notify_denied: true,
     observe: false,
+    watch_egress: false,
 };
 
 #[test]

@@ -42,6 +42,7 @@ fn observed_calls_run_and_are_recorded_refused_ones_stay_refused() {
         let opts = SeccompOptions {
             notify_denied: true,
             observe: true,
+            watch_egress: false,
         };
         let report = apply_seccomp_on_current_thread(&seccomp_plan(SyscallProfile::Default), &opts)
             .map_err(|e| format!("apply: {e}"))?;
