@@ -75,6 +75,8 @@ pub enum Command {
     ExecInside {
         id: String,
         process: PathBuf,
+        /// The engine's console socket, for a process with a terminal.
+        console_socket: Option<PathBuf>,
     },
     /// Named but not implemented: refused with a clear error.
     Unimplemented {
@@ -268,6 +270,7 @@ fn command(name: &str, rest: &[String], unknown: &mut Vec<String>) -> Result<Com
                 .get(1)
                 .map(PathBuf::from)
                 .ok_or_else(|| OciError::Usage("_exec needs a process file".into()))?,
+            console_socket: positional.get(2).map(PathBuf::from),
         },
         other => Command::Unimplemented {
             name: other.to_string(),

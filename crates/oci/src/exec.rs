@@ -40,18 +40,24 @@ pub fn exec(
             what: "exec needs a running container",
         });
     }
-    if console_socket.is_some() {
-        return Err(unsupported(
-            "a terminal for exec (docker exec -t)",
-            "run without -t",
-        ));
-    }
     let text = std::fs::read_to_string(process).map_err(io("read", process))?;
     let p: Process = serde_json::from_str(&text).map_err(|e| OciError::Config {
         path: process.to_path_buf(),
         detail: e.to_string(),
     })?;
     check_process(&p, rec.user)?;
+    // As runc: a terminal's master end goes to the console socket, so one needs the other.
+    let terminal = p.terminal().unwrap_or(false);
+    if terminal != console_socket.is_some() {
+        return Err(OciError::Config {
+            path: process.to_path_buf(),
+            detail: if terminal {
+                "process.terminal is set but no --console-socket was given".into()
+            } else {
+                "--console-socket was given but process.terminal is not set".into()
+            },
+        });
+    }
     // The engine may remove its file once we return: keep our own copy.
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -59,15 +65,28 @@ pub fn exec(
     let copy = dir.file(&format!("exec-{n}.json"));
     std::fs::write(&copy, &text).map_err(io("write", &copy))?;
     let exe = std::env::current_exe().map_err(io("locate", "/proc/self/exe"))?;
-    let mut child = std::process::Command::new(&exe)
-        .arg("oci")
+    // With a terminal the process's stdio is the terminal, and the shim reads ours to
+    // its end: the child must not hold it open (as the create supervisor).
+    let stdio = || {
+        if terminal {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        }
+    };
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("oci")
         .args(global_args)
         .arg("_exec")
         .arg(id)
-        .arg(&copy)
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .arg(&copy);
+    if let Some(s) = console_socket {
+        cmd.arg(std::path::absolute(s).map_err(io("resolve", s))?);
+    }
+    let mut child = cmd
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(stdio())
         .spawn()
         .map_err(io("spawn", &exe))?;
     if let Some(f) = pid_file {
@@ -84,12 +103,6 @@ pub fn exec(
 }
 
 fn check_process(p: &Process, container_user: (u32, u32)) -> Result<(), OciError> {
-    if p.terminal().unwrap_or(false) {
-        return Err(unsupported(
-            "a terminal for exec (docker exec -t)",
-            "run without -t",
-        ));
-    }
     let user = bundle::process_user(p)?;
     if user != container_user {
         return Err(unsupported(
@@ -111,6 +124,7 @@ pub fn exec_inside(
     root: &Path,
     id: &str,
     process: &Path,
+    console_socket: Option<&Path>,
     defaults: &Defaults,
 ) -> Result<i32, OciError> {
     let dir = Dir::new(root, id)?;
@@ -135,11 +149,24 @@ pub fn exec_inside(
     plan.seccomp_filter = None;
     plan.stacked_seccomp = launch.stacked_seccomp.clone();
     (plan.identity.inside_uid, plan.identity.inside_gid) = rec.user;
+    plan.terminal = p.terminal().unwrap_or(false);
+    // Connected here, in the host's mount namespace: inside the sandbox its path is gone.
+    let console = match (plan.terminal, console_socket) {
+        (true, Some(s)) => Some(std::os::fd::OwnedFd::from(
+            std::os::unix::net::UnixStream::connect(s).map_err(io("connect", s))?,
+        )),
+        (true, None) => {
+            return Err(OciError::Setup(
+                "process.terminal without a console socket".into(),
+            ))
+        }
+        _ => None,
+    };
     let init = state::sandbox_processes(rec.pid)
         .into_iter()
         .find(|(_, inner)| *inner == 1)
         .map(|(host, _)| host)
         .ok_or_else(|| OciError::Setup("the sandbox's PID 1 was not found".into()))?;
-    skillsandbox_sandbox::join::exec_in_sandbox(init, &plan)
+    skillsandbox_sandbox::join::exec_in_sandbox(init, &plan, console)
         .map_err(|e| OciError::Setup(format!("{}: {}", e.step, e.message)))
 }

@@ -166,15 +166,17 @@ fn run(g: &Global, cmd: Command) -> Result<i32, OciError> {
                 &global_args(g),
             )
         }
-        Command::ExecInside { id, process } => {
-            match exec::exec_inside(&root, &id, &process, &defaults) {
-                Ok(code) => Ok(code),
-                Err(e) => {
-                    let _ = writeln!(std::io::stderr(), "skillsandbox: exec: {e}");
-                    Ok(125)
-                }
+        Command::ExecInside {
+            id,
+            process,
+            console_socket,
+        } => match exec::exec_inside(&root, &id, &process, console_socket.as_deref(), &defaults) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "skillsandbox: exec: {e}");
+                Ok(125)
             }
-        }
+        },
         Command::Unimplemented { name } => Err(OciError::Unsupported {
             what: format!("the command {name:?}"),
             hint:

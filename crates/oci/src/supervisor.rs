@@ -8,7 +8,7 @@
 //! The container's stdio is ours (inherited from the shim through `create`).
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,21 +197,10 @@ fn wait_for_start(
     }
 }
 
-/// Hand the terminal's master end to the engine, as runc does: one message on the
-/// console socket carrying the fd (`SCM_RIGHTS`) and the terminal's name.
+/// Hand the terminal's master end to the engine on its console socket (as runc does).
 fn send_console(socket: &Path, master: OwnedFd, name: &str) -> Result<(), String> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let stream = std::os::unix::net::UnixStream::connect(socket)
         .map_err(|e| format!("connect to the console socket {}: {e}", socket.display()))?;
-    let fds = [master.as_raw_fd()];
-    let iov = [std::io::IoSlice::new(name.as_bytes())];
-    sendmsg::<()>(
-        stream.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| format!("send the terminal to {}: {e}", socket.display()))?;
-    Ok(())
+    skillsandbox_sandbox::sys::send_terminal(stream.as_fd(), master.as_fd(), name)
+        .map_err(|e| format!("send the terminal to {}: {e}", socket.display()))
 }

@@ -74,8 +74,13 @@ fn join_cgroups(pid: i32) -> Result<(), StageError> {
 }
 
 /// Run `plan.argv` inside the sandbox whose PID 1 is host pid `init`; returns its
-/// exit code (128 + signal when killed). Call from a single-threaded process.
-pub fn exec_in_sandbox(init: i32, plan: &LaunchPlan) -> Result<i32, StageError> {
+/// exit code (128 + signal when killed). Call from a single-threaded process. With
+/// [`LaunchPlan::terminal`], `console` is the engine's console socket, connected.
+pub fn exec_in_sandbox(
+    init: i32,
+    plan: &LaunchPlan,
+    console: Option<std::os::fd::OwnedFd>,
+) -> Result<i32, StageError> {
     let mut fds = Vec::new();
     for (name, kind) in NAMESPACES {
         let path = format!("/proc/{init}/ns/{name}");
@@ -94,7 +99,7 @@ pub fn exec_in_sandbox(init: i32, plan: &LaunchPlan) -> Result<i32, StageError> 
     // The PID namespace applies to children: the process runs in a fork.
     let child = sys::fork().map_err(|e| StageError::new("fork", e))?;
     if child == 0 {
-        let err = match crate::stage::confine_for_exec(plan) {
+        let err = match crate::stage::confine_for_exec(plan, console.as_ref().map(|c| c.as_fd())) {
             Ok((path, argv, envp)) => {
                 let e = sys::execve(&path, &argv, &envp);
                 StageError::new("execve", e)

@@ -340,7 +340,8 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
     crate::timing::stage_mark("fork_skill");
     sys::setsid().map_err(|e| StageError::new("setsid", e))?;
     if plan.terminal {
-        open_terminal()?;
+        let (master, name) = open_terminal()?;
+        send_fd(FromChild::Terminal { name }, master.as_fd())?;
     }
     enter_workdir_with_limits(plan, None)?;
     let (path_c, argv, envp) = exec_args(plan)?;
@@ -365,9 +366,20 @@ fn prepare_skill(plan: &LaunchPlan) -> Result<Exec, StageError> {
 /// [`crate::join`]: the skill process's own confinement (steps 5–6) for a process
 /// joining a running sandbox, without the supervisor's handshake; the filter is
 /// compiled here when the plan carries none.
-pub(crate) fn confine_for_exec(plan: &LaunchPlan) -> Result<Exec, StageError> {
+/// With [`LaunchPlan::terminal`], the terminal's master end goes to `console` (the
+/// engine's console socket, connected before the namespaces were joined).
+pub(crate) fn confine_for_exec(
+    plan: &LaunchPlan,
+    console: Option<BorrowedFd<'_>>,
+) -> Result<Exec, StageError> {
     sys::set_parent_death_signal(libc::SIGKILL).map_err(|e| StageError::new("pdeathsig", e))?;
     sys::setsid().map_err(|e| StageError::new("setsid", e))?;
+    if plan.terminal {
+        let console = console.ok_or_else(|| StageError::new("terminal", "no console socket"))?;
+        let (master, name) = open_terminal()?;
+        crate::sys::send_terminal(console, master.as_fd(), &name)
+            .map_err(|e| StageError::new("send the terminal", e))?;
+    }
     enter_workdir_with_limits(plan, None)?;
     let exec = exec_args(plan)?;
     confine::drop_capabilities()?;
@@ -440,10 +452,11 @@ pub(crate) fn exec_args(plan: &LaunchPlan) -> Result<Exec, StageError> {
 }
 
 /// [`LaunchPlan::terminal`]: a new terminal from the sandbox's own devpts (`/dev/ptmx`
-/// points into it) becomes this session's controlling terminal and fds 0–2; the master
-/// goes to the supervisor, which hands it to the engine (`--console-socket`). Nothing
-/// of a host terminal is reachable through it, and TIOCSTI stays refused by seccomp.
-fn open_terminal() -> Result<(), StageError> {
+/// points into it) becomes this session's controlling terminal and fds 0–2; returns
+/// the master end and the terminal's name, for the engine (`--console-socket`).
+/// Nothing of a host terminal is reachable through it, and TIOCSTI stays refused by
+/// seccomp.
+fn open_terminal() -> Result<(OwnedFd, String), StageError> {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
     let err = |what: &'static str| move |e: nix::Error| StageError::new(what, e);
@@ -475,7 +488,7 @@ fn open_terminal() -> Result<(), StageError> {
             ));
         }
     }
-    send_fd(FromChild::Terminal { name }, master.as_fd())
+    Ok((master.into(), name))
 }
 
 fn send_fd(msg: FromChild, fd: BorrowedFd<'_>) -> Result<(), StageError> {

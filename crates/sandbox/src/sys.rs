@@ -572,3 +572,21 @@ pub fn raise_nofile_soft_limit() -> SysResult<u64> {
     }
     Ok(lim.rlim_cur)
 }
+
+/// Hand a terminal's master end to a container engine as runc does: one message on
+/// the (connected) console socket carrying the fd (`SCM_RIGHTS`) and, as its bytes,
+/// the terminal's name.
+pub fn send_terminal(socket: BorrowedFd<'_>, master: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [master.as_raw_fd()];
+    let iov = [io::IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+    .map_err(io::Error::from)
+}

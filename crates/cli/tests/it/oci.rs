@@ -905,7 +905,8 @@ fn docker_volumes_and_tmpfs_are_mounted_as_asked() {
 
 /// `docker run -t`: the container's stdio is a terminal of the sandbox's own devpts
 /// (its controlling terminal), the master end handed to the shim over the console
-/// socket; with `-i` keystrokes reach it (the client given a terminal by `script`).
+/// socket; with `-i` keystrokes reach it (the client given a terminal by `script`);
+/// `docker exec -t` gets one too.
 #[test]
 fn docker_run_t_gives_the_container_a_terminal_of_its_own() {
     if !ready() {
@@ -955,6 +956,36 @@ fn docker_run_t_gives_the_container_a_terminal_of_its_own() {
     let o = child.wait_with_output().unwrap();
     let out = text(&o.stdout);
     assert!(out.contains("got:typed-in"), "{out}{}", text(&o.stderr));
+
+    // docker exec -t: a terminal of the same devpts for the exec'd process.
+    let o = docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "skillsandbox",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let cid = text(&o.stdout).trim().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let e = docker(&[
+        "exec",
+        "-t",
+        &cid,
+        "sh",
+        "-c",
+        "tty; test -t 1 && echo stdout-tty; exit 3",
+    ]);
+    docker(&["rm", "-f", &cid]);
+    assert_eq!(code(&e), 3, "{}", text(&e.stderr));
+    assert_eq!(
+        text(&e.stdout).replace('\r', ""),
+        "/dev/pts/0\nstdout-tty\n"
+    );
 }
 
 /// `docker run --user 1000:1000`: the process is that uid and gid inside, without
