@@ -8,6 +8,14 @@ use skillsandbox_manifest::{Policy, Tier};
 use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use skillsandbox_sandbox::plan::{ImageRoot, LaunchPlan, NetworkPlan};
 use skillsandbox_sandbox::seccomp::StackedFilter;
+use skillsandbox_sandbox::timing::{now_us, Mark};
+
+fn mark(phase: &str) -> Mark {
+    Mark {
+        phase: phase.into(),
+        at_us: now_us(),
+    }
+}
 
 use crate::prepare;
 use crate::setup::Setup;
@@ -45,6 +53,9 @@ pub(crate) struct Prepared {
     pub process: Option<ProcessRun>,
     /// Trace events: (kind, detail).
     pub events: Vec<(&'static str, String)>,
+    /// The ends of preparation's phases (`tier`, `declared_paths`, `lower`), on the
+    /// launch's clock ([`skillsandbox_sandbox::timing`]).
+    pub marks: Vec<Mark>,
 }
 
 impl Prepared {
@@ -61,6 +72,7 @@ pub(crate) fn prepare(
     mode: Mode<'_>,
 ) -> Result<Prepared, Setup> {
     let choice = tier::choose(policy.tier).map_err(|e| Setup::new(e.to_string(), e.hint()))?;
+    let mut marks = vec![mark("tier")];
     let mut events = vec![("tier", choice.reason.clone())];
     let Mode::Run {
         trace_id,
@@ -85,6 +97,7 @@ pub(crate) fn prepare(
             plan,
             process: None,
             events,
+            marks,
         });
     };
 
@@ -98,6 +111,7 @@ pub(crate) fn prepare(
     let notes =
         prepare::check_declared_paths(policy).map_err(|e| Setup::new(e.to_string(), None))?;
     events.extend(notes.into_iter().map(|n| ("setup", n)));
+    marks.push(mark("declared_paths"));
     let (mut plan, process) = match choice.tier {
         Tier::Process => {
             let (plan, p) =
@@ -155,11 +169,13 @@ pub(crate) fn prepare(
             format!("layer {} {DISABLED_FOR_TESTS}", layer.name()),
         ));
     }
+    marks.push(mark("lower"));
     Ok(Prepared {
         choice,
         plan,
         process,
         events,
+        marks,
     })
 }
 

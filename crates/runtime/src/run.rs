@@ -358,6 +358,7 @@ fn confined(
         prepared.plan.env.extend(i.env.iter().cloned());
         prepared.plan.env.sort();
     }
+    marks.extend(std::mem::take(&mut prepared.marks));
     if prepared.disabled() != Some(LayerDisabledForTests::Seccomp) {
         prepared.plan.compile_seccomp().map_err(|e| {
             Setup::new(
@@ -366,7 +367,7 @@ fn confined(
             )
         })?;
     }
-    marks.mark("prepare");
+    marks.mark("seccomp_compile");
     trace.tier = prepared.choice.name().to_string();
     for (kind, detail) in &prepared.events {
         trace.events.push(event(kind, detail.clone()));
@@ -501,7 +502,6 @@ fn confined(
         },
         &policy.limits,
     );
-    marks.mark("verdict");
     outcome.exit_code = v.exit_code;
     outcome.termination = v.termination;
     trace.exit_code = v.exit_code;
@@ -519,6 +519,8 @@ fn confined(
             ));
         }
     }
+    // With the seccomp listener's refusals, which it may take a moment to hand over.
+    marks.mark("verdict");
     Ok(())
 }
 
@@ -629,19 +631,19 @@ struct SeenCalls {
     dropped: u64,
 }
 
+/// What the listener saw, and a channel that disconnects when it has finished.
 type Seen = (
     Arc<std::sync::Mutex<SeenCalls>>,
-    Arc<std::sync::atomic::AtomicBool>,
+    std::sync::mpsc::Receiver<()>,
 );
 
 /// The refused syscalls (and observed calls) the listener saw. It hangs up once every
 /// filtered process is gone (they are: the cgroup and the PID namespace were killed);
 /// give it a moment.
 fn drain_refusals(seen: Seen) -> (Vec<audit::Violation>, Vec<Access>, u64) {
-    let deadline = Instant::now() + Duration::from_millis(500);
-    while !seen.1.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Returns as soon as the listener's thread ends (its sender is dropped), not on
+    // a polling tick.
+    let _ = seen.1.recv_timeout(Duration::from_millis(500));
     match seen.0.lock() {
         Ok(mut g) => (
             std::mem::take(&mut g.violations),
@@ -700,11 +702,13 @@ fn observe_seccomp(
     use skillsandbox_sandbox::seccomp::{
         serve_notifications, serve_observing, serve_watching_egress, SyscallRefusal,
     };
-    use std::sync::{atomic::AtomicBool, Mutex};
+    use std::sync::Mutex;
     let seen = Arc::new(Mutex::new(SeenCalls::default()));
-    let done = Arc::new(AtomicBool::new(false));
-    let (l, d) = (seen.clone(), done.clone());
+    let (finished, done) = std::sync::mpsc::channel::<()>();
+    let l = seen.clone();
     std::thread::spawn(move || {
+        // Dropped when this thread ends, however it ends: that is the signal.
+        let _finished = finished;
         let refused = |r: SyscallRefusal| {
             let v = audit::violation(
                 ViolationKind::SyscallBlocked,
@@ -742,7 +746,6 @@ fn observe_seccomp(
         } else {
             let _ = serve_notifications(fd, &plan, refused);
         }
-        d.store(true, std::sync::atomic::Ordering::Release);
     });
     (seen, done)
 }

@@ -10,7 +10,10 @@ use crate::common::skillsandbox;
 /// The phases a container-tier run without egress goes through, supervisor and
 /// sandbox side.
 const PHASES: &[&str] = &[
-    "prepare",
+    "tier",
+    "declared_paths",
+    "lower",
+    "seccomp_compile",
     "cgroup_create",
     "spawn_stage",
     "cgroup_attach",
