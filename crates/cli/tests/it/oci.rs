@@ -190,6 +190,17 @@ fn run(runtime: &str, extra: &[&str], script: &str) -> (Output, String) {
     (out, cid.trim().to_string())
 }
 
+/// `docker run -d --runtime RUNTIME --network none [extra] IMAGE CMD...`: its id.
+fn run_detached(runtime: &str, extra: &[&str], cmd: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--runtime", runtime, "--network", "none"];
+    args.extend_from_slice(extra);
+    args.push(IMAGE);
+    args.extend_from_slice(cmd);
+    let o = docker(&args);
+    assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    text(&o.stdout).trim().to_string()
+}
+
 /// The trace of container `cid` (written by the registered runtimes to TRACE_DIR).
 fn trace_of(cid: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -345,20 +356,7 @@ fn docker_stop_kill_and_rm_f_leave_nothing_behind() {
         let script = format!(
             "trap 'echo got-term; exit 42' TERM; sleep {marker} & sleep {marker}.5 & while true; do sleep 0.1; done"
         );
-        let o = docker(&[
-            "run",
-            "-d",
-            "--runtime",
-            "skillsandbox",
-            "--network",
-            "none",
-            IMAGE,
-            "sh",
-            "-c",
-            &script,
-        ]);
-        assert!(o.status.success(), "{what}: {}", text(&o.stderr));
-        let cid = text(&o.stdout).trim().to_string();
+        let cid = run_detached("skillsandbox", &[], &["sh", "-c", &script]);
         let deadline = Instant::now() + Duration::from_secs(5);
         while processes_with(&marker).len() < 2 {
             assert!(
@@ -508,19 +506,7 @@ fn docker_session_kill_stops_the_container_within_a_second() {
     let _ = skillsandbox()
         .args(["--store", SESSION_STORE, "session", "reset", SESSION])
         .output();
-    let o = docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        "skillsandbox-test-session",
-        "--network",
-        "none",
-        IMAGE,
-        "sleep",
-        "300",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let cid = text(&o.stdout).trim().to_string();
+    let cid = run_detached("skillsandbox-test-session", &[], &["sleep", "300"]);
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
     session("kill");
@@ -558,20 +544,11 @@ fn docker_exec_runs_inside_the_same_sandbox_confined() {
     if !ready() {
         return;
     }
-    let o = docker(&[
-        "run",
-        "-d",
-        "--runtime",
+    let cid = run_detached(
         "skillsandbox",
-        "--network",
-        "none",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo first > /tmp/mark; sleep 30",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let cid = text(&o.stdout).trim().to_string();
+        &[],
+        &["sh", "-c", "echo first > /tmp/mark; sleep 30"],
+    );
     std::thread::sleep(Duration::from_millis(500));
     let e = docker(&[
         "exec",
@@ -958,19 +935,7 @@ fn docker_run_t_gives_the_container_a_terminal_of_its_own() {
     assert!(out.contains("got:typed-in"), "{out}{}", text(&o.stderr));
 
     // docker exec -t: a terminal of the same devpts for the exec'd process.
-    let o = docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        "skillsandbox",
-        "--network",
-        "none",
-        IMAGE,
-        "sleep",
-        "30",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let cid = text(&o.stdout).trim().to_string();
+    let cid = run_detached("skillsandbox", &[], &["sleep", "30"]);
     std::thread::sleep(Duration::from_millis(500));
     let e = docker(&[
         "exec",
@@ -1011,21 +976,7 @@ fn docker_run_user_is_that_id_inside_and_on_volumes() {
     let m = std::fs::metadata(dir.path().join("f")).unwrap();
     assert_eq!((m.uid(), m.gid()), (1000, 1000));
 
-    let o = docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        "skillsandbox",
-        "--network",
-        "none",
-        "--user",
-        "1000:1000",
-        IMAGE,
-        "sleep",
-        "30",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let cid = text(&o.stdout).trim().to_string();
+    let cid = run_detached("skillsandbox", &["--user", "1000:1000"], &["sleep", "30"]);
     std::thread::sleep(Duration::from_millis(500));
     let same = docker(&["exec", &cid, "id"]);
     let other = docker(&["exec", "-u", "0", &cid, "id"]);
