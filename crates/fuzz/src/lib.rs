@@ -12,6 +12,7 @@
 //! | `audit_log` | `audit verify` over a hostile log file | a verdict, never a panic |
 //! | `skill_md` | SKILL.md front matter (`skill::skill_md::parse`) | every error names a line inside the input |
 //! | `hook_event` | the agent-shell hook's PreToolUse JSON and its decision (`hook::parse_event`, `decide`) | a shell tool call is confined or refused, never passed through; the rewritten command splits back (POSIX single quotes) into exactly our `exec` argv ending in `/bin/sh -c <the agent's command>` |
+//! | `oci_spec` | an OCI bundle's `config.json` mapped onto a run (`oci::bundle::map_spec`: process, user, mounts, resources, rlimits, seccomp, network annotations) | an accepted spec runs on the container tier, every mount it adds lies outside `/proc`, `/dev`, `/sys` at an absolute plain path, a tmpfs is at least 1 MiB and within the memory limit, limits never exceed the defaults, no terminal without `process.terminal` |
 //!
 //! The same functions are driven three ways: `cargo test -p skillsandbox-fuzz`
 //! (bolero's test engine: the committed corpus under `tests/__fuzz__/`, then random
@@ -287,4 +288,61 @@ pub fn hook_event(data: &[u8]) {
             }
         }
     }
+}
+
+/// An OCI bundle's `config.json` through the runtime's mapping. The engine writes it,
+/// but from what a pod or container spec's author chose (annotations, mounts, user,
+/// seccomp profile): nothing in it may panic the runtime or loosen what we enforce.
+pub fn oci_spec(data: &[u8]) {
+    let _ = oci_spec_mapped(data);
+}
+
+/// [`oci_spec`], saying whether the spec was accepted (and so its properties checked).
+pub fn oci_spec_mapped(data: &[u8]) -> bool {
+    use skillsandbox_oci::bundle::{map_spec, Defaults};
+    use skillsandbox_sandbox::plan::Volume;
+    let Ok(spec) = serde_json::from_slice::<oci_spec::runtime::Spec>(data) else {
+        return false;
+    };
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let defaults = Defaults::default();
+    let Ok(launch) = map_spec(&spec, "/rootfs".into(), annotations, None, &defaults) else {
+        return false;
+    };
+    let base = skillsandbox_runtime::adhoc_policy(
+        None,
+        &["true".to_string()],
+        &skillsandbox_runtime::Grants::default(),
+        Path::new("/"),
+    );
+    let l = &launch.policy.limits;
+    assert_eq!(launch.policy.tier, skillsandbox_manifest::Tier::Container);
+    assert!(l.memory_mb <= base.limits.memory_mb, "{l:?}");
+    assert!(l.max_processes <= base.limits.max_processes, "{l:?}");
+    assert!(l.max_open_files <= base.limits.max_open_files, "{l:?}");
+    assert!(l.cpu_cores <= base.limits.cpu_cores, "{l:?}");
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    assert_eq!(launch.terminal, terminal);
+    for v in &launch.volumes {
+        let t = v.target();
+        assert!(t.is_absolute() && t != Path::new("/"), "{v:?}");
+        assert!(
+            t.components().all(|c| matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )),
+            "{v:?}"
+        );
+        for r in ["/proc", "/dev", "/sys"] {
+            assert!(!t.starts_with(r), "{v:?}");
+        }
+        if let Volume::Tmpfs { size_mb, .. } = v {
+            assert!(*size_mb >= 1 && *size_mb <= l.memory_mb.max(1), "{v:?}");
+        }
+    }
+    true
 }

@@ -31,3 +31,24 @@ target!(mcp_args);
 target!(audit_log);
 target!(skill_md);
 target!(hook_event);
+target!(oci_spec);
+
+/// The `oci_spec` seeds are specs the runtime accepts (Docker's own, captured from
+/// `docker run` with volumes, tmpfs, a user, a terminal, limits and its seccomp
+/// profile; a minimal one with the engine network): the target starts from the
+/// mapping's properties, not from JSON it throws away.
+#[test]
+fn oci_spec_seeds_are_accepted_specs() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/__fuzz__/oci_spec/corpus"
+    );
+    for f in [
+        "docker-run-full.json",
+        "docker-run-no-seccomp.json",
+        "minimal.json",
+    ] {
+        let data = std::fs::read(format!("{dir}/{f}")).unwrap();
+        assert!(skillsandbox_fuzz::oci_spec_mapped(&data), "{f}");
+    }
+}
