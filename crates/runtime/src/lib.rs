@@ -7,6 +7,7 @@
 //! knows nothing about argument parsing or protocols.
 
 pub mod adhoc;
+mod denials;
 mod egress;
 mod enforcement;
 mod intercept;

@@ -155,7 +155,7 @@ pub(crate) fn prepare(
         plan.network = network.clone();
     }
     // No egress declared, in a network of ours: attempts to reach a host are recorded.
-    plan.seccomp_watch_egress = !plan.egress && plan.network.is_sandbox() && !observe;
+    plan.seccomp_watch_egress = !plan.egress && plan.network.is_sandbox();
     // The test-only switch: never run with a layer off unless the caller opted in.
     if let Some(layer) = plan.dangerously_disabled_layer {
         if !allow_degraded {

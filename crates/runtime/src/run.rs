@@ -80,6 +80,10 @@ pub struct RunRequest {
     /// once the sandbox is set up, before the start gate. `Err(reason)` ends the run as
     /// a setup failure. Container tier only.
     pub terminal: Option<TerminalHandover>,
+    /// Record every filesystem access the sandbox refuses as a `filesystem_denied`
+    /// violation (`--record-denials`; see `denials`): every path call then waits for
+    /// the supervisor (about 9× the cost of an `open`).
+    pub record_denials: bool,
     /// `skillsandbox oci` with `process.user`: the uid and gid the skill has inside
     /// (the sandbox's one unprivileged host id, mapped to them). `None`: root inside.
     /// Container tier only.
@@ -117,6 +121,7 @@ impl RunRequest {
             network: Default::default(),
             terminal: None,
             user: None,
+            record_denials: false,
         }
     }
 }
@@ -336,7 +341,7 @@ fn confined(
             trace_id: &trace.trace_id,
             allow_degraded: req.allow_degraded,
             extra_ro_binds: &binds,
-            observe: req.observe,
+            observe: req.observe || req.record_denials,
             image_root: req.image_root.as_ref(),
             stacked_seccomp: req.stacked_seccomp.as_ref(),
             network: &req.network,
@@ -368,6 +373,13 @@ fn confined(
         })?;
     }
     marks.mark("seccomp_compile");
+    if req.record_denials {
+        trace.events.push(event(
+            "setup",
+            "filesystem denials recorded: every path call is read by the supervisor \
+             (seccomp user notification) and judged against the plan",
+        ));
+    }
     trace.tier = prepared.choice.name().to_string();
     for (kind, detail) in &prepared.events {
         trace.events.push(event(kind, detail.clone()));
@@ -449,16 +461,19 @@ fn confined(
 
     // 7. Serve, stream, enforce the wall clock, wait; then no survivors.
     let refusals = running.seccomp_notify.take().map(|fd| {
-        let watch = prepared.plan.seccomp_watch_egress.then_some(EgressWatch {
-            // The process tier's loopback is the host's; the container tier's its own.
-            loopback_is_host: prepared.process.is_some(),
-        });
-        observe_seccomp(
-            fd,
-            prepared.plan.seccomp_plan(),
-            prepared.plan.seccomp_observe,
-            watch,
-        )
+        let listen = Listen {
+            observe: prepared.plan.seccomp_observe,
+            keep_accesses: req.observe,
+            // `learn` proposes a manifest from what it saw; it counts no violations.
+            egress: (prepared.plan.seccomp_watch_egress && !req.observe).then_some(EgressWatch {
+                // The process tier's loopback is the host's; the container tier's its own.
+                loopback_is_host: prepared.process.is_some(),
+            }),
+            denials: req
+                .record_denials
+                .then(|| crate::denials::FsJudge::from_plan(&prepared.plan)),
+        };
+        observe_seccomp(fd, prepared.plan.seccomp_plan(), listen)
     });
     let deadline = started + Duration::from_secs(policy.limits.max_runtime_seconds);
     let end = supervise(
@@ -688,19 +703,29 @@ impl EgressWatch {
     }
 }
 
+/// What the seccomp listener does besides answering refusals.
+struct Listen {
+    /// The filter sends every path and destination call (`learn`, `--record-denials`).
+    observe: bool,
+    /// Keep what was observed for the caller (`learn`).
+    keep_accesses: bool,
+    /// No egress declared: attempts to reach a host become violations.
+    egress: Option<EgressWatch>,
+    /// `--record-denials`: refused filesystem accesses become violations.
+    denials: Option<crate::denials::FsJudge>,
+}
+
 /// Serve the seccomp listener on its own thread: every refused syscall is answered
-/// with the plan's errno and recorded as a violation; with `observe`, every call
-/// naming a path or destination is recorded and let through; with `watch`, every
-/// attempt to reach a host is recorded as a violation and let through (to fail: the
-/// sandbox has no network).
+/// with the plan's errno and recorded as a violation; per [`Listen`], the calls
+/// naming a path or destination are kept, judged, and let through (the mount view,
+/// Landlock and the network namespace refuse what they refuse).
 fn observe_seccomp(
     fd: std::os::fd::OwnedFd,
     plan: skillsandbox_sandbox::seccomp::SeccompPlan,
-    observe: bool,
-    watch: Option<EgressWatch>,
+    listen: Listen,
 ) -> Seen {
     use skillsandbox_sandbox::seccomp::{
-        serve_notifications, serve_observing, serve_watching_egress, SyscallRefusal,
+        serve_notifications, serve_observing, serve_watching_egress, AccessKind, SyscallRefusal,
     };
     use std::sync::Mutex;
     let seen = Arc::new(Mutex::new(SeenCalls::default()));
@@ -723,26 +748,31 @@ fn observe_seccomp(
                 }
             }
         };
-        if let (false, Some(w)) = (observe, watch) {
-            let _ = serve_watching_egress(fd, &plan, refused, |a| {
-                if let Some(v) = w.judge(&a) {
-                    if let Ok(mut g) = l.lock() {
-                        if g.violations.len() < 1000 {
-                            g.violations.push(v);
-                        }
+        let seen_access = |a: Access| {
+            let judged = match (&listen.egress, &listen.denials) {
+                (Some(w), _) if a.kind == AccessKind::Connect => w.judge(&a),
+                (_, Some(j)) => j.judge(&a),
+                _ => None,
+            };
+            if let Ok(mut g) = l.lock() {
+                if let Some(v) = judged {
+                    if g.violations.len() < 1000 {
+                        g.violations.push(v);
                     }
                 }
-            });
-        } else if observe {
-            let _ = serve_observing(fd, &plan, refused, |a| {
-                if let Ok(mut g) = l.lock() {
+                if listen.keep_accesses {
                     if g.accesses.len() < MAX_OBSERVED {
                         g.accesses.push(a);
                     } else {
                         g.dropped += 1;
                     }
                 }
-            });
+            }
+        };
+        if listen.observe {
+            let _ = serve_observing(fd, &plan, refused, seen_access);
+        } else if listen.egress.is_some() {
+            let _ = serve_watching_egress(fd, &plan, refused, seen_access);
         } else {
             let _ = serve_notifications(fd, &plan, refused);
         }

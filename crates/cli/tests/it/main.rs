@@ -5,6 +5,7 @@ mod agents;
 mod audit;
 mod check;
 mod common;
+mod denials;
 mod egress;
 mod egress_l7;
 mod escape;
