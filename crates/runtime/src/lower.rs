@@ -10,16 +10,17 @@ use skillsandbox_sandbox::plan::{ImageRoot, LaunchPlan, NetworkPlan};
 use skillsandbox_sandbox::seccomp::StackedFilter;
 use skillsandbox_sandbox::timing::{now_us, Mark};
 
+use crate::prepare;
+use crate::setup::Setup;
+use crate::tier::{self, ProcessRun, TierChoice};
+
+/// The end of one of preparation's phases, on the launch's clock.
 fn mark(phase: &str) -> Mark {
     Mark {
         phase: phase.into(),
         at_us: now_us(),
     }
 }
-
-use crate::prepare;
-use crate::setup::Setup;
-use crate::tier::{self, ProcessRun, TierChoice};
 
 /// What the run does to the host while preparing.
 pub(crate) enum Mode<'a> {
