@@ -65,10 +65,13 @@ pub enum Run {
     /// Request-level egress: the check adds two names of its own, one with checked
     /// requests and a secret bound to it, leading to its local upstream.
     Requests,
+    /// Many short launches, each declaring a path a racer on the host keeps swapping
+    /// with a symlink to a canary (`fs.toctou_declared_path`).
+    Race,
 }
 
 impl Run {
-    pub const ALL: [Run; 7] = [
+    pub const ALL: [Run; 8] = [
         Run::Main,
         Run::Limits,
         Run::Memory,
@@ -76,6 +79,7 @@ impl Run {
         Run::I386,
         Run::WallClock,
         Run::Requests,
+        Run::Race,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +91,7 @@ impl Run {
             Run::I386 => "i386",
             Run::WallClock => "wall-clock",
             Run::Requests => "requests",
+            Run::Race => "race",
         }
     }
 
@@ -159,6 +164,12 @@ pub const ITEMS: &[Spec] = &[
         I,
         Run::Main,
         "symlinks and .. cannot leave the sandbox's view",
+    ),
+    spec(
+        "fs.toctou_declared_path",
+        I,
+        Run::Race,
+        "a declared path (or its parent) swapped with a symlink during setup never exposes the symlink's target",
     ),
     spec(
         "landlock.scope",
