@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use skillsandbox_audit::Termination;
 use skillsandbox_manifest::{
-    DomainPattern, EgressRule, HttpRules, Policy, SecretRule, SecretSource,
+    DomainPattern, EgressRule, HttpRules, Policy, SecretRule, SecretSource, Tier,
 };
 use skillsandbox_runtime::{run, RunRequest, Sink};
 
@@ -160,7 +160,9 @@ pub fn run_battery(
     ws: &Workspace,
     exe: &std::path::Path,
     allow_degraded: bool,
+    tier: Tier,
 ) -> Result<(Vec<ReportItem>, Vec<RunEnd>), RunnerError> {
+    let _ = tier;
     let small = limits_for(policy);
     let mut results = Vec::new();
     let mut ends = Vec::new();

@@ -342,6 +342,18 @@ impl Workspace {
         })
     }
 
+    /// Give the declared write directory to the uid the skill runs as on the process
+    /// tier (a root invoker's skill runs as 65534 there, and no idmapped mount makes
+    /// the invoker's directory its own).
+    pub fn hand_write_dir_to(&self, uid: u32, gid: u32) -> Result<(), WorkspaceError> {
+        std::os::unix::fs::chown(&self.write_dir, Some(uid), Some(gid)).map_err(|source| {
+            WorkspaceError::Create {
+                path: self.write_dir.clone(),
+                source,
+            }
+        })
+    }
+
     /// Whether anything connected to the host's abstract unix listener.
     pub fn abstract_unix_was_reached(&self) -> bool {
         self.abstract_unix.0.accept().is_ok()
