@@ -165,8 +165,8 @@ pub fn lower_process(
     argv.extend(policy.entrypoint.args.iter().map(map_arg));
     argv.extend(input.extra_args.iter().map(map_arg));
     let wd = &policy.entrypoint.workdir;
-    let workdir = host_path(&wd.display().to_string(), &[], skill_dir, scratch)
-        .unwrap_or_else(|| wd.clone());
+    let workdir =
+        host_path(&wd.display().to_string(), &[], skill_dir, scratch).unwrap_or_else(|| wd.clone());
 
     let mut read_exec: Vec<PathBuf> = SYSTEM_DIRS
         .iter()
@@ -208,6 +208,9 @@ pub fn lower_process(
         landlock: LandlockPlan {
             read_exec,
             read_write,
+            // What the manifest declares: checked for symlinks by the supervisor, and
+            // possibly in the hands of someone who can swap them since (a workspace).
+            no_symlinks: fs.read.iter().chain(&fs.write).cloned().collect(),
         },
         seccomp: policy.syscalls,
         // The host filesystem is the skill's filesystem here.
@@ -317,7 +320,10 @@ mod tests {
             .landlock
             .read_exec
             .contains(&PathBuf::from("/opt/bin/skillsandbox")));
-        assert!(!plan.landlock.read_exec.contains(&PathBuf::from("/run/check/probe")));
+        assert!(!plan
+            .landlock
+            .read_exec
+            .contains(&PathBuf::from("/run/check/probe")));
         assert!(!plan
             .landlock
             .read_write
