@@ -13,7 +13,7 @@ use super::{errno_name, io_name, sys, verdict};
 pub fn run_all(p: &ProbeParams) {
     host_abstract_unix(p);
     proc_exe_overwrite();
-    leaked_cwd();
+    leaked_cwd(p);
     release_agent();
     shocker();
     kexec_and_modules();
@@ -94,11 +94,31 @@ fn proc_exe_overwrite() {
 /// CVE-2024-21626 (runc): a working directory left on a host directory (a leaked
 /// fd's path) lets `..` climb to the host's root. Climbs from the working directory
 /// far past any depth and compares where it lands with the sandbox's `/`.
-fn leaked_cwd() {
+fn leaked_cwd(p: &ProbeParams) {
     let id = "cve.2024_21626";
     let mut up = PathBuf::from(".");
     for _ in 0..64 {
         up.push("..");
+    }
+    if p.process_tier {
+        // One root for host and skill here: climbing reaches the host root by design,
+        // and Landlock must keep what is there out of reach.
+        return match std::fs::read_dir(&up) {
+            Ok(_) => verdict(
+                id,
+                false,
+                "64 × .. from the working directory lists the host root",
+            ),
+            Err(e) => verdict(
+                id,
+                true,
+                format!(
+                    "64 × .. from the working directory is the host root (process tier: one \
+                     root); listing it: {}",
+                    io_name(&e)
+                ),
+            ),
+        };
     }
     match (std::fs::metadata("/"), std::fs::metadata(&up)) {
         (Ok(root), Ok(top)) => verdict(

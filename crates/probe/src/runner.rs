@@ -162,7 +162,7 @@ pub fn run_battery(
     allow_degraded: bool,
     tier: Tier,
 ) -> Result<(Vec<ReportItem>, Vec<RunEnd>), RunnerError> {
-    let _ = tier;
+    let process_tier = tier == Tier::Process;
     let small = limits_for(policy);
     let mut results = Vec::new();
     let mut ends = Vec::new();
@@ -177,11 +177,30 @@ pub fn run_battery(
             }
             continue;
         }
-        if r == Run::Race {
-            results.push(race_launches(policy, ws, exe, allow_degraded, &small)?);
+        if process_tier && r == Run::Requests {
+            // Refused by the runtime there: say why instead of stopping the check.
+            for spec in catalog::items_of(r) {
+                results.push(result(
+                    spec.id,
+                    Status::NotApplicable,
+                    catalog::not_on_process_tier(spec.id).unwrap_or("not on the process tier"),
+                ));
+            }
             continue;
         }
-        let params = ws.params(policy, small.clone());
+        if r == Run::Race {
+            results.push(race_launches(
+                policy,
+                ws,
+                exe,
+                allow_degraded,
+                &small,
+                process_tier,
+            )?);
+            continue;
+        }
+        let mut params = ws.params(policy, small.clone());
+        params.process_tier = process_tier;
         let req = request(
             policy_for(policy, r, ws, &small),
             r,
@@ -234,6 +253,14 @@ pub fn run_battery(
         ));
         ends.push(end);
     }
+    if process_tier {
+        for r in &mut results {
+            if let Some(why) = catalog::not_on_process_tier(&r.id) {
+                r.status = Status::NotApplicable;
+                r.detail = why.to_string();
+            }
+        }
+    }
     Ok((order(results), ends))
 }
 
@@ -281,10 +308,12 @@ fn race_launches(
     exe: &std::path::Path,
     allow_degraded: bool,
     small: &ProbeLimits,
+    process_tier: bool,
 ) -> Result<ItemResult, RunnerError> {
     let mut raced = Vec::new();
     for v in race::Variant::ALL {
         let mut params = ws.params(policy, small.clone());
+        params.process_tier = process_tier;
         params.race = Some(ws.race.probe(v));
         let mut p = policy_for(policy, Run::Race, ws, small);
         p.filesystem.read.push(ws.race.declared(v));

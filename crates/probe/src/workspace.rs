@@ -425,6 +425,7 @@ impl Workspace {
                 secret_env: self.secret.name.clone(),
                 secret_prefix: SECRET_PREFIX.to_string(),
             }),
+            process_tier: false,
             race: None,
         }
     }
