@@ -12,7 +12,7 @@ use super::{errno_name, io_name, sys, verdict};
 
 pub fn run_all(p: &ProbeParams) {
     host_abstract_unix(p);
-    proc_exe_overwrite();
+    proc_exe_overwrite(p);
     leaked_cwd(p);
     release_agent();
     shocker();
@@ -51,11 +51,18 @@ fn host_abstract_unix(p: &ProbeParams) {
 /// the host's `skillsandbox` binary; the probe itself is `/proc/self/exe`. Tries a
 /// direct open for writing and the re-open of an `O_PATH` descriptor through
 /// `/proc/self/fd`.
-fn proc_exe_overwrite() {
+fn proc_exe_overwrite(p: &ProbeParams) {
     let id = "cve.2019_5736";
     let mut tried = Vec::new();
     let mut opened = Vec::new();
-    for target in ["/proc/1/exe", "/proc/self/exe"] {
+    let mut targets = vec!["/proc/1/exe".to_string(), "/proc/self/exe".to_string()];
+    // On the process tier the supervisor (the check process itself) is visible: the
+    // runtime's binary, as in runc's case. Elsewhere its pid does not exist inside.
+    if p.process_tier {
+        targets.push(format!("/proc/{}/exe", p.host.pid));
+    }
+    for target in &targets {
+        let target = target.as_str();
         let p = Path::new(target);
         match open_for_write(p) {
             Ok(()) => tried.push(format!("{target}: refused")),

@@ -662,6 +662,9 @@ fn login_uid_and_pressure_triggers_are_out_of_reach() {
 /// second round, a parent of it — with a symlink to a secret directory, as fast as
 /// it can, while runs read through the declared path. Each run must either refuse
 /// (the path is a symlink, 125) or see the real directory; none may see the secret.
+/// On both tiers: the container tier's bind and the process tier's Landlock rule are
+/// both opened without following symlinks (the process tier used to follow them: the
+/// rule landed on the secret directory).
 #[test]
 fn a_declared_path_swapped_for_a_symlink_during_setup_never_leaks() {
     use std::ffi::CString;
@@ -695,7 +698,10 @@ fn a_declared_path_swapped_for_a_symlink_during_setup_never_leaks() {
         ("cur", "alt", race.join("cur"), race.join("cur/file")),
         ("p", "palt", race.join("p/inner"), race.join("p/inner/file")),
     ];
-    for (name, twin, declared, file) in rounds {
+    for ((name, twin, declared, file), tier) in rounds
+        .iter()
+        .flat_map(|r| ["container", "process"].map(|t| (r, t)))
+    {
         let stop = AtomicBool::new(false);
         let (a, b) = (
             CString::new(race.join(name).as_os_str().as_bytes()).unwrap(),
@@ -720,10 +726,10 @@ fn a_declared_path_swapped_for_a_symlink_during_setup_never_leaks() {
             for _ in 0..40 {
                 let out = lab
                     .cmd()
-                    .args(["exec", "--json", "--read"])
-                    .arg(&declared)
+                    .args(["exec", "--json", "--tier", tier, "--read"])
+                    .arg(declared)
                     .args(["--", "cat"])
-                    .arg(&file)
+                    .arg(file)
                     .output()
                     .unwrap();
                 let o = Outcome::from(out);
@@ -741,7 +747,7 @@ fn a_declared_path_swapped_for_a_symlink_during_setup_never_leaks() {
         });
         assert!(
             refused + benign > 0,
-            "{name}: no run was refused or read the real file"
+            "{name} ({tier} tier): no run was refused or read the real file"
         );
     }
 }
