@@ -210,7 +210,12 @@ pub fn lower_process(
             read_write,
             // What the manifest declares: checked for symlinks by the supervisor, and
             // possibly in the hands of someone who can swap them since (a workspace).
-            no_symlinks: fs.read.iter().chain(&fs.write).cloned().collect(),
+            no_symlinks: {
+                let mut d: Vec<PathBuf> = fs.read.iter().chain(&fs.write).cloned().collect();
+                d.sort();
+                d.dedup();
+                d
+            },
         },
         seccomp: policy.syscalls,
         // The host filesystem is the skill's filesystem here.
@@ -400,6 +405,12 @@ mod tests {
                 PathBuf::from("/dev/tty"),
                 PathBuf::from("/dev/pts"),
             ]
+        );
+        // The declared paths, and only they, are opened without following symlinks
+        // (system paths such as /bin may be symlinks; the skill dir is ours).
+        assert_eq!(
+            plan.landlock.no_symlinks,
+            vec![PathBuf::from("/data/in"), PathBuf::from("/data/out")]
         );
     }
 
