@@ -300,8 +300,9 @@ pub struct Raced {
 
 /// The verdict over every launch of every variant. FAIL when any launch's output
 /// holds the canary, any probe read something other than the real directory's
-/// contents, a probe that ran gave no result, or a racer stopped early (then the race
-/// was not run as claimed). Pure.
+/// contents, a probe that ran gave no result, a launch failed to set up for a reason
+/// other than the symlink, or a racer stopped early (then the race was not run as
+/// claimed). Pure.
 pub fn judge(raced: &[Raced], canary_value: &str) -> ItemResult {
     let mut held = true;
     let mut parts = Vec::new();
@@ -337,7 +338,12 @@ pub fn judge(raced: &[Raced], canary_value: &str) -> ItemResult {
                 }
             }
         }
-        held &= read_canary == 0 && no_result == 0 && r.racer.error.is_none();
+        // A launch that failed for another reason says nothing about the race (all of
+        // them failing that way would be a PASS that never raced): not a pass either.
+        held &= read_canary == 0
+            && no_result == 0
+            && other_refused.is_empty()
+            && r.racer.error.is_none();
         let mut s = format!(
             "{}: {} launches raced ({} flips): {read_canary} read the canary, \
              {} refused at setup (symlink: {by_check} by the supervisor's check, {at_open} by \
@@ -495,6 +501,17 @@ mod tests {
             s.detail
         );
         assert_eq!(judge(&[], CANARY).status, Status::Fail);
+        // Launches that fail to set up for another reason never raced.
+        let other = judge(
+            &raced(vec![refused("/w/d is not readable for uid 65534")]),
+            CANARY,
+        );
+        assert_eq!(other.status, Status::Fail, "{}", other.detail);
+        assert!(
+            other.detail.contains("1 failed to set up otherwise"),
+            "{}",
+            other.detail
+        );
     }
 
     #[test]
