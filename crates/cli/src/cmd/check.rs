@@ -19,13 +19,14 @@ use crate::probe::{bwrap, probe_main};
 
 /// Attack the sandbox a manifest gets and show what holds.
 ///
-/// Launches a probe (this binary, bound read-only inside) in exactly the sandbox the
-/// manifest gets, plus a scratch directory it may write, with small limits for the
-/// limit tests. The probe tries to read planted decoy secrets, write outside its
+/// Launches a probe (this binary, bound read-only inside; on the process tier granted
+/// read/execute at its host path) in exactly the sandbox the manifest gets, plus a
+/// scratch directory it may write, with small limits for the limit tests. The probe tries to read planted decoy secrets, write outside its
 /// paths, escape through symlinks and /proc, see host processes and interfaces, make
 /// refused syscalls, exhaust memory, processes, files and /tmp, outlive the wall
-/// clock, and reach the network. Each item is PASS, FAIL or N/A with a reason.
-/// Exit status 1 when any item fails.
+/// clock, and reach the network; and races a declared path against a symlink while
+/// launches set it up. Each item is PASS, FAIL or N/A with a reason (on the process
+/// tier, items that need namespaces are N/A). Exit status 1 when any item fails.
 ///
 /// Without an argument: the deny-all sandbox `skillsandbox exec` gives a command.
 ///
@@ -33,6 +34,7 @@ use crate::probe::{bwrap, probe_main};
 ///   skillsandbox check
 ///   skillsandbox check examples/weather-lookup --json
 ///   skillsandbox check ./my-skill --compare bwrap
+///   skillsandbox check --tier process
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Skill directory (containing skillsandbox.yaml) or the manifest file.
