@@ -65,10 +65,13 @@ pub enum Run {
     /// Request-level egress: the check adds two names of its own, one with checked
     /// requests and a secret bound to it, leading to its local upstream.
     Requests,
+    /// Many short launches, each declaring a path a racer on the host keeps swapping
+    /// with a symlink to a canary (`fs.toctou_declared_path`).
+    Race,
 }
 
 impl Run {
-    pub const ALL: [Run; 7] = [
+    pub const ALL: [Run; 8] = [
         Run::Main,
         Run::Limits,
         Run::Memory,
@@ -76,6 +79,7 @@ impl Run {
         Run::I386,
         Run::WallClock,
         Run::Requests,
+        Run::Race,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +91,7 @@ impl Run {
             Run::I386 => "i386",
             Run::WallClock => "wall-clock",
             Run::Requests => "requests",
+            Run::Race => "race",
         }
     }
 
@@ -161,6 +166,12 @@ pub const ITEMS: &[Spec] = &[
         "symlinks and .. cannot leave the sandbox's view",
     ),
     spec(
+        "fs.toctou_declared_path",
+        I,
+        Run::Race,
+        "a declared path (or its parent) swapped with a symlink during setup never exposes the symlink's target",
+    ),
+    spec(
         "landlock.scope",
         I,
         Run::Main,
@@ -226,7 +237,13 @@ pub const ITEMS: &[Spec] = &[
         "proc.sys_readonly",
         I,
         Run::Main,
-        "/proc/sys is read-only; kernel internals masked",
+        "/proc/sys is read-only",
+    ),
+    spec(
+        "proc.kernel_masked",
+        I,
+        Run::Main,
+        "kernel internals in /proc are masked",
     ),
     spec(
         "seccomp.filter",
@@ -419,6 +436,26 @@ pub const ITEMS: &[Spec] = &[
     ),
 ];
 
+/// Why an item cannot hold on the process tier, by the nature of the tier (no
+/// namespaces, no mounts: docs/tiers.md). Such an item is reported N/A there with this
+/// reason, whatever the probe saw; every other item runs and must PASS.
+pub fn not_on_process_tier(id: &str) -> Option<&'static str> {
+    Some(match id {
+        "ns.pid" => "the process tier has no PID namespace: host processes are visible (Landlock scopes signals, seccomp refuses ptrace: landlock.scope, seccomp.ptrace)",
+        "ns.ipc" => "the process tier has no IPC namespace: SysV IPC and message queues are the host's",
+        "ns.uts" => "the process tier has no UTS namespace: the hostname is the host's (and cannot be changed: no capabilities)",
+        "ns.net" => "the process tier has no network namespace: Landlock refuses TCP connects, the socket filter UDP (egress.ip_literal, egress.udp)",
+        "ns.mount" => "the process tier has no mount namespace: the host's root, with Landlock as the filesystem boundary (secrets.*, fs.*)",
+        "ns.cgroup" => "the process tier has no cgroup namespace: /proc/self/cgroup shows the run's host cgroup",
+        "proc.kernel_masked" => "the process tier cannot mask /proc files (no mount namespace): the skill reads /proc/kallsyms etc. as any unprivileged host process does",
+        "limits.tmp_size" => "the process tier's /tmp is a scratch directory on the host's filesystem, not a sized tmpfs (file size is still capped: limits.file_size)",
+        "egress.undeclared_name" | "egress.dns_exfiltration" => "the process tier has no sandbox resolver: a query needs a UDP socket, which the socket filter refuses (egress.udp)",
+        "egress.declared_name" => "the process tier has no sandbox resolver, so no synthetic answers",
+        "egress.secret_exfiltration" | "egress.fronting_keepalive" => "request-level egress rules and secrets need the container tier",
+        _ => return None,
+    })
+}
+
 pub fn items_of(run: Run) -> impl Iterator<Item = &'static Spec> {
     ITEMS.iter().filter(move |s| s.run == run)
 }
@@ -444,6 +481,27 @@ mod tests {
         for r in Run::ALL {
             assert!(items_of(r).count() > 0, "{}", r.name());
             assert_eq!(Run::parse(r.name()), Some(r));
+        }
+    }
+
+    #[test]
+    fn process_tier_reasons_name_real_items() {
+        let na: Vec<&str> = ITEMS
+            .iter()
+            .filter(|s| not_on_process_tier(s.id).is_some())
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(na.len(), 13, "{na:?}");
+        // What must hold on every tier.
+        for id in [
+            "fs.toctou_declared_path",
+            "secrets.home_files",
+            "seccomp.tiocsti",
+            "proc.sys_readonly",
+            "cve.2019_5736",
+            "cve.shocker",
+        ] {
+            assert_eq!(not_on_process_tier(id), None, "{id}");
         }
     }
 

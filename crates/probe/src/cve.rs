@@ -12,8 +12,8 @@ use super::{errno_name, io_name, sys, verdict};
 
 pub fn run_all(p: &ProbeParams) {
     host_abstract_unix(p);
-    proc_exe_overwrite();
-    leaked_cwd();
+    proc_exe_overwrite(p);
+    leaked_cwd(p);
     release_agent();
     shocker();
     kexec_and_modules();
@@ -51,11 +51,18 @@ fn host_abstract_unix(p: &ProbeParams) {
 /// the host's `skillsandbox` binary; the probe itself is `/proc/self/exe`. Tries a
 /// direct open for writing and the re-open of an `O_PATH` descriptor through
 /// `/proc/self/fd`.
-fn proc_exe_overwrite() {
+fn proc_exe_overwrite(p: &ProbeParams) {
     let id = "cve.2019_5736";
     let mut tried = Vec::new();
     let mut opened = Vec::new();
-    for target in ["/proc/1/exe", "/proc/self/exe"] {
+    let mut targets = vec!["/proc/1/exe".to_string(), "/proc/self/exe".to_string()];
+    // On the process tier the supervisor (the check process itself) is visible: the
+    // runtime's binary, as in runc's case. Elsewhere its pid does not exist inside.
+    if p.process_tier {
+        targets.push(format!("/proc/{}/exe", p.host.pid));
+    }
+    for target in &targets {
+        let target = target.as_str();
         let p = Path::new(target);
         match open_for_write(p) {
             Ok(()) => tried.push(format!("{target}: refused")),
@@ -94,11 +101,31 @@ fn proc_exe_overwrite() {
 /// CVE-2024-21626 (runc): a working directory left on a host directory (a leaked
 /// fd's path) lets `..` climb to the host's root. Climbs from the working directory
 /// far past any depth and compares where it lands with the sandbox's `/`.
-fn leaked_cwd() {
+fn leaked_cwd(p: &ProbeParams) {
     let id = "cve.2024_21626";
     let mut up = PathBuf::from(".");
     for _ in 0..64 {
         up.push("..");
+    }
+    if p.process_tier {
+        // One root for host and skill here: climbing reaches the host root by design,
+        // and Landlock must keep what is there out of reach.
+        return match std::fs::read_dir(&up) {
+            Ok(_) => verdict(
+                id,
+                false,
+                "64 × .. from the working directory lists the host root",
+            ),
+            Err(e) => verdict(
+                id,
+                true,
+                format!(
+                    "64 × .. from the working directory is the host root (process tier: one \
+                     root); listing it: {}",
+                    io_name(&e)
+                ),
+            ),
+        };
     }
     match (std::fs::metadata("/"), std::fs::metadata(&up)) {
         (Ok(root), Ok(top)) => verdict(

@@ -23,6 +23,26 @@ pub fn run_all(p: &ProbeParams) {
     let inside = std::fs::read_link("/proc/self/ns/net")
         .map(|l| l.display().to_string())
         .ok();
+    if p.process_tier {
+        // No namespace: Landlock (TCP connect) and the socket filter (no UDP) are the
+        // boundary; the DNS and declared-name items are N/A there (no sandbox resolver).
+        tcp_literal(
+            "egress.ip_literal",
+            &[
+                SocketAddr::new(CLOUDFLARE_V4.into(), 443),
+                SocketAddr::new(CLOUDFLARE_V4.into(), 80),
+            ],
+        );
+        tcp_literal(
+            "egress.ipv6_literal",
+            &[
+                SocketAddr::new(CLOUDFLARE_V6.into(), 443),
+                SocketAddr::new(CLOUDFLARE_V6.into(), 80),
+            ],
+        );
+        udp_other();
+        return host_loopback(p);
+    }
     if inside.is_some() && inside.as_ref() == p.host.namespaces.get("net") {
         // The attacks would work and really reach the network: say so, send nothing.
         for spec in crate::catalog::items_of(crate::catalog::Run::Main) {
@@ -306,7 +326,11 @@ fn udp_attempt(addr: SocketAddr) -> Result<String, String> {
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let sock = UdpSocket::bind(bind).map_err(|e| format!("socket: {}", io_name(&e)))?;
+    let sock = match UdpSocket::bind(bind) {
+        Ok(s) => s,
+        // No socket, no datagram (the process tier's socket filter refuses UDP).
+        Err(e) => return Ok(format!("{addr}: socket: {}", io_name(&e))),
+    };
     let _ = sock.set_read_timeout(Some(WAIT));
     if let Err(e) = sock.connect(addr) {
         return Ok(format!("{addr}: {}", io_name(&e)));

@@ -21,6 +21,7 @@ mod isolation;
 mod limits;
 mod namespaces;
 pub mod params;
+pub mod race;
 mod requests;
 pub mod runner;
 mod seccomp;
@@ -147,6 +148,7 @@ pub fn probe_main(run: &str, params_json: &str) -> u8 {
         Run::I386 => seccomp::run_i386(),
         Run::WallClock => limits::run_wall_clock(&params),
         Run::Requests => requests::run_all(&params),
+        Run::Race => race::run_probe(&params),
     }
     0
 }

@@ -124,7 +124,11 @@ fn file_size(p: &ProbeParams) {
     if let Err(e) = sys::ignore_sigxfsz() {
         return fail(id, format!("cannot ignore SIGXFSZ: {}", errno_name(e)));
     }
-    let path = "/tmp/.skillsandbox-check-fsize";
+    // $TMPDIR: the process tier's is the run's scratch directory, not /tmp.
+    let dir = std::env::var_os("TMPDIR").unwrap_or_else(|| "/tmp".into());
+    let path = std::path::Path::new(&dir).join(".skillsandbox-check-fsize");
+    let path = path.to_string_lossy().into_owned();
+    let path = path.as_str();
     let (written, err) = fill(path, 64 * 1024, limit * 2);
     let _ = fs::remove_file(path);
     match err {

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::isolation::{proc_pids, tally};
@@ -13,10 +14,11 @@ use crate::catalog::Status;
 
 pub fn run_all(p: &ProbeParams) {
     ns_items(p);
-    privileges();
+    privileges(p);
     no_inherited_fds(p);
-    dev_minimal();
+    dev_minimal(p);
     proc_sys_readonly();
+    proc_kernel_masked();
 }
 
 fn ns_link(name: &str) -> Option<String> {
@@ -137,7 +139,7 @@ fn ns_mount(p: &ProbeParams) {
     );
 }
 
-fn privileges() {
+fn privileges(p: &ProbeParams) {
     let caps: Vec<(String, String)> = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
         .iter()
         .map(|k| (k.to_string(), status_field(k).unwrap_or_else(|| "?".into())))
@@ -163,6 +165,9 @@ fn privileges() {
         format!("NoNewPrivs: {nnp}"),
     );
 
+    if p.process_tier {
+        return not_host_root_in_the_host_namespace(p);
+    }
     let mut maps = Vec::new();
     let mut to_root = false;
     for file in ["uid_map", "gid_map"] {
@@ -223,7 +228,36 @@ fn no_inherited_fds(p: &ProbeParams) {
     }
 }
 
-fn dev_minimal() {
+/// The process tier: no user namespace, so no map to read; the ids themselves must
+/// not be 0 (a root invoker's skill runs as 65534).
+fn not_host_root_in_the_host_namespace(p: &ProbeParams) {
+    let id = "priv.not_host_root";
+    if ns_link("user").as_ref() != p.host.namespaces.get("user") {
+        return fail(
+            id,
+            "told it is the process tier, but in a user namespace of its own",
+        );
+    }
+    let uid = status_field("Uid").unwrap_or_default();
+    let gid = status_field("Gid").unwrap_or_default();
+    let ids: Vec<&str> = uid
+        .split_whitespace()
+        .chain(gid.split_whitespace())
+        .collect();
+    let root = ids.is_empty() || ids.contains(&"0");
+    verdict(
+        id,
+        !root,
+        format!(
+            "the host's user namespace (process tier); Uid: {}; Gid: {}{}",
+            uid.split_whitespace().collect::<Vec<_>>().join(" "),
+            gid.split_whitespace().collect::<Vec<_>>().join(" "),
+            if root { ": host root" } else { ": not root" }
+        ),
+    );
+}
+
+fn dev_minimal(p: &ProbeParams) {
     let id = "dev.minimal";
     let dangerous = [
         "mem",
@@ -262,9 +296,45 @@ fn dev_minimal() {
         .copied()
         .filter(|n| fs::symlink_metadata(Path::new("/dev").join(n)).is_ok())
         .collect();
-    if !present.is_empty() {
+    // The process tier shows the host's /dev: the nodes are there, and none may open.
+    let mut opened = Vec::new();
+    let mut refused = Vec::new();
+    if p.process_tier {
+        for n in &present {
+            // Never opened: a watchdog starts counting down when opened.
+            if *n == "watchdog" {
+                continue;
+            }
+            let path = Path::new("/dev").join(n);
+            match fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(&path)
+            {
+                Ok(_) => opened.push(path.display().to_string()),
+                Err(e) => refused.push(io_name(&e)),
+            }
+        }
+        if !opened.is_empty() {
+            return fail(id, format!("opened: {}", opened.join(" ")));
+        }
+    } else if !present.is_empty() {
         return fail(id, format!("present: /dev/{}", present.join(" /dev/")));
     }
+    let shown = if p.process_tier {
+        format!(
+            "the host's /dev (process tier): {} of {} dangerous nodes present, none opens ({})",
+            present.len(),
+            dangerous.len(),
+            if refused.is_empty() {
+                "none tried".to_string()
+            } else {
+                tally(&refused)
+            }
+        )
+    } else {
+        format!("{} dangerous nodes absent", dangerous.len())
+    };
     let null_ok = fs::write("/dev/null", b"x").is_ok();
     match sys::mknod_char(Path::new("/tmp/.skillsandbox-check-mem"), 1, 1) {
         Ok(()) => {
@@ -273,11 +343,7 @@ fn dev_minimal() {
         }
         Err(e) if null_ok => pass(
             id,
-            format!(
-                "{} dangerous nodes absent; /dev/null works; mknod: {}",
-                dangerous.len(),
-                super::errno_name(e)
-            ),
+            format!("{shown}; /dev/null works; mknod: {}", super::errno_name(e)),
         ),
         Err(_) => fail(id, "/dev/null is not writable: /dev is broken"),
     }
@@ -300,6 +366,11 @@ fn proc_sys_readonly() {
             Err(e) => errors.push(io_name(&e)),
         }
     }
+    pass(id, format!("/proc/sys writes: {}", tally(&errors)));
+}
+
+fn proc_kernel_masked() {
+    let id = "proc.kernel_masked";
     let masked: Vec<&str> = [
         "/proc/kcore",
         "/proc/kallsyms",
@@ -328,12 +399,5 @@ fn proc_sys_readonly() {
             ),
         );
     }
-    pass(
-        id,
-        format!(
-            "/proc/sys writes: {}; {} masked (read empty)",
-            tally(&errors),
-            masked.join(" ")
-        ),
-    );
+    pass(id, format!("{} masked (read empty)", masked.join(" ")));
 }

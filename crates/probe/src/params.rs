@@ -76,6 +76,13 @@ pub struct ProbeParams {
     /// An abstract unix socket the check listens on in the host's network namespace.
     #[serde(default)]
     pub host_abstract_unix: Option<String>,
+    /// The sandbox is the process tier's (no namespaces: the host's /dev, /proc, user
+    /// and network namespace, Landlock and seccomp as the boundary).
+    #[serde(default)]
+    pub process_tier: bool,
+    /// The `race` run's declared path to read through (`fs.toctou_declared_path`).
+    #[serde(default)]
+    pub race: Option<super::race::RaceProbe>,
 }
 
 /// What the `requests` run is given: two names only the check declares, leading to

@@ -9,12 +9,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 use skillsandbox_audit::Termination;
 use skillsandbox_manifest::{
-    DomainPattern, EgressRule, HttpRules, Policy, SecretRule, SecretSource,
+    DomainPattern, EgressRule, HttpRules, Policy, SecretRule, SecretSource, Tier,
 };
 use skillsandbox_runtime::{run, RunRequest, Sink};
 
 use super::catalog::{self, Group, ItemResult, Run, Status};
 use super::params::{ProbeLimits, ProbeParams, PROBE_INSIDE, PROBE_SUBCOMMAND};
+use super::race;
 use super::workspace::{Workspace, CHECKED_NAME, OTHER_NAME};
 
 /// The small limits substituted for the limit runs (or the manifest's, if smaller).
@@ -130,7 +131,7 @@ pub fn policy_for(base: &Policy, run: Run, ws: &Workspace, small: &ProbeLimits) 
                 header: Some("Authorization".to_string()),
             });
         }
-        Run::Main | Run::X32 | Run::I386 => {}
+        Run::Main | Run::X32 | Run::I386 | Run::Race => {}
     }
     p
 }
@@ -159,7 +160,9 @@ pub fn run_battery(
     ws: &Workspace,
     exe: &std::path::Path,
     allow_degraded: bool,
+    tier: Tier,
 ) -> Result<(Vec<ReportItem>, Vec<RunEnd>), RunnerError> {
+    let process_tier = tier == Tier::Process;
     let small = limits_for(policy);
     let mut results = Vec::new();
     let mut ends = Vec::new();
@@ -174,22 +177,38 @@ pub fn run_battery(
             }
             continue;
         }
-        let params = ws.params(policy, small.clone());
-        let mut req = RunRequest::new(policy_for(policy, r, ws, &small));
-        req.extra_args = probe_args(r, &params)?;
-        req.stdout = Sink::Capture;
-        req.stderr = Sink::Capture;
-        req.trace_output = Some(ws.root.join(format!("trace-{}.json", r.name())));
-        req.audit_log = Some(ws.root.join("audit.jsonl"));
-        req.allow_degraded = allow_degraded;
-        req.extra_ro_binds = vec![(exe.to_path_buf(), PathBuf::from(PROBE_INSIDE))];
-        if r == Run::Requests {
-            let local = vec![std::net::IpAddr::from([127, 0, 0, 1])];
-            req.egress_hosts = [CHECKED_NAME, OTHER_NAME]
-                .iter()
-                .map(|n| (n.to_string(), local.clone()))
-                .collect();
+        if process_tier && r == Run::Requests {
+            // Refused by the runtime there: say why instead of stopping the check.
+            for spec in catalog::items_of(r) {
+                results.push(result(
+                    spec.id,
+                    Status::NotApplicable,
+                    catalog::not_on_process_tier(spec.id).unwrap_or("not on the process tier"),
+                ));
+            }
+            continue;
         }
+        if r == Run::Race {
+            results.push(race_launches(
+                policy,
+                ws,
+                exe,
+                allow_degraded,
+                &small,
+                process_tier,
+            )?);
+            continue;
+        }
+        let mut params = ws.params(policy, small.clone());
+        params.process_tier = process_tier;
+        let req = request(
+            policy_for(policy, r, ws, &small),
+            r,
+            &params,
+            ws,
+            exe,
+            allow_degraded,
+        )?;
         // No session is attached, so nothing can refuse; a refusal is still reported.
         let outcome = run(req).map_err(|refusal| RunnerError::Setup {
             run: r.name(),
@@ -234,7 +253,111 @@ pub fn run_battery(
         ));
         ends.push(end);
     }
+    if process_tier {
+        for r in &mut results {
+            if let Some(why) = catalog::not_on_process_tier(&r.id) {
+                r.status = Status::NotApplicable;
+                r.detail = why.to_string();
+            }
+        }
+    }
     Ok((order(results), ends))
+}
+
+/// The run request of one probe run of `r` under `policy` (already [`policy_for`]).
+fn request(
+    policy: Policy,
+    r: Run,
+    params: &ProbeParams,
+    ws: &Workspace,
+    exe: &std::path::Path,
+    allow_degraded: bool,
+) -> Result<RunRequest, RunnerError> {
+    let mut req = RunRequest::new(policy);
+    req.extra_args = probe_args(r, params)?;
+    req.stdout = Sink::Capture;
+    req.stderr = Sink::Capture;
+    req.trace_output = Some(ws.root.join(format!("trace-{}.json", r.name())));
+    req.audit_log = Some(ws.root.join("audit.jsonl"));
+    req.allow_degraded = allow_degraded;
+    req.extra_ro_binds = vec![(exe.to_path_buf(), PathBuf::from(PROBE_INSIDE))];
+    if r == Run::Requests {
+        let local = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        req.egress_hosts = [CHECKED_NAME, OTHER_NAME]
+            .iter()
+            .map(|n| (n.to_string(), local.clone()))
+            .collect();
+    }
+    Ok(req)
+}
+
+/// Launches per variant of the race: at least this many, more (up to
+/// [`RACE_MAX_LAUNCHES`]) until [`RACE_MIN_RAN`] of them ran the probe, within
+/// [`RACE_BUDGET`].
+const RACE_MIN_LAUNCHES: usize = 20;
+const RACE_MAX_LAUNCHES: usize = 80;
+const RACE_MIN_RAN: usize = 3;
+const RACE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `fs.toctou_declared_path`: for each variant, a racer on the host swaps the
+/// declared path (or its parent) with a symlink to the canary while launch after
+/// launch declares it and reads through it.
+fn race_launches(
+    policy: &Policy,
+    ws: &Workspace,
+    exe: &std::path::Path,
+    allow_degraded: bool,
+    small: &ProbeLimits,
+    process_tier: bool,
+) -> Result<ItemResult, RunnerError> {
+    let mut raced = Vec::new();
+    for v in race::Variant::ALL {
+        let mut params = ws.params(policy, small.clone());
+        params.process_tier = process_tier;
+        params.race = Some(ws.race.probe(v));
+        let mut p = policy_for(policy, Run::Race, ws, small);
+        p.filesystem.read.push(ws.race.declared(v));
+        let racer = race::Racer::start(&ws.race, v).map_err(|e| RunnerError::Setup {
+            run: Run::Race.name(),
+            message: format!("start the racer thread: {e}"),
+            hint: None,
+            exit_code: 125,
+        })?;
+        let started = std::time::Instant::now();
+        let mut launches = Vec::new();
+        let ran = |l: &[race::Launch]| {
+            l.iter()
+                .filter(|x| matches!(x, race::Launch::Ran { .. }))
+                .count()
+        };
+        while launches.len() < RACE_MIN_LAUNCHES
+            || (ran(&launches) < RACE_MIN_RAN
+                && launches.len() < RACE_MAX_LAUNCHES
+                && started.elapsed() < RACE_BUDGET)
+        {
+            let req = request(p.clone(), Run::Race, &params, ws, exe, allow_degraded)?;
+            let launch = match run(req) {
+                Err(refusal) => race::refused(&refusal.to_string()),
+                Ok(outcome) => match outcome.error {
+                    Some(message) => race::refused(&message),
+                    None => {
+                        let stdout = outcome.stdout.text();
+                        let result = parse_results(&stdout)
+                            .into_iter()
+                            .find(|r| r.id == race::ITEM);
+                        race::Launch::Ran { stdout, result }
+                    }
+                },
+            };
+            launches.push(launch);
+        }
+        raced.push(race::Raced {
+            variant: v,
+            launches,
+            racer: racer.stop(),
+        });
+    }
+    Ok(race::judge(&raced, &ws.race.canary_value))
 }
 
 fn tail(s: &str) -> String {

@@ -178,14 +178,41 @@ fn tiocsti() {
         let (master, slave) = match sys::open_pty() {
             Ok(x) => x,
             Err(e) => {
-                emit(
-                    id,
-                    Status::Pass,
-                    format!(
-                        "no terminal can be opened ({}): nothing to inject into",
-                        errno_name(e)
-                    ),
+                // No terminal to inject into (the process tier grants no ptmx); the
+                // filter must still refuse the requests, on any fd: EPERM is its
+                // answer, ENOTTY the kernel's (the request got through).
+                let mut parts = Vec::new();
+                let mut through = Vec::new();
+                for (name, req) in [
+                    ("TIOCSTI", libc::TIOCSTI),
+                    ("TIOCSTI|1<<32", libc::TIOCSTI | (1u64 << 32)),
+                    ("TIOCLINUX", 0x541C),
+                ] {
+                    match sys::ioctl_char(0, req, b'x') {
+                        Err(libc::EPERM) => parts.push(format!("{name}: EPERM")),
+                        Ok(()) => through.push(format!("{name}: accepted")),
+                        Err(e) => through.push(format!("{name}: {}", errno_name(e))),
+                    }
+                }
+                let detail = format!(
+                    "no terminal can be opened ({}); on stdin: {}",
+                    errno_name(e),
+                    parts
+                        .iter()
+                        .chain(&through)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 );
+                if through.is_empty() {
+                    emit(id, Status::Pass, detail);
+                } else {
+                    emit(
+                        id,
+                        Status::Fail,
+                        format!("{detail}: the filter let the request through"),
+                    );
+                }
                 return 0;
             }
         };

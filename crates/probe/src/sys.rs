@@ -439,3 +439,20 @@ pub fn stat_dev(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| m.dev())
 }
+
+/// `renameat2(from, to, RENAME_EXCHANGE)`: swap two names atomically (the racer's
+/// flip between a directory and a symlink; neither name is ever missing).
+pub fn rename_exchange(from: &Path, to: &Path) -> Sys<()> {
+    let (a, b) = (cpath(from)?, cpath(to)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let ret = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    check(ret as libc::c_long).map(|_| ())
+}

@@ -75,6 +75,8 @@ pub struct Workspace {
     /// The `requests` run's upstream, and the secret bound to its checked name.
     pub upstream: CheckUpstream,
     pub secret: CheckSecret,
+    /// The `race` run's tree: declared paths a racer swaps with a symlink to a canary.
+    pub race: super::race::RaceTree,
     /// [`OWNER_LOCK`] of `root`, locked for the whole check: a workspace whose lock can
     /// be taken belongs to a check that died without cleaning up (SIGKILL).
     _owner: File,
@@ -311,14 +313,16 @@ impl Workspace {
             Ok((x, up, secret))
         });
         let made = made.and_then(|x| Ok((x, abstract_listener()?)));
-        let (((canary_fd, loopback_v4, loopback_v6), upstream, secret), abstract_unix) = match made
-        {
-            Ok(x) => x,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&root);
-                return Err(e);
-            }
-        };
+        let made =
+            made.and_then(|x| Ok((x, super::race::RaceTree::create(root.join("race"), &tag)?)));
+        let ((((canary_fd, loopback_v4, loopback_v6), upstream, secret), abstract_unix), race) =
+            match made {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&root);
+                    return Err(e);
+                }
+            };
         Ok(Workspace {
             marker: format!("written-by-check-{}", random_hex()?),
             survivor_marker: random_hex()?,
@@ -334,6 +338,19 @@ impl Workspace {
             _owner: owner,
             upstream,
             secret,
+            race,
+        })
+    }
+
+    /// Give the declared write directory to the uid the skill runs as on the process
+    /// tier (a root invoker's skill runs as 65534 there, and no idmapped mount makes
+    /// the invoker's directory its own).
+    pub fn hand_write_dir_to(&self, uid: u32, gid: u32) -> Result<(), WorkspaceError> {
+        std::os::unix::fs::chown(&self.write_dir, Some(uid), Some(gid)).map_err(|source| {
+            WorkspaceError::Create {
+                path: self.write_dir.clone(),
+                source,
+            }
         })
     }
 
@@ -408,6 +425,8 @@ impl Workspace {
                 secret_env: self.secret.name.clone(),
                 secret_prefix: SECRET_PREFIX.to_string(),
             }),
+            process_tier: false,
+            race: None,
         }
     }
 

@@ -115,9 +115,15 @@ pub(crate) fn prepare(
     marks.push(mark("declared_paths"));
     let (mut plan, process) = match choice.tier {
         Tier::Process => {
-            let (plan, p) =
-                tier::prepare_process(policy, extra_args, trace_id, allow_degraded, &fresh_writes)
-                    .map_err(|e| Setup::new(e.to_string(), e.hint()))?;
+            let (plan, p) = tier::prepare_process(
+                policy,
+                extra_args,
+                trace_id,
+                allow_degraded,
+                &fresh_writes,
+                extra_ro_binds,
+            )
+            .map_err(|e| Setup::new(e.to_string(), e.hint()))?;
             for g in &p.gaps {
                 events.push((
                     "degraded",

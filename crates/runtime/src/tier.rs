@@ -367,6 +367,7 @@ pub fn prepare_process(
     trace_id: &str,
     degraded: bool,
     fresh_writes: &[PathBuf],
+    extra_ro_binds: &[(PathBuf, PathBuf)],
 ) -> Result<(LaunchPlan, ProcessRun), TierError> {
     let landlock_abi = probe::probe_landlock().abi;
     let gaps = process_gaps(policy, landlock_abi);
@@ -397,6 +398,7 @@ pub fn prepare_process(
             seccomp_notify: true,
             scratch: &scratch.path,
             degraded,
+            extra_ro_binds,
             dangerously_disabled_layer: disabled,
         },
     )?;
@@ -426,6 +428,7 @@ pub fn dry_run_process_plan(
             seccomp_notify: false,
             scratch: &std::env::temp_dir().join("skillsandbox-<run>"),
             degraded,
+            extra_ro_binds: &[],
             dangerously_disabled_layer: None,
         },
     )?)

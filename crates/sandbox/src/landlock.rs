@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 use ::landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, LandlockStatus, NetPort,
-    PathBeneath, PathFd, PathFdError, RestrictSelf, RulesetAttr, RulesetCreatedAttr, RulesetError,
-    RulesetStatus, Scope, ABI,
+    PathBeneath, RestrictSelf, RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus, Scope,
+    ABI,
 };
 use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
 
 /// What the process may still reach once the ruleset is in force.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,14 @@ pub struct LandlockRules {
     pub read_exec: Vec<PathBuf>,
     /// Trees that stay fully usable: every filesystem right of the running ABI.
     pub read_write: Vec<PathBuf>,
+    /// Paths of the two lists above whose rule is opened with `RESOLVE_NO_SYMLINKS`:
+    /// the declared paths, which the supervisor checked for symlinks before the launch.
+    /// Whoever controls such a path could swap it (or a parent) for a symlink since
+    /// then; following it would put the rule on the link's target (a TOCTOU). A
+    /// symlink met here fails the run. System paths may be symlinks (`/bin` on a
+    /// merged-usr host) and are followed.
+    #[serde(default)]
+    pub no_symlinks: Vec<PathBuf>,
     /// TCP ports `connect` may reach (ABI >= 4); `None` leaves TCP alone, `Some([])`
     /// refuses every TCP connect.
     pub tcp_connect_ports: Option<Vec<u16>>,
@@ -86,11 +95,13 @@ pub enum LandlockError {
         #[source]
         source: RulesetError,
     },
-    #[error("open({path}, O_PATH) for a Landlock rule => {source}; check the path is accessible")]
+    #[error(
+        "{source} (for a Landlock rule on {path}); check the path is accessible and not a symlink"
+    )]
     OpenPath {
         path: PathBuf,
         #[source]
-        source: PathFdError,
+        source: crate::sys::SysError,
     },
     #[error("stat({path}) for a Landlock rule => {source}")]
     StatPath {
@@ -154,13 +165,16 @@ fn missing_features(rules: &LandlockRules, abi: ABI) -> Vec<&'static str> {
     missing
 }
 
-/// Opens `path` for a rule; `None` when it does not exist.
-fn open_rule_path(path: &Path) -> Result<Option<(PathFd, bool)>, LandlockError> {
-    let fd = match PathFd::new(path) {
+/// Opens `path` for a rule (refusing symlinks in any component with `no_symlinks`);
+/// `None` when it does not exist. Whether it is a directory comes from the fd, not
+/// from a second lookup of the path.
+fn open_rule_path(
+    path: &Path,
+    no_symlinks: bool,
+) -> Result<Option<(OwnedFd, bool)>, LandlockError> {
+    let fd = match crate::sys::open_path(path, no_symlinks) {
         Ok(fd) => fd,
-        Err(PathFdError::OpenCall { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            return Ok(None)
-        }
+        Err(e) if e.source.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(LandlockError::OpenPath {
                 path: path.to_path_buf(),
@@ -168,13 +182,11 @@ fn open_rule_path(path: &Path) -> Result<Option<(PathFd, bool)>, LandlockError> 
             })
         }
     };
-    let is_dir = std::fs::metadata(path)
-        .map_err(|source| LandlockError::StatPath {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .is_dir();
-    Ok(Some((fd, is_dir)))
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| LandlockError::StatPath {
+        path: path.to_path_buf(),
+        source: io::Error::from(e),
+    })?;
+    Ok(Some((fd, st.st_mode & libc::S_IFMT == libc::S_IFDIR)))
 }
 
 /// Restricts the calling thread (and what it later forks or executes) to `rules`.
@@ -253,7 +265,7 @@ pub fn apply_landlock_on_current_thread(
         [(&rules.read_exec, read), (&rules.read_write, all)];
     for (paths, access) in lists.into_iter().filter(|_| !all.is_empty()) {
         for path in paths {
-            let Some((fd, is_dir)) = open_rule_path(path)? else {
+            let Some((fd, is_dir)) = open_rule_path(path, rules.no_symlinks.contains(path))? else {
                 skipped_paths.push(path.clone());
                 continue;
             };
@@ -392,6 +404,7 @@ mod tests {
             tcp_connect_ports: Some(vec![443]),
             scope_signals_and_abstract_unix: true,
             filesystem_bounded_by_mounts: false,
+            no_symlinks: vec![],
         };
         let d = describe(&rules, 7, true, true, &[], &["/nope".into()]);
         assert_eq!(

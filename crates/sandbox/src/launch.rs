@@ -345,9 +345,13 @@ impl Running {
         Ok(())
     }
 
-    /// Kill the stage; its PID 1 follows by parent-death signal and takes the whole
-    /// PID namespace with it.
+    /// Kill everything beneath the stage, then the stage. On the container tier its
+    /// PID 1 would take the whole PID namespace with it anyway; on the process tier,
+    /// without a cgroup, nothing else kills the skill's children (their subreaper,
+    /// the stage, dies first; the skill's parent-death signal is not inherited), and
+    /// they would keep running past the deadline holding the output pipes.
     pub fn kill(&mut self) {
+        kill_descendants(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -436,6 +440,67 @@ impl Running {
                 Err(_) => break,
             }
         }
+    }
+}
+
+/// Live (not zombie) children of `pid`, over all its threads.
+fn live_children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut kids: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .filter(|k| {
+            // The state follows the command's closing parenthesis.
+            std::fs::read_to_string(format!("/proc/{k}/stat")).is_ok_and(|st| {
+                st.rsplit_once(')')
+                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            })
+        })
+        .collect();
+    kids.sort_unstable();
+    kids.dedup();
+    kids
+}
+
+/// SIGKILL every process beneath `root` (not `root` itself), round after round until
+/// none is left. Each round stops what it found before killing it: a stopped process
+/// neither forks nor reaps, so a pid found is still the process it names when the
+/// kill arrives (its parent cannot reap it meanwhile, unless that parent was not
+/// found yet). Orphans reparent to the stage (the process tier's subreaper) or die
+/// with their PID namespace, and the next round sees what is left.
+fn kill_descendants(root: u32) {
+    for _ in 0..64 {
+        let mut found = Vec::new();
+        let mut queue = vec![root];
+        while let Some(p) = queue.pop() {
+            for k in live_children(p) {
+                if !found.contains(&k) {
+                    found.push(k);
+                    queue.push(k);
+                }
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        for &k in &found {
+            if let Ok(pid) = i32::try_from(k) {
+                let _ = sys::kill(pid, libc::SIGSTOP);
+            }
+        }
+        for &k in &found {
+            if let Ok(pid) = i32::try_from(k) {
+                let _ = sys::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -192,6 +192,10 @@ pub struct Rlimits {
 pub struct LandlockPlan {
     pub read_exec: Vec<PathBuf>,
     pub read_write: Vec<PathBuf>,
+    /// The declared paths among them: their rules are opened without following
+    /// symlinks ([`crate::landlock::LandlockRules::no_symlinks`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_symlinks: Vec<PathBuf>,
 }
 
 /// The network namespace the sandbox runs in.

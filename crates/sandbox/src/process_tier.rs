@@ -87,14 +87,28 @@ pub struct ProcessLowerInput<'a> {
     /// (`--allow-degraded`): declared egress ports open on any address, UDP allowed,
     /// Landlock not required.
     pub degraded: bool,
+    /// What the container tier binds read-only at a fixed path inside (only `check`,
+    /// for its probe binary): here the host path is granted read/execute by Landlock,
+    /// and the inside path, where the command or an argument names it, is mapped to
+    /// the host path (there is no mount to put it there).
+    pub extra_ro_binds: &'a [(PathBuf, PathBuf)],
     /// Test-only: a layer to skip (see [`crate::disable`]).
     pub dangerously_disabled_layer: Option<LayerDisabledForTests>,
 }
 
 /// Maps a path as the container tier sees it to the host path the process tier uses:
-/// `/skill/...` → the skill directory, `$HOME`/`/tmp` of the sandbox → scratch.
-fn host_path(p: &str, skill_dir: Option<&Path>, scratch: &Path) -> Option<PathBuf> {
+/// an extra bind's inside path → its host path, `/skill/...` → the skill directory,
+/// `$HOME`/`/tmp` of the sandbox → scratch.
+fn host_path(
+    p: &str,
+    binds: &[(PathBuf, PathBuf)],
+    skill_dir: Option<&Path>,
+    scratch: &Path,
+) -> Option<PathBuf> {
     let path = Path::new(p);
+    if let Some((source, _)) = binds.iter().find(|(_, inside)| path == inside) {
+        return Some(source.clone());
+    }
     let map = |prefix: &str, to: &Path| {
         path.strip_prefix(prefix).ok().map(|rest| {
             if rest.as_os_str().is_empty() {
@@ -141,7 +155,8 @@ pub fn lower_process(
 
     let map_arg = |a: &String| {
         if a.starts_with('/') {
-            host_path(a, skill_dir, scratch).map_or_else(|| a.clone(), |p| p.display().to_string())
+            host_path(a, input.extra_ro_binds, skill_dir, scratch)
+                .map_or_else(|| a.clone(), |p| p.display().to_string())
         } else {
             a.clone()
         }
@@ -151,7 +166,7 @@ pub fn lower_process(
     argv.extend(input.extra_args.iter().map(map_arg));
     let wd = &policy.entrypoint.workdir;
     let workdir =
-        host_path(&wd.display().to_string(), skill_dir, scratch).unwrap_or_else(|| wd.clone());
+        host_path(&wd.display().to_string(), &[], skill_dir, scratch).unwrap_or_else(|| wd.clone());
 
     let mut read_exec: Vec<PathBuf> = SYSTEM_DIRS
         .iter()
@@ -160,6 +175,14 @@ pub fn lower_process(
         .map(PathBuf::from)
         .collect();
     read_exec.extend(skill_dir.map(Path::to_path_buf));
+    for (source, inside) in input.extra_ro_binds {
+        for p in [source, inside] {
+            if !p.is_absolute() {
+                return Err(PlanError::NotAbsolute(p.clone()));
+            }
+        }
+        read_exec.push(source.clone());
+    }
     read_exec.extend(fs.read.iter().filter(|p| !fs.write.contains(p)).cloned());
     read_exec.push(PathBuf::from("/proc"));
     let mut read_write: Vec<PathBuf> = vec![scratch.to_path_buf()];
@@ -185,6 +208,14 @@ pub fn lower_process(
         landlock: LandlockPlan {
             read_exec,
             read_write,
+            // What the manifest declares: checked for symlinks by the supervisor, and
+            // possibly in the hands of someone who can swap them since (a workspace).
+            no_symlinks: {
+                let mut d: Vec<PathBuf> = fs.read.iter().chain(&fs.write).cloned().collect();
+                d.sort();
+                d.dedup();
+                d
+            },
         },
         seccomp: policy.syscalls,
         // The host filesystem is the skill's filesystem here.
@@ -267,8 +298,57 @@ mod tests {
             seccomp_notify: true,
             scratch: Path::new("/run/user/1000/skillsandbox-abc"),
             degraded,
+            extra_ro_binds: &[],
             dangerously_disabled_layer: None,
         }
+    }
+
+    #[test]
+    fn extra_ro_binds_are_granted_read_exec_at_their_host_path() {
+        let mut p = policy();
+        p.entrypoint.command = "/run/check/probe".into();
+        p.entrypoint.args = vec!["/run/check/probe".into(), "/run/check/probe/x".into()];
+        let binds = vec![(
+            PathBuf::from("/opt/bin/skillsandbox"),
+            PathBuf::from("/run/check/probe"),
+        )];
+        let mut inp = input(&[], false);
+        inp.extra_ro_binds = &binds;
+        let plan = lower_process(&p, &inp).unwrap();
+        assert!(plan.mounts.is_empty());
+        assert_eq!(
+            plan.argv,
+            vec![
+                "/opt/bin/skillsandbox",
+                "/opt/bin/skillsandbox",
+                // Only the bound path itself is mapped: nothing is beneath a file.
+                "/run/check/probe/x",
+            ]
+        );
+        assert!(plan
+            .landlock
+            .read_exec
+            .contains(&PathBuf::from("/opt/bin/skillsandbox")));
+        assert!(!plan
+            .landlock
+            .read_exec
+            .contains(&PathBuf::from("/run/check/probe")));
+        assert!(!plan
+            .landlock
+            .read_write
+            .contains(&PathBuf::from("/opt/bin/skillsandbox")));
+        // Without the bind, nothing of it is granted.
+        let plain = lower_process(&p, &input(&[], false)).unwrap();
+        assert!(!plain
+            .landlock
+            .read_exec
+            .contains(&PathBuf::from("/opt/bin/skillsandbox")));
+        let rel = vec![(PathBuf::from("bin/x"), PathBuf::from("/run/x"))];
+        inp.extra_ro_binds = &rel;
+        assert!(matches!(
+            lower_process(&p, &inp),
+            Err(PlanError::NotAbsolute(_))
+        ));
     }
 
     #[test]
@@ -329,6 +409,12 @@ mod tests {
                 PathBuf::from("/dev/tty"),
                 PathBuf::from("/dev/pts"),
             ]
+        );
+        // The declared paths, and only they, are opened without following symlinks
+        // (system paths such as /bin may be symlinks; the skill dir is ours).
+        assert_eq!(
+            plan.landlock.no_symlinks,
+            vec![PathBuf::from("/data/in"), PathBuf::from("/data/out")]
         );
     }
 

@@ -309,6 +309,12 @@ struct MountAttr {
 /// `openat2(path, O_PATH|O_CLOEXEC, RESOLVE_NO_SYMLINKS)`: an fd for exactly this path,
 /// refusing symlinks in any component (so a planted link cannot redirect a bind).
 pub fn open_path_no_symlinks(path: &Path) -> SysResult<OwnedFd> {
+    open_path(path, true)
+}
+
+/// `openat2(path, O_PATH|O_CLOEXEC[, RESOLVE_NO_SYMLINKS])`: an `O_PATH` fd for
+/// `path`; with `no_symlinks`, a symlink in any component is `ELOOP`.
+pub fn open_path(path: &Path, no_symlinks: bool) -> SysResult<OwnedFd> {
     #[repr(C)]
     struct OpenHow {
         flags: u64,
@@ -320,7 +326,7 @@ pub fn open_path_no_symlinks(path: &Path) -> SysResult<OwnedFd> {
     let how = OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: RESOLVE_NO_SYMLINKS,
+        resolve: if no_symlinks { RESOLVE_NO_SYMLINKS } else { 0 },
     };
     // SAFETY: p is a valid path, how a valid open_how of the size passed.
     let ret = unsafe {
@@ -333,7 +339,11 @@ pub fn open_path_no_symlinks(path: &Path) -> SysResult<OwnedFd> {
         )
     };
     let fd = check(ret, || {
-        format!("openat2({}, O_PATH, RESOLVE_NO_SYMLINKS)", path.display())
+        if no_symlinks {
+            format!("openat2({}, O_PATH, RESOLVE_NO_SYMLINKS)", path.display())
+        } else {
+            format!("openat2({}, O_PATH)", path.display())
+        }
     })?;
     // SAFETY: the kernel returned a fresh fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })

@@ -19,13 +19,14 @@ use crate::probe::{bwrap, probe_main};
 
 /// Attack the sandbox a manifest gets and show what holds.
 ///
-/// Launches a probe (this binary, bound read-only inside) in exactly the sandbox the
-/// manifest gets, plus a scratch directory it may write, with small limits for the
-/// limit tests. The probe tries to read planted decoy secrets, write outside its
+/// Launches a probe (this binary, bound read-only inside; on the process tier granted
+/// read/execute at its host path) in exactly the sandbox the manifest gets, plus a
+/// scratch directory it may write, with small limits for the limit tests. The probe tries to read planted decoy secrets, write outside its
 /// paths, escape through symlinks and /proc, see host processes and interfaces, make
 /// refused syscalls, exhaust memory, processes, files and /tmp, outlive the wall
-/// clock, and reach the network. Each item is PASS, FAIL or N/A with a reason.
-/// Exit status 1 when any item fails.
+/// clock, and reach the network; and races a declared path against a symlink while
+/// launches set it up. Each item is PASS, FAIL or N/A with a reason (on the process
+/// tier, items that need namespaces are N/A). Exit status 1 when any item fails.
 ///
 /// Without an argument: the deny-all sandbox `skillsandbox exec` gives a command.
 ///
@@ -33,6 +34,7 @@ use crate::probe::{bwrap, probe_main};
 ///   skillsandbox check
 ///   skillsandbox check examples/weather-lookup --json
 ///   skillsandbox check ./my-skill --compare bwrap
+///   skillsandbox check --tier process
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Skill directory (containing skillsandbox.yaml) or the manifest file.
@@ -47,6 +49,9 @@ pub struct Args {
     /// Run even when a layer cannot be applied (the failing items show what is lost).
     #[arg(long)]
     pub allow_degraded: bool,
+    /// Isolation tier to attack: auto, container or process (default: the manifest's).
+    #[arg(long, value_name = "T", value_parser = super::exec::parse_tier)]
+    pub tier: Option<Tier>,
 }
 
 /// `skillsandbox __probe <run> <params>` (hidden): the attacker, inside the sandbox.
@@ -74,7 +79,7 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
     let canary = EnvCanary::new()?;
     std::env::set_var(&canary.name, &canary.value);
 
-    let (policy, label) = match &args.skill {
+    let (mut policy, label) = match &args.skill {
         Some(path) => {
             let p = super::load_policy(path)?;
             let label = format!("{} {} ({})", p.skill.name, p.skill.version, path.display());
@@ -96,31 +101,33 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
             ),
         ));
     }
+    if let Some(t) = args.tier {
+        policy.tier = t;
+    }
     let host = host_report();
-    // The probe is bound into the container tier's fresh root; the process tier has
-    // no mount namespace to bind it into.
+    // Items that cannot hold by the nature of the tier are N/A there, with the reason.
     let tier = match policy.tier {
         Tier::Auto => host.auto.tier,
         t => t,
     };
-    if tier == Tier::Process {
-        return Err(exit(
-            2,
-            format!(
-                "check attacks the container tier; {label} would run on the process tier \
-                 here{}. Run `skillsandbox doctor` to see why",
-                if policy.tier == Tier::Auto {
-                    " (auto)"
-                } else {
-                    ""
-                }
-            ),
-        ));
-    }
+    let label = format!(
+        "{label} · {} tier",
+        if tier == Tier::Process {
+            "process"
+        } else {
+            "container"
+        }
+    );
     let exe = std::env::current_exe()?;
     let ws = Workspace::create(&policy, canary)?;
+    if tier == Tier::Process {
+        let id = skillsandbox_runtime::tier::process_identity();
+        if id.drop_host_root {
+            ws.hand_write_dir_to(id.host_uid, id.host_gid)?;
+        }
+    }
     let started = Instant::now();
-    let (items, ends) = match runner::run_battery(&policy, &ws, &exe, args.allow_degraded) {
+    let (items, ends) = match runner::run_battery(&policy, &ws, &exe, args.allow_degraded, tier) {
         Ok(x) => x,
         Err(RunnerError::Setup {
             run,
@@ -150,6 +157,7 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
     if args.json {
         let mut doc = json!({
             "skill": { "name": policy.skill.name, "version": policy.skill.version, "label": label },
+            "tier": if tier == Tier::Process { "process" } else { "container" },
             "items": items,
             "host": host,
             "runs": ends,

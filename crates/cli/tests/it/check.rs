@@ -345,19 +345,122 @@ fn compare_bwrap_runs_the_same_battery_side_by_side() {
     assert_eq!(c.code, 0, "{}", dump(&c));
 }
 
+/// Items that cannot hold on the process tier by its nature (no namespaces, no
+/// mounts): N/A there, with the reason. Everything else must run and PASS.
+const NOT_ON_PROCESS_TIER: &[&str] = &[
+    "ns.pid",
+    "ns.ipc",
+    "ns.uts",
+    "ns.net",
+    "ns.mount",
+    "ns.cgroup",
+    "proc.kernel_masked",
+    "limits.tmp_size",
+    "egress.undeclared_name",
+    "egress.dns_exfiltration",
+    "egress.declared_name",
+    "egress.secret_exfiltration",
+    "egress.fronting_keepalive",
+];
+
+fn assert_process_tier_battery(c: &Checked) {
+    assert_eq!(c.json["tier"], "process", "{}", dump(c));
+    let mut ran = 0;
+    for i in items(c) {
+        let id = i["id"].as_str().unwrap();
+        let detail = i["detail"].as_str().unwrap();
+        if NOT_ON_PROCESS_TIER.contains(&id) {
+            assert_eq!(i["status"], "N/A", "{id}: {}", dump(c));
+            assert!(
+                detail.contains("process tier") || detail.contains("container tier"),
+                "{id}: {detail}"
+            );
+        } else {
+            assert_eq!(
+                i["status"],
+                "PASS",
+                "{id} on the process tier:\n{}",
+                dump(c)
+            );
+            // A PASS is an attack that ran, never one that was skipped.
+            assert!(!detail.contains("not attempted"), "{id}: {detail}");
+            ran += 1;
+        }
+    }
+    assert!(ran >= 40, "only {ran} items ran: {}", dump(c));
+    // The ones that must hold on every tier, with the evidence that they ran here.
+    for (id, evidence) in [
+        ("secrets.home_files", "EACCES"),
+        ("fs.write_outside", "EACCES"),
+        ("fs.toctou_declared_path", "0 read the canary"),
+        ("priv.not_host_root", "not root"),
+        ("dev.minimal", "none opens"),
+        ("proc.sys_readonly", "/proc/sys writes"),
+        ("seccomp.tiocsti", "TIOCSTI: EPERM"),
+        ("seccomp.ptrace", "EPERM"),
+        ("seccomp.io_uring", "EPERM"),
+        ("seccomp.userfaultfd", "EPERM"),
+        ("seccomp.bpf", "perf_event_open → EPERM"),
+        ("seccomp.keyctl", "EPERM"),
+        ("seccomp.unshare", "EPERM"),
+        ("cve.2019_5736", "/proc/self/exe"),
+        ("cve.2024_21626", "listing it: EACCES"),
+        ("cve.2022_0492", "EPERM"),
+        ("cve.shocker", "open_by_handle_at → EPERM"),
+        ("cve.kernel_code", "kexec_load → EPERM"),
+        ("priv.no_inherited_fds", "did not arrive"),
+        ("egress.ip_literal", "EACCES"),
+        ("egress.udp", "EPERM"),
+        ("limits.file_size", "EFBIG"),
+    ] {
+        let item = items(c).iter().find(|i| i["id"] == id).unwrap();
+        let detail = item["detail"].as_str().unwrap();
+        assert!(detail.contains(evidence), "{id}: {detail}");
+    }
+    assert_eq!(c.code, 0, "{}", dump(c));
+}
+
 #[test]
-fn a_process_tier_manifest_is_refused_with_a_reason() {
+fn check_attacks_the_process_tier_when_asked() {
+    let Some(_) = default_check() else { return };
+    let c = check(&["--json", "--tier", "process"], None);
+    assert_process_tier_battery(&c);
+}
+
+#[test]
+fn a_process_tier_manifest_gets_the_battery_on_the_process_tier() {
+    let Some(_) = default_check() else { return };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("skillsandbox.yaml"),
         "skill:\n  name: ptier\n  version: \"0.1.0\"\nisolation:\n  tier: process\nentrypoint:\n  command: /bin/true\n",
     )
     .unwrap();
-    let c = check(&[dir.path().to_str().unwrap()], None);
-    assert_eq!(c.code, 2, "{}", c.stderr);
+    let c = check(&["--json", dir.path().to_str().unwrap()], None);
+    assert_process_tier_battery(&c);
+}
+
+/// The race item can fail: on the process tier Landlock is what keeps the symlink's
+/// target out of reach, and with it switched off launches read the canary.
+#[test]
+fn without_landlock_on_the_process_tier_the_race_reads_the_canary() {
+    let Some(_) = default_check() else { return };
+    let c = check(
+        &["--json", "--tier", "process", "--allow-degraded"],
+        Some("landlock"),
+    );
+    assert_eq!(c.code, 1, "{}", dump(&c));
+    for id in ["fs.toctou_declared_path", "secrets.home_files"] {
+        assert_eq!(status_of(&c, id), "FAIL", "{id}\n{}", dump(&c));
+    }
+    let race = items(&c)
+        .iter()
+        .find(|i| i["id"] == "fs.toctou_declared_path")
+        .unwrap();
+    let detail = race["detail"].as_str().unwrap();
+    // The probe printed what it read through the declared path: the canary.
     assert!(
-        c.stderr.contains("check attacks the container tier"),
-        "{}",
-        c.stderr
+        detail.contains("SKILLSANDBOX-CHECK-RACE-CANARY-"),
+        "{detail}"
     );
 }

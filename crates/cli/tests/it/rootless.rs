@@ -153,3 +153,81 @@ fn an_ordinary_user_gets_the_container_tier_and_fails_closed_on_cgroups() {
         "{json:#}"
     );
 }
+
+/// The process tier without a cgroup: at the deadline the supervisor kills what the
+/// skill started, not only the skill. Before, the stage (the children's subreaper)
+/// was killed first and the skill's children — a background job, a `setsid` daemon —
+/// kept running past the wall clock and kept the run waiting on its output pipes.
+#[test]
+fn the_process_tier_without_a_cgroup_kills_the_skills_children_at_the_deadline() {
+    if !is_root() {
+        assert!(
+            !require_full(),
+            "CI runs as root so that this test can drop to uid 65534"
+        );
+        return;
+    }
+    let r = Rootless::new();
+    // A unique duration marks the processes: `sleep` takes a fraction.
+    let marker = format!("300.{}", std::process::id());
+    let script = format!("sleep {marker} & setsid sh -c 'sleep {marker} &'; sleep {marker}");
+    let started = std::time::Instant::now();
+    let mut child = r
+        .cmd()
+        .args([
+            "exec",
+            "--json",
+            "--tier",
+            "process",
+            "--allow-degraded",
+            "--timeout",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Never wait forever: a hang is the failure.
+    let mut ended = None;
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        if let Some(st) = child.try_wait().unwrap() {
+            ended = Some(st);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let survivors = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+            })
+            .collect()
+    };
+    let left = survivors();
+    for pid in &left {
+        // SAFETY: kill takes plain integers; these are this test's own processes.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        ended.is_some(),
+        "the run did not end by the wall clock ({secs:.1} s)"
+    );
+    assert!(left.is_empty(), "survived the run: pids {left:?}");
+    let out = child.wait_with_output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["exit_code"], 124, "{json:#}");
+    assert_eq!(json["termination"], "timeout", "{json:#}");
+    assert!(secs < 10.0, "took {secs:.1} s for a 2 s wall clock");
+}

@@ -133,6 +133,7 @@ fn prepare(
     let rules = LandlockRules {
         read_exec: plan.landlock.read_exec.clone(),
         read_write: plan.landlock.read_write.clone(),
+        no_symlinks: plan.landlock.no_symlinks.clone(),
         tcp_connect_ports: Some(p.tcp_connect_ports.clone()),
         scope_signals_and_abstract_unix: true,
         // Landlock is this tier's filesystem boundary: every right handled.

@@ -86,6 +86,7 @@ fn filesystem_rules_confine_reads_and_writes() {
         let rules = LandlockRules {
             read_exec,
             read_write: vec![rw_c.clone()],
+            no_symlinks: vec![],
             tcp_connect_ports: None,
             scope_signals_and_abstract_unix: false,
             filesystem_bounded_by_mounts: false,
@@ -128,6 +129,56 @@ fn filesystem_rules_confine_reads_and_writes() {
     assert_eq!(std::fs::read(ro.join("data")).unwrap(), b"visible");
 }
 
+/// A declared path swapped for a symlink after the supervisor's check: its rule is
+/// opened with RESOLVE_NO_SYMLINKS, so the symlink (as the path, or as a parent) fails
+/// the ruleset instead of granting the link's target; unlisted, a symlink is followed.
+#[test]
+fn no_symlinks_paths_refuse_a_symlink_instead_of_granting_its_target() {
+    if !abi_at_least(ABI::V5, "Landlock ABI 5") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary");
+    std::fs::create_dir(&canary).unwrap();
+    std::fs::write(canary.join("secret"), b"canary").unwrap();
+    let link = dir.path().join("declared");
+    std::os::unix::fs::symlink(&canary, &link).unwrap();
+    let parent_link = dir.path().join("parent");
+    std::os::unix::fs::symlink(dir.path(), &parent_link).unwrap();
+    let through_parent = parent_link.join("canary");
+    for declared in [link.clone(), through_parent.clone()] {
+        let d = declared.clone();
+        in_child(move || {
+            let rules = LandlockRules {
+                read_exec: system_dirs().into_iter().chain([d.clone()]).collect(),
+                no_symlinks: vec![d.clone()],
+                ..LandlockRules::default()
+            };
+            match apply_landlock_on_current_thread(&rules, true) {
+                Ok(r) => Err(format!(
+                    "{} applied despite the symlink: {r:?}",
+                    d.display()
+                )),
+                Err(e) if e.to_string().contains("RESOLVE_NO_SYMLINKS") => Ok(()),
+                Err(e) => Err(format!("unexpected error: {e}")),
+            }
+        })
+        .assert_ok();
+    }
+    // Control: not listed, the link is followed and its target granted.
+    let l = link.clone();
+    in_child(move || {
+        let rules = LandlockRules {
+            read_exec: system_dirs().into_iter().chain([l.clone()]).collect(),
+            ..LandlockRules::default()
+        };
+        apply_landlock_on_current_thread(&rules, true).map_err(|e| e.to_string())?;
+        std::fs::read(l.join("secret")).map_err(|e| format!("read through link: {e}"))?;
+        Ok(())
+    })
+    .assert_ok();
+}
+
 #[test]
 fn tcp_connect_is_limited_to_the_listed_ports() {
     if !abi_at_least(ABI::V4, "Landlock ABI 4 (TCP ports)") {
@@ -143,6 +194,7 @@ fn tcp_connect_is_limited_to_the_listed_ports() {
         let rules = LandlockRules {
             read_exec: vec![],
             read_write: vec![],
+            no_symlinks: vec![],
             tcp_connect_ports: Some(vec![open_port]),
             scope_signals_and_abstract_unix: false,
             filesystem_bounded_by_mounts: false,
