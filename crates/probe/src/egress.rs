@@ -26,20 +26,7 @@ pub fn run_all(p: &ProbeParams) {
     if p.process_tier {
         // No namespace: Landlock (TCP connect) and the socket filter (no UDP) are the
         // boundary; the DNS and declared-name items are N/A there (no sandbox resolver).
-        tcp_literal(
-            "egress.ip_literal",
-            &[
-                SocketAddr::new(CLOUDFLARE_V4.into(), 443),
-                SocketAddr::new(CLOUDFLARE_V4.into(), 80),
-            ],
-        );
-        tcp_literal(
-            "egress.ipv6_literal",
-            &[
-                SocketAddr::new(CLOUDFLARE_V6.into(), 443),
-                SocketAddr::new(CLOUDFLARE_V6.into(), 80),
-            ],
-        );
+        ip_literals();
         udp_other();
         return host_loopback(p);
     }
@@ -53,20 +40,7 @@ pub fn run_all(p: &ProbeParams) {
         return host_loopback(p);
     }
     undeclared_name(p, resolver);
-    tcp_literal(
-        "egress.ip_literal",
-        &[
-            SocketAddr::new(CLOUDFLARE_V4.into(), 443),
-            SocketAddr::new(CLOUDFLARE_V4.into(), 80),
-        ],
-    );
-    tcp_literal(
-        "egress.ipv6_literal",
-        &[
-            SocketAddr::new(CLOUDFLARE_V6.into(), 443),
-            SocketAddr::new(CLOUDFLARE_V6.into(), 80),
-        ],
-    );
+    ip_literals();
     dns_exfiltration(p);
     udp_other();
     host_loopback(p);
@@ -471,6 +445,24 @@ pub fn in_ranges(addr: IpAddr, ranges: &[String]) -> bool {
             _ => false,
         }
     })
+}
+
+/// Connections to public addresses by literal (no name to resolve), v4 and v6.
+fn ip_literals() {
+    tcp_literal(
+        "egress.ip_literal",
+        &[
+            SocketAddr::new(CLOUDFLARE_V4.into(), 443),
+            SocketAddr::new(CLOUDFLARE_V4.into(), 80),
+        ],
+    );
+    tcp_literal(
+        "egress.ipv6_literal",
+        &[
+            SocketAddr::new(CLOUDFLARE_V6.into(), 443),
+            SocketAddr::new(CLOUDFLARE_V6.into(), 80),
+        ],
+    );
 }
 
 #[cfg(test)]

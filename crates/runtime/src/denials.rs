@@ -185,11 +185,7 @@ impl FsJudge {
             AccessKind::Exec => "exec",
             AccessKind::Connect => "connect",
         };
-        let who = match (&a.script, &a.program) {
-            (Some(s), Some(p)) => format!(" by {p} ({s})"),
-            (None, Some(p)) => format!(" by {p}"),
-            _ => String::new(),
-        };
+        let who = a.by();
         Some(audit::violation(
             ViolationKind::FilesystemDenied,
             Severity::Medium,

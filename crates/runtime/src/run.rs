@@ -686,11 +686,7 @@ impl EgressWatch {
         if addr.ip().is_loopback() && !self.loopback_is_host {
             return None;
         }
-        let who = match (&a.script, &a.program) {
-            (Some(s), Some(p)) => format!(" by {p} ({s})"),
-            (None, Some(p)) => format!(" by {p}"),
-            _ => String::new(),
-        };
+        let who = a.by();
         Some(audit::violation(
             ViolationKind::NetworkBlocked,
             Severity::High,

@@ -92,6 +92,17 @@ pub struct Access {
     pub script: Option<String>,
 }
 
+impl Access {
+    /// ` by PROGRAM (SCRIPT)` for a record's text, or nothing when unknown.
+    pub fn by(&self) -> String {
+        match (&self.script, &self.program) {
+            (Some(s), Some(p)) => format!(" by {p} ({s})"),
+            (None, Some(p)) => format!(" by {p}"),
+            _ => String::new(),
+        }
+    }
+}
+
 /// Interpreters whose first non-option argument names the program that really runs.
 const INTERPRETERS: &[&str] = &[
     "python", "node", "nodejs", "bash", "sh", "dash", "zsh", "perl", "ruby", "deno", "bun", "php",
