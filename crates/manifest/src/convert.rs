@@ -58,7 +58,7 @@ const RESOURCE_KEYS: &[&str] = &[
     "max_file_size_mb",
     "tmp_size_mb",
 ];
-const ISOLATION_KEYS: &[&str] = &["tier"];
+const ISOLATION_KEYS: &[&str] = &["tier", "record_denials"];
 const ENTRYPOINT_KEYS: &[&str] = &["command", "args", "workdir"];
 
 pub(crate) fn convert(root: &Node, file: &str) -> Result<Manifest, Vec<Diagnostic>> {
@@ -98,7 +98,13 @@ impl Cx<'_> {
                 ];
                 self.choice(t, "isolation.tier", &choices)
             });
-            Some(Isolation { tier })
+            let record_denials = s
+                .get("record_denials")
+                .and_then(|r| self.flag(r, "isolation.record_denials"));
+            Some(Isolation {
+                tier,
+                record_denials,
+            })
         });
         let entrypoint = self
             .required(

@@ -38,6 +38,9 @@ pub struct Policy {
     pub syscalls: SyscallProfile,
     pub limits: Limits,
     pub tier: Tier,
+    /// `isolation.record_denials`: refused filesystem accesses become violations.
+    #[serde(default)]
+    pub record_denials: bool,
     pub entrypoint: Entrypoint,
 }
 

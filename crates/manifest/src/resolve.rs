@@ -150,6 +150,11 @@ fn lower(m: &Manifest, skill_dir: &Path, home: &Path, errors: &mut Vec<Diagnosti
             .as_ref()
             .and_then(|i| i.tier.as_ref())
             .map_or_else(Default::default, |t| t.value),
+        record_denials: m
+            .isolation
+            .as_ref()
+            .and_then(|i| i.record_denials.as_ref())
+            .is_some_and(|r| r.value),
         entrypoint: policy::Entrypoint {
             command: ep.command.value.clone(),
             args: ep.args.iter().flatten().map(|a| a.value.clone()).collect(),

@@ -189,6 +189,7 @@ fn cases() -> Vec<Case> {
             hint: Some("valid values: auto, container, process"),
             ..case("bad tier", head("isolation:\n  tier: vm\n"), &[(7, 9, "isolation.tier", "invalid value `vm`")])
         },
+        case("record_denials not a boolean", head("isolation:\n  record_denials: sometimes\n"), &[(7, 19, "isolation.record_denials", "expected true or false, found a string (\"sometimes\")")]),
         case("zero memory", head("resources:\n  memory_mb: 0\n"), &[(7, 14, "resources.memory_mb", "must be greater than 0 (got 0)")]),
         case(
             "huge memory",

@@ -55,6 +55,7 @@ resources:
   tmp_size_mb: 16
 isolation:
   tier: process
+  record_denials: true
 entrypoint:
   command: python3
   args: [main.py, --fast]
@@ -127,6 +128,7 @@ entrypoint:
             tmp_size_mb: 16,
         },
         tier: Tier::Process,
+        record_denials: true,
         entrypoint: Entrypoint {
             command: "python3".into(),
             args: vec!["main.py".into(), "--fast".into()],
@@ -160,6 +162,7 @@ fn minimal_manifest_gets_every_default() {
             syscalls: SyscallProfile::Default,
             limits: Limits::default(),
             tier: Tier::Auto,
+            record_denials: false,
             entrypoint: Entrypoint {
                 command: "sh".into(),
                 args: vec![],

@@ -605,6 +605,7 @@ mod tests {
             syscalls: SyscallProfile::Default,
             limits: Limits::default(),
             tier: Tier::Process,
+            record_denials: false,
             entrypoint: Entrypoint {
                 command: "true".into(),
                 args: vec![],

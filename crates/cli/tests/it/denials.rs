@@ -89,3 +89,38 @@ fn refused_filesystem_accesses_are_recorded_with_path_operation_and_program() {
         );
     }
 }
+
+/// The manifest's `isolation.record_denials: true` asks for the same (so a hook
+/// profile or an MCP skill can), without the flag.
+#[test]
+fn a_manifest_asks_for_the_record_with_isolation_record_denials() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("skillsandbox.yaml");
+    std::fs::write(
+        &manifest,
+        "skill: {name: denials, version: 0.1.0}\n\
+         isolation: {record_denials: true}\n\
+         entrypoint: {command: \"true\"}\n",
+    )
+    .unwrap();
+    let out = skillsandbox()
+        .args(["exec", "--json", "--manifest"])
+        .arg(&manifest)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo x > /usr/skillsandbox-denied 2>/dev/null || echo refused",
+        ])
+        .output()
+        .unwrap();
+    let o: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(o["stdout"], "refused\n", "{o}");
+    let d = denials(&o);
+    assert!(
+        d.iter()
+            .any(|(t, _)| t.starts_with("write of /usr/skillsandbox-denied (")),
+        "{d:?}"
+    );
+}
