@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{ItemResult, Status};
 use super::params::ProbeParams;
-use super::workspace::WorkspaceError;
+use super::workspace::{plant, WorkspaceError};
 use super::{io_name, sys, verdict};
 
 pub const ITEM: &str = "fs.toctou_declared_path";
@@ -94,18 +94,6 @@ fn mkdir(p: &Path) -> Result<(), WorkspaceError> {
     // Explicit: the umask must not make the tree unreadable for DAC reasons (the
     // sandbox of a root invoker runs as another uid).
     fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(create_err(p))
-}
-
-fn plant(p: &Path, contents: &str) -> Result<(), WorkspaceError> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(p)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, contents.as_bytes()))
-        .map_err(create_err(p))?;
-    fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .map_err(create_err(p))
 }
 

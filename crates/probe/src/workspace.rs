@@ -113,7 +113,8 @@ fn mkdir(p: &Path) -> Result<(), WorkspaceError> {
     })
 }
 
-fn plant(p: &Path, contents: &str) -> Result<(), WorkspaceError> {
+/// A new file (never an existing one) with `contents`, mode 0644 whatever the umask.
+pub(crate) fn plant(p: &Path, contents: &str) -> Result<(), WorkspaceError> {
     let err = |source| WorkspaceError::Create {
         path: p.to_path_buf(),
         source,

@@ -350,8 +350,15 @@ impl Running {
     /// without a cgroup, nothing else kills the skill's children (their subreaper,
     /// the stage, dies first; the skill's parent-death signal is not inherited), and
     /// they would keep running past the deadline holding the output pipes.
+    ///
+    /// Only while the stage is alive and not yet reaped is its pid surely its own
+    /// (a reaped pid may already be another process's, whose children this must never
+    /// touch); once it has ended its orphans are no longer beneath it anyway. So a run
+    /// whose stage already ended (the common case) walks nothing here.
     pub fn kill(&mut self) {
-        kill_descendants(self.child.id());
+        if matches!(self.child.try_wait(), Ok(None)) {
+            kill_descendants(self.child.id());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

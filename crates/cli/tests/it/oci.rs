@@ -1042,6 +1042,17 @@ struct CliRun {
     state: Value,
 }
 
+impl CliRun {
+    /// `create` succeeded (else the run's checks would say nothing).
+    fn assert_created(&self) {
+        assert!(
+            self.create.status.success(),
+            "create: {}",
+            text(&self.create.stderr)
+        );
+    }
+}
+
 /// A bundle of a static busybox (with `applets`) whose config.json is `base_config`
 /// with `edit` applied, run to its end through `skillsandbox oci`.
 fn cli_run(
@@ -1167,11 +1178,7 @@ fn oci_cli_the_specs_seccomp_profile_is_stacked_on_ours() {
     let Some(plain) = cli_run("sc-plain", SECCOMP_PROBE, &[], |_| {}) else {
         return;
     };
-    assert!(
-        plain.create.status.success(),
-        "create: {}",
-        text(&plain.create.stderr)
-    );
+    plain.assert_created();
     assert!(
         plain.output.contains("MKDIR-OK") && plain.output.contains("UNAME-OK"),
         "{}",
@@ -1192,11 +1199,7 @@ fn oci_cli_the_specs_seccomp_profile_is_stacked_on_ours() {
     }) else {
         return;
     };
-    assert!(
-        r.create.status.success(),
-        "create: {}",
-        text(&r.create.stderr)
-    );
+    r.assert_created();
     assert!(r.output.contains("DONE"), "{}", r.output);
     assert!(
         !r.output.contains("MKDIR-OK"),
@@ -1239,11 +1242,7 @@ fn oci_cli_an_allow_all_spec_profile_does_not_loosen_ours() {
     }) else {
         return;
     };
-    assert!(
-        r.create.status.success(),
-        "create: {}",
-        text(&r.create.stderr)
-    );
+    r.assert_created();
     assert!(
         r.output.contains("DONE") && r.output.contains("MKDIR-OK"),
         "{}",
@@ -1360,11 +1359,7 @@ fn oci_cli_engine_network_joins_the_specs_namespace() {
     }) else {
         return;
     };
-    assert!(
-        r.create.status.success(),
-        "create: {}",
-        text(&r.create.stderr)
-    );
+    r.assert_created();
     assert!(r.output.contains("DONE"), "{}", r.output);
     assert!(
         r.output.contains("ssmark0"),
@@ -1398,11 +1393,7 @@ fn oci_cli_engine_network_joins_the_specs_namespace() {
     }) else {
         return;
     };
-    assert!(
-        ours.create.status.success(),
-        "create: {}",
-        text(&ours.create.stderr)
-    );
+    ours.assert_created();
     assert!(
         ours.output.contains("DONE") && !ours.output.contains("ssmark0"),
         "{}",
@@ -1427,11 +1418,7 @@ fn oci_cli_engine_network_flag_without_a_path_is_a_new_namespace() {
     ) else {
         return;
     };
-    assert!(
-        r.create.status.success(),
-        "create: {}",
-        text(&r.create.stderr)
-    );
+    r.assert_created();
     assert!(
         r.output.contains("DONE") && r.output.contains("lo:"),
         "{}",

@@ -30,6 +30,19 @@ struct Rootless {
 }
 
 impl Rootless {
+    /// A lab to drop to uid 65534 in, when running as root. Rootless already there is
+    /// nothing to switch to; CI runs as root, where that is a failure.
+    fn if_root() -> Option<Self> {
+        if !is_root() {
+            assert!(
+                !require_full(),
+                "CI runs as root so that this test can drop to uid 65534"
+            );
+            return None;
+        }
+        Some(Self::new())
+    }
+
     fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sksb-rootless-")
@@ -73,15 +86,9 @@ fn owner(p: &Path) -> u32 {
 
 #[test]
 fn an_ordinary_user_gets_the_container_tier_and_fails_closed_on_cgroups() {
-    if !is_root() {
-        // The whole suite is already running rootless; nothing to switch to.
-        assert!(
-            !require_full(),
-            "CI runs as root so that this test can drop to uid 65534"
-        );
+    let Some(r) = Rootless::if_root() else {
         return;
-    }
-    let r = Rootless::new();
+    };
     let out_dir = r.path("out");
     let script = format!(
         "cat /proc/self/uid_map; echo written > {out}/f; cat /etc/shadow 2>&1; \
@@ -160,14 +167,9 @@ fn an_ordinary_user_gets_the_container_tier_and_fails_closed_on_cgroups() {
 /// kept running past the wall clock and kept the run waiting on its output pipes.
 #[test]
 fn the_process_tier_without_a_cgroup_kills_the_skills_children_at_the_deadline() {
-    if !is_root() {
-        assert!(
-            !require_full(),
-            "CI runs as root so that this test can drop to uid 65534"
-        );
+    let Some(r) = Rootless::if_root() else {
         return;
-    }
-    let r = Rootless::new();
+    };
     // A unique duration marks the processes: `sleep` takes a fraction.
     let marker = format!("300.{}", std::process::id());
     let script = format!("sleep {marker} & setsid sh -c 'sleep {marker} &'; sleep {marker}");
