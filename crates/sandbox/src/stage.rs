@@ -454,8 +454,9 @@ pub(crate) fn exec_args(plan: &LaunchPlan) -> Result<Exec, StageError> {
 /// [`LaunchPlan::terminal`]: a new terminal from the sandbox's own devpts (`/dev/ptmx`
 /// points into it) becomes this session's controlling terminal and fds 0–2; returns
 /// the master end and the terminal's name, for the engine (`--console-socket`).
-/// Nothing of a host terminal is reachable through it, and TIOCSTI stays refused by
-/// seccomp.
+/// Nothing of a host terminal is reachable through it: what `TIOCSTI` could inject
+/// (refused anyway by the `default` and `strict` profiles) reaches only this terminal's
+/// own readers, inside the sandbox.
 fn open_terminal() -> Result<(OwnedFd, String), StageError> {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
