@@ -39,8 +39,10 @@ pub struct Policy {
     pub limits: Limits,
     pub tier: Tier,
     /// `isolation.record_denials`: refused filesystem accesses become violations.
+    /// `None` when the manifest does not say: skills record them
+    /// (`skillsandbox_skill::load` sets `Some(true)`), other callers do not.
     #[serde(default)]
-    pub record_denials: bool,
+    pub record_denials: Option<bool>,
     pub entrypoint: Entrypoint,
 }
 

@@ -154,7 +154,7 @@ fn lower(m: &Manifest, skill_dir: &Path, home: &Path, errors: &mut Vec<Diagnosti
             .isolation
             .as_ref()
             .and_then(|i| i.record_denials.as_ref())
-            .is_some_and(|r| r.value),
+            .map(|r| r.value),
         entrypoint: policy::Entrypoint {
             command: ep.command.value.clone(),
             args: ep.args.iter().flatten().map(|a| a.value.clone()).collect(),

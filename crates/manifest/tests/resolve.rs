@@ -128,7 +128,7 @@ entrypoint:
             tmp_size_mb: 16,
         },
         tier: Tier::Process,
-        record_denials: true,
+        record_denials: Some(true),
         entrypoint: Entrypoint {
             command: "python3".into(),
             args: vec!["main.py".into(), "--fast".into()],
@@ -162,7 +162,7 @@ fn minimal_manifest_gets_every_default() {
             syscalls: SyscallProfile::Default,
             limits: Limits::default(),
             tier: Tier::Auto,
-            record_denials: false,
+            record_denials: None,
             entrypoint: Entrypoint {
                 command: "sh".into(),
                 args: vec![],

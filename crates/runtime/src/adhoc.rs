@@ -56,7 +56,7 @@ pub fn adhoc_policy(
         syscalls: Default::default(),
         limits: Limits::default(),
         tier: Tier::Auto,
-        record_denials: false,
+        record_denials: None,
         entrypoint: Entrypoint {
             command: String::new(),
             args: Vec::new(),

@@ -18,7 +18,8 @@
 //!   no read-write rule grants (`EACCES`).
 //!
 //! It costs: every `open` waits for the supervisor (measured 7.4 µs against 0.8 µs per
-//! `open`), so it is off unless asked for.
+//! `open`). Skills pay it by default (`skillsandbox_skill::load`); `exec` and the
+//! hook's shell commands only when asked.
 
 use std::path::{Path, PathBuf};
 

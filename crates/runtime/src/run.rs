@@ -328,7 +328,7 @@ fn confined(
 ) -> Result<(), Setup> {
     let policy = req.policy.clone();
     // The manifest's `isolation.record_denials`, or the caller's flag.
-    req.record_denials |= policy.record_denials;
+    req.record_denials |= policy.record_denials.unwrap_or(false);
     // 0. Request-level rules: the run's CA and the sandbox's trust in it.
     let intercept = crate::intercept::prepare(&policy)?;
     let mut binds = req.extra_ro_binds.clone();

@@ -605,7 +605,7 @@ mod tests {
             syscalls: SyscallProfile::Default,
             limits: Limits::default(),
             tier: Tier::Process,
-            record_denials: false,
+            record_denials: None,
             entrypoint: Entrypoint {
                 command: "true".into(),
                 args: vec![],

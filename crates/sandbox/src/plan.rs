@@ -870,7 +870,7 @@ mod tests {
             syscalls: SyscallProfile::Default,
             limits: Limits::default(),
             tier: Tier::Container,
-            record_denials: false,
+            record_denials: None,
             entrypoint: Entrypoint {
                 command: "python3".into(),
                 args: vec!["main.py".into()],

@@ -276,7 +276,7 @@ mod tests {
             syscalls: SyscallProfile::Default,
             limits: Limits::default(),
             tier: Tier::Process,
-            record_denials: false,
+            record_denials: None,
             entrypoint: Entrypoint {
                 command: "/skill/run.sh".into(),
                 args: vec!["/skill/data.txt".into(), "-v".into(), "/tmp/x".into()],

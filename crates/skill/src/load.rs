@@ -76,6 +76,21 @@ fn load_with(
     script: Option<&Path>,
     runnable: bool,
 ) -> Result<LoadedSkill, ManifestError> {
+    let mut skill = locate_and_load(path, env, script, runnable)?;
+    // A skill is third-party code: what it tries and is refused (a credential
+    // under `~/.ssh`, a write to `/usr`) is recorded unless its manifest says
+    // `isolation.record_denials: false`. It costs every `open` a round trip to the
+    // supervisor, which `exec` and the hook's shell commands do not pay by default.
+    skill.policy.record_denials.get_or_insert(true);
+    Ok(skill)
+}
+
+fn locate_and_load(
+    path: &Path,
+    env: &ResolveEnv,
+    script: Option<&Path>,
+    runnable: bool,
+) -> Result<LoadedSkill, ManifestError> {
     let is_skill_md = path.file_name().is_some_and(|n| n == SKILL_MD) && path.is_file();
     let dir_given = if is_skill_md {
         path.parent().map(Path::to_path_buf).unwrap_or_default()

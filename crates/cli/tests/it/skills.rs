@@ -458,3 +458,56 @@ fn the_hook_refuses_the_agents_skill_tool_on_a_changed_skill() {
         "deny"
     );
 }
+
+/// A skill's refused filesystem accesses are recorded without asking (a skill is
+/// third-party code), and not when its manifest says `record_denials: false`.
+#[test]
+fn a_skill_records_what_it_was_refused_unless_its_manifest_opts_out() {
+    let p = Project::new();
+    // Under the real home: the project's own lies under /tmp, which the sandbox
+    // shows as its own (empty) tmpfs, so nothing there is refused.
+    let real_home = tempfile::Builder::new()
+        .prefix(".skillsandbox-skill-denials-")
+        .tempdir_in(std::env::var("HOME").unwrap())
+        .unwrap();
+    let key = real_home.path().join(".ssh/id_rsa");
+    std::fs::create_dir(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, "CANARY-key-3f1a").unwrap();
+    let script = format!("cat {} 2>/dev/null || echo refused\n", key.display());
+    let md =
+        "---\nname: peek\ndescription: Reads a key. Use in tests.\n---\n\n`sh scripts/peek.sh`\n";
+    let denials = |dir: &Path| {
+        let out = p.run(&["run", "--json", dir.to_str().unwrap()]);
+        let o: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(o["stdout"], "refused\n", "{o}");
+        o["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["kind"] == "filesystem_denied")
+            .map(|v| (v["detail"].to_string(), v["mitre"]["technique_id"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let dir = p.skill("peek", &[("SKILL.md", md), ("scripts/peek.sh", &script)]);
+    let d = denials(&dir);
+    assert!(
+        d.iter()
+            .any(|(t, m)| t.contains(&format!("read of {} (", key.display())) && m == "T1552.004"),
+        "{d:?}"
+    );
+    let dir = p.skill(
+        "peek-quiet",
+        &[
+            ("SKILL.md", &md.replace("name: peek", "name: peek-quiet")),
+            ("scripts/peek.sh", &script),
+            (
+                "skillsandbox.yaml",
+                "skill: {name: peek-quiet, version: 0.1.0}\n\
+                 isolation: {record_denials: false}\n\
+                 entrypoint: {command: sh, args: [scripts/peek.sh]}\n",
+            ),
+        ],
+    );
+    assert!(denials(&dir).is_empty());
+}
