@@ -77,6 +77,10 @@ pub fn lines(policy: &Policy) -> Vec<String> {
     let l = &policy.limits;
     out.push(format!("syscalls: {}", enum_name(&policy.syscalls)));
     out.push(format!("tier: {}", enum_name(&policy.tier)));
+    // Not a grant, but it hides what the skill tries: a person approves it too.
+    if policy.record_denials == Some(false) {
+        out.push("record_denials: off (refused file accesses are not recorded)".to_owned());
+    }
     out.push(format!("limits.memory_mb: {}", l.memory_mb));
     out.push(format!("limits.cpu_cores: {}", l.cpu_cores));
     out.push(format!(

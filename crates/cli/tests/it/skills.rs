@@ -304,6 +304,17 @@ fn approve_then_every_tamper_is_refused_with_its_diff() {
     std::fs::remove_file(dir.join("helper.py")).unwrap();
     runs(&p, &dir);
 
+    // The record of refused accesses turned off.
+    let quiet = format!("{HELLO_MANIFEST}isolation:\n  record_denials: false\n");
+    std::fs::write(dir.join("skillsandbox.yaml"), &quiet).unwrap();
+    refused_with(
+        &p,
+        &dir,
+        &["+ record_denials: off (refused file accesses are not recorded)"],
+    );
+    std::fs::write(dir.join("skillsandbox.yaml"), HELLO_MANIFEST).unwrap();
+    runs(&p, &dir);
+
     // A widened permission.
     let widened = format!(
         "{HELLO_MANIFEST}permissions:\n  network:\n    egress:\n      - domain: api.evil.example\n  filesystem:\n    read: [\"{}\"]\n",
