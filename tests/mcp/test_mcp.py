@@ -834,6 +834,154 @@ async def approval_probe(binary: str, base: Path, env: dict[str, str]) -> None:
                   res.is_error and "ceiling" in text_of(res)
                   and (state / "skillsandbox" / "approvals").is_dir(), res.model_dump())
 
+WARM_SCRIPT = r"""
+import os, signal, socket, subprocess, sys, time
+mode, mark = sys.argv[1], sys.argv[2]
+tmp = os.environ.get("TMPDIR", "/tmp")
+def procs():
+    for p in os.listdir("/proc"):
+        if p.isdigit() and int(p) != os.getpid():
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    yield int(p), f.read()
+            except OSError:
+                pass
+if mode == "leave":
+    left = []
+    for d in {tmp, "/tmp"}:
+        try:
+            with open(f"{d}/warm-{mark}", "w") as f:
+                f.write("left")
+            left.append(f"file {d}")
+        except OSError:
+            pass
+    subprocess.Popen(["python3", "-c", "import time; time.sleep(300)", mark],
+                     start_new_session=True)
+    left.append("process")
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.bind("\0ss-warm-" + mark)
+        s.listen()
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(300)
+            os._exit(0)
+        left.append("socket")
+    except OSError:
+        pass
+    # The stages held ready for other runs: signal (0: no effect), control fd, memory.
+    mine, p = set(), os.getpid()
+    while p > 1:
+        mine.add(p)
+        with open(f"/proc/{p}/status") as f:
+            p = int(next(l for l in f if l.startswith("PPid:")).split()[1])
+    hits, seen = [], 0
+    for pid, cmd in procs():
+        if b"__skillsandbox-stage" not in cmd or pid in mine:
+            continue
+        seen += 1
+        for what, attack in (("signal", lambda: os.kill(pid, 0)),
+                             ("control fd", lambda: open(f"/proc/{pid}/fd/3", "wb")),
+                             ("mem", lambda: open(f"/proc/{pid}/mem", "rb"))):
+            try:
+                attack()
+                hits.append(f"{what} {pid}")
+            except OSError:
+                pass
+    print("LEFT", " / ".join(left))
+    print("STAGES SEEN", seen, "HITS", hits)
+else:
+    found = []
+    for d in {tmp, "/tmp"}:
+        if os.path.exists(f"{d}/warm-{mark}"):
+            found.append(f"file {d}")
+    found += [f"process {pid}" for pid, cmd in procs() if mark.encode() in cmd
+              and b"check" not in cmd]
+    try:
+        c = socket.socket(socket.AF_UNIX)
+        c.connect("\0ss-warm-" + mark)
+        found.append("socket")
+    except OSError:
+        pass
+    if any(mark in v for v in os.environ.values()):
+        found.append("env")
+    print("FOUND", found)
+"""
+
+
+async def warm_probe(binary: str, base: Path, env: dict[str, str]) -> None:
+    """Issue 17's warm path: `serve` keeps a stage spawned ahead of the next run. Two
+    runs in a row, on each tier, share nothing: what the first leaves behind (files
+    in /tmp and its scratch, a detached process, a listening abstract socket) the
+    second does not see, nor the server's own environment; and the first cannot
+    reach the stage held ready for the second (signal, control socket, memory)."""
+    mark = f"warm{uuid.uuid4().hex[:10]}"
+    # Readable by the process tier's sandbox user (uid 65534 for a root invoker).
+    skills = Path(tempfile.mkdtemp(prefix="skillsandbox-warm-"))
+    skills.chmod(0o755)
+    try:
+        await warm_runs(binary, base, env, skills, mark)
+    finally:
+        shutil.rmtree(skills, ignore_errors=True)
+
+
+async def warm_runs(binary: str, base: Path, env: dict[str, str], skills: Path,
+                    mark: str) -> None:
+    for tier in ("container", "process"):
+        d = skills / f"warm-{tier}"
+        d.mkdir(parents=True)
+        (d / "warm.py").write_text(WARM_SCRIPT)
+        (d / "skillsandbox.yaml").write_text(
+            f"skill:\n  name: warm-{tier}\n  version: \"1.0.0\"\n"
+            f"  description: \"leaves things behind, or looks for them\"\n"
+            f"isolation:\n  tier: {tier}\nentrypoint:\n  command: python3\n"
+            f"  args: [warm.py]\n  workdir: /skill\n"
+        )
+    params = StdioServerParameters(
+        command=binary,
+        args=["serve", "--skills-dir", str(skills), "--session", "mcp-python-warm"],
+        env={**env, "SKILLSANDBOX_WARM_TEST_MARK": mark},
+        cwd=str(base),
+    )
+
+    def warm_trace(s: dict) -> bool:
+        try:
+            with open(s["trace_path"]) as f:
+                events = json.load(f)["events"]
+        except (OSError, KeyError, TypeError, ValueError):
+            return False
+        return any("ahead of the launch" in e.get("detail", "") for e in events)
+
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            for tier in ("container", "process"):
+                tag = f"{mark}-{tier}"
+                res = await session.call_tool(
+                    "run_skill", {"skill": f"warm-{tier}", "args": ["leave", tag]})
+                a = res.structured_content or {}
+                out = a.get("stdout", "")
+                check(f"warm {tier}: the first run leaves a process behind (as far as it can)",
+                      not res.is_error and "LEFT" in out and "process" in out
+                      and (tier == "process" or "socket" in out), a)
+                check(f"warm {tier}: the first run's stage was spawned ahead (trace)",
+                      warm_trace(a), a.get("trace_path"))
+                check(f"warm {tier}: the first run cannot signal, open or read a stage "
+                      "held ready for another run",
+                      "HITS []" in out
+                      # The process tier sees the host's processes: the stage held
+                      # ready for the next run was there to attack.
+                      and (tier == "container" or "STAGES SEEN 0 " not in out), out)
+                res = await session.call_tool(
+                    "run_skill", {"skill": f"warm-{tier}", "args": ["check", tag]})
+                b = res.structured_content or {}
+                check(f"warm {tier}: the next warm run finds no file, process, socket or "
+                      "server environment of the first",
+                      not res.is_error and "FOUND []" in b.get("stdout", "")
+                      and warm_trace(b), b)
+                check(f"warm {tier}: nothing of the first run is left on the host",
+                      await wait_for(lambda: not marker_pids(tag), 5.0), marker_pids(tag))
+
 
 async def main() -> int:
     binary = os.environ.get("SKILLSANDBOX_BIN") or shutil.which("skillsandbox")
@@ -884,6 +1032,7 @@ async def main() -> int:
                 await max_runs_probe(binary, base, env)
                 await approval_probe(binary, base, env)
                 await metrics_probe(binary, base, env)
+                await warm_probe(binary, base, env)
         except Exception:  # noqa: BLE001 - report, then fail
             traceback.print_exc()
             check("the scenario ran to the end", False, traceback.format_exc())

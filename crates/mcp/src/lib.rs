@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rmcp::ServiceExt;
 use skillsandbox_runtime::session::{new_session_id, SessionEngine};
+use skillsandbox_runtime::{stage_exe, WarmStages};
 
 pub use ceiling::{Ceiling, CeilingError, DomainGrant};
 pub use paths::{PathError, SkillRoots};
@@ -61,6 +62,9 @@ pub struct ServerConfig {
     pub require_approval: bool,
     /// `serve --metrics`: answer `GET /metrics` (Prometheus text) here.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Keep a stage spawned ahead of the next run ([`WarmStages::keep_one`]), off
+    /// every run's launch path. Off: each run spawns its own.
+    pub warm: bool,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
             require_approval: false,
             metrics: None,
+            warm: false,
         }
     }
 }
@@ -108,6 +113,13 @@ pub fn build_server(
         shutdown: Arc::new(AtomicBool::new(false)),
         require_approval: config.require_approval,
         approvals: skillsandbox_skill::lock::Store::for_invoker(),
+        stages: if config.warm {
+            Some(Arc::new(
+                WarmStages::keep_one(stage_exe()).context("starting the warm-stage thread")?,
+            ))
+        } else {
+            None
+        },
     }))
 }
 

@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub require_approval: bool,
     /// Where approvals are checked (never written: no tool approves).
     pub approvals: skillsandbox_skill::lock::Store,
+    /// [`crate::ServerConfig::warm`]: stages spawned ahead of the runs.
+    pub stages: Option<Arc<skillsandbox_runtime::WarmStages>>,
 }
 
 /// The `skillsandbox` MCP server.
@@ -441,6 +443,7 @@ impl SkillSandboxServer {
         req.stdout = Sink::Capture;
         req.stderr = Sink::Capture;
         req.audit_log = self.shared.audit_log.clone();
+        req.stages = self.shared.stages.clone();
         let stop_ct = ct.clone();
         let shutdown = Arc::clone(&self.shared.shutdown);
         let stop = move || {

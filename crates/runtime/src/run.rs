@@ -19,6 +19,7 @@ use skillsandbox_sandbox::launch::{self, LaunchError, Running, StartOptions, Wai
 use skillsandbox_sandbox::plan::ImageRoot;
 use skillsandbox_sandbox::seccomp::Access;
 use skillsandbox_sandbox::timing::Marks;
+use skillsandbox_sandbox::warm::WarmStages;
 
 use crate::enforcement;
 use crate::lower::{self, Mode, Prepared};
@@ -88,6 +89,16 @@ pub struct RunRequest {
     /// (the sandbox's one unprivileged host id, mapped to them). `None`: root inside.
     /// Container tier only.
     pub user: Option<(u32, u32)>,
+    /// Stages spawned ahead of the launch ([`WarmStages`]): one is taken for this
+    /// run, taking the re-exec of our binary off its launch path. `None`: the launch
+    /// spawns its own stage.
+    pub stages: Option<Arc<WarmStages>>,
+}
+
+/// The binary a run's stage re-executes: ours. Also what a [`WarmStages`] pool for
+/// [`RunRequest::stages`] spawns.
+pub fn stage_exe() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
 }
 
 /// See [`RunRequest::start_gate`].
@@ -122,6 +133,7 @@ impl RunRequest {
             terminal: None,
             user: None,
             record_denials: false,
+            stages: None,
         }
     }
 }
@@ -400,12 +412,19 @@ fn confined(
     marks.mark("cgroup_create");
 
     // 2–6. Spawn the stages; they come back once the skill is about to exec.
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let stage = req.stages.as_ref().and_then(|w| w.take());
+    if stage.is_some() {
+        trace.events.push(event(
+            "setup",
+            "stage spawned ahead of the launch (warm): a fresh process, used by this run only",
+        ));
+    }
     let mut running = launch::start(
         &prepared.plan,
         StartOptions {
-            exe,
+            exe: stage_exe(),
             stdin: req.stdin.take(),
+            stage,
         },
         |pid| match &cgroup {
             Some(cg) => cg.add_pid(pid as i32).map_err(|e| e.to_string()),

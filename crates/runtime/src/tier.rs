@@ -109,7 +109,7 @@ pub fn choose(requested: Tier) -> Result<TierChoice, TierError> {
             reason: "process tier: requested".into(),
         }),
         Tier::Container => {
-            let userns = probe::probe_user_namespaces();
+            let userns = user_namespaces();
             if userns.available {
                 Ok(TierChoice {
                     tier: Tier::Container,
@@ -122,14 +122,31 @@ pub fn choose(requested: Tier) -> Result<TierChoice, TierError> {
             }
         }
         Tier::Auto => {
-            let choice =
-                probe::choose_auto(&probe::probe_user_namespaces(), &probe::probe_landlock());
+            let choice = probe::choose_auto(&user_namespaces(), &probe::probe_landlock());
             Ok(TierChoice {
                 tier: choice.tier,
                 reason: format!("auto: {}", choice.reason),
             })
         }
     }
+}
+
+/// The user-namespace probe (a fork, ~0.5-0.9 ms), run once per process while it
+/// succeeds: a long-lived supervisor (`serve`) then pays it once, not per run. Only a
+/// success is kept, in this process's memory (never on disk, where a process-tier
+/// skill could forge it): were user namespaces switched off later, the next launch
+/// fails closed at `unshare` with that error, never quietly on a weaker tier. A
+/// failure is probed again each time, so a host that gains them is seen at once.
+fn user_namespaces() -> probe::UserNamespaces {
+    static AVAILABLE: std::sync::OnceLock<probe::UserNamespaces> = std::sync::OnceLock::new();
+    if let Some(known) = AVAILABLE.get() {
+        return known.clone();
+    }
+    let probed = probe::probe_user_namespaces();
+    if probed.available {
+        let _ = AVAILABLE.set(probed.clone());
+    }
+    probed
 }
 
 /// One thing the process tier cannot enforce for a policy: the layer and exactly

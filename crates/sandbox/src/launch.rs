@@ -2,8 +2,10 @@
 //! process, place it in the cgroup before it unshares, write its uid/gid maps, collect
 //! the sockets and fds it hands over, and wait for it under a deadline.
 //!
-//! Call [`start`] and [`Running::wait`] from the same thread: the stage's parent-death
-//! signal fires when the *thread* that spawned it exits.
+//! The stage's parent-death signal fires when the *thread* that spawned it exits: call
+//! [`start`] and [`Running::wait`] from the thread that spawned the stage (it does,
+//! unless given a [`Stage`]), or from any thread while the spawning one lives on (the
+//! warm pool's, [`crate::warm`]).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -73,10 +75,90 @@ impl LaunchError {
 pub struct StartOptions {
     /// Our own binary (the stage entry point), usually `/proc/self/exe`.
     pub exe: PathBuf,
-    /// What the skill reads on stdin; `None` gives it `/dev/null`. Never handed over
-    /// as it is: the skill gets the read end of a fresh pipe that a supervisor thread
-    /// fills from it ([`relay_stdin`]).
+    /// What the skill reads on stdin; `None` gives it an empty pipe (end of input at
+    /// once). Never handed over as it is: the skill gets the read end of a fresh pipe
+    /// that a supervisor thread fills from it ([`relay_stdin`]).
     pub stdin: Option<OwnedFd>,
+    /// A stage spawned ahead of this launch ([`Stage::spawn`], [`crate::warm`]); `None`
+    /// spawns one now.
+    pub stage: Option<Stage>,
+}
+
+/// A stage process started before its plan is known: our binary re-executed with
+/// [`STAGE_ARG`], detached from the supervisor (fds, session) and blocked reading the
+/// control socket. Nothing in it depends on the run it will serve: the plan, the
+/// cgroup and stdin's contents all come later, in [`start`]. So it can be spawned
+/// while the supervisor still prepares the run, or kept ready by a long-lived
+/// supervisor ([`crate::warm`]), taking the re-exec of our binary off the launch path.
+///
+/// Each stage serves one launch. Dropped unused, it is killed and reaped. It dies
+/// with the thread that spawned it (its parent-death signal).
+pub struct Stage {
+    /// `None` once [`start`] took it over.
+    parts: Option<StageParts>,
+    spawned_at: u64,
+}
+
+struct StageParts {
+    child: Child,
+    control: OwnedFd,
+    /// The write end of the stage's stdin pipe (filled, or closed, in [`start`]).
+    stdin: OwnedFd,
+}
+
+impl Stage {
+    /// Spawn a stage of `exe`. Returns once `execve` succeeded; the stage then starts
+    /// up on its own and waits for a plan.
+    pub fn spawn(exe: &std::path::Path) -> Result<Stage, LaunchError> {
+        let (sup_end, child_end) = proto::control_pair()?;
+        let (stdin_read, stdin_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+                LaunchError::Sys(sys::SysError {
+                    call: "pipe2(stdin)".into(),
+                    source: std::io::Error::from(e),
+                })
+            })?;
+        let mut cmd = Command::new(exe);
+        cmd.arg(STAGE_ARG)
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::from(stdin_read));
+        sys::pass_control_fd(&mut cmd, child_end.as_raw_fd(), CHILD_CONTROL_FD);
+        let child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            exe: exe.to_path_buf(),
+            source,
+        })?;
+        Ok(Stage {
+            parts: Some(StageParts {
+                child,
+                control: sup_end,
+                stdin: stdin_write,
+            }),
+            spawned_at: crate::timing::now_us(),
+        })
+    }
+
+    /// Still waiting for its plan (not killed or crashed meanwhile).
+    pub fn is_alive(&mut self) -> bool {
+        self.parts
+            .as_mut()
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)))
+    }
+
+    /// Host pid of the stage process.
+    pub fn pid(&self) -> Option<u32> {
+        self.parts.as_ref().map(|p| p.child.id())
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.parts.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
 }
 
 /// A started sandbox: the skill passed every setup step and is exec'ing.
@@ -113,47 +195,60 @@ pub enum WaitEnd {
     Stopped(String),
 }
 
-/// Spawn the stage; `attach` receives its host pid before it unshares anything (put
-/// it into the cgroup there). Returns once the skill is about to `execve`.
+/// Spawn the stage, or take over [`StartOptions::stage`]; `attach` receives its host
+/// pid before it unshares anything (put it into the cgroup there). Returns once the
+/// skill is about to `execve`.
 pub fn start(
     plan: &LaunchPlan,
     opts: StartOptions,
     attach: impl FnOnce(u32) -> Result<(), String>,
 ) -> Result<Running, LaunchError> {
-    let (sup_end, child_end) = proto::control_pair()?;
-    let mut cmd = Command::new(&opts.exe);
-    cmd.arg(STAGE_ARG)
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(match opts.stdin {
-            Some(fd) => Stdio::from(relay_stdin(fd)?),
-            None => Stdio::null(),
-        });
-    sys::pass_control_fd(&mut cmd, child_end.as_raw_fd(), CHILD_CONTROL_FD);
-    let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
-        exe: opts.exe.clone(),
-        source,
-    })?;
-    let spawned = crate::timing::now_us();
-    drop(child_end);
-
+    let prestarted = opts.stage.is_some();
+    let mut stage = match opts.stage {
+        Some(stage) => stage,
+        None => Stage::spawn(&opts.exe)?,
+    };
+    let spawned = stage.spawned_at;
+    let Some(StageParts {
+        mut child,
+        control,
+        stdin,
+    }) = stage.parts.take()
+    else {
+        return Err(LaunchError::SetupDied("the stage was already used".into()));
+    };
     let mut running = Running {
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
         child,
-        control: sup_end,
+        control,
         egress: None,
         seccomp_notify: None,
         terminal: None,
         layers: Vec::new(),
         exited: None,
         late_failure: None,
-        marks: vec![crate::timing::Mark {
-            phase: "spawn_stage".into(),
-            at_us: spawned,
-        }],
+        // A stage spawned for this launch: its spawn is this launch's first phase. A
+        // prestarted one was spawned before the launch's clock started.
+        marks: if prestarted {
+            Vec::new()
+        } else {
+            vec![crate::timing::Mark {
+                phase: "spawn_stage".into(),
+                at_us: spawned,
+            }]
+        },
     };
+    // The skill's stdin: the caller's bytes through a relay thread, or end of input.
+    match opts.stdin {
+        Some(from) => {
+            if let Err(e) = relay_stdin(from, stdin) {
+                running.kill();
+                return Err(e);
+            }
+        }
+        None => drop(stdin),
+    }
     if let Err(e) = attach(running.child.id()) {
         running.kill();
         return Err(LaunchError::Cgroup(e));
@@ -168,34 +263,29 @@ pub fn start(
     }
 }
 
-/// The read end of a new pipe, fed from `source` by a thread until either side ends.
-/// A descriptor of the caller's (a file, a directory, a terminal) would otherwise be
-/// the skill's fd 0, and through it `/proc/self/fd/0` reaches a host inode past every
-/// mount: rewrite or `fchmod` the file, walk `..` from a directory onto the host's
-/// filesystem. A pipe of our own carries the bytes and nothing else.
-fn relay_stdin(source: OwnedFd) -> Result<OwnedFd, LaunchError> {
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
-        LaunchError::Sys(sys::SysError {
-            call: "pipe2(stdin relay)".into(),
-            source: std::io::Error::from(e),
-        })
-    })?;
+/// Fill the stage's stdin pipe (`to`, its write end) from `source` on a thread, until
+/// either side ends. A descriptor of the caller's (a file, a directory, a terminal)
+/// would otherwise be the skill's fd 0, and through it `/proc/self/fd/0` reaches a
+/// host inode past every mount: rewrite or `fchmod` the file, walk `..` from a
+/// directory onto the host's filesystem. A pipe of our own carries the bytes and
+/// nothing else.
+fn relay_stdin(source: OwnedFd, to: OwnedFd) -> Result<(), LaunchError> {
     std::thread::Builder::new()
         .name("skillsandbox-stdin".into())
         .spawn(move || {
             let mut from = std::fs::File::from(source);
-            let mut to = std::fs::File::from(write);
+            let mut to = std::fs::File::from(to);
             // Ends at the caller's end of input, or when the skill's side is closed
             // (EPIPE: Rust ignores SIGPIPE).
             let _ = std::io::copy(&mut from, &mut to);
         })
+        .map(|_| ())
         .map_err(|source| {
             LaunchError::Sys(sys::SysError {
                 call: "spawn stdin relay".into(),
                 source,
             })
-        })?;
-    Ok(read)
+        })
 }
 
 fn handshake(r: &mut Running, plan: &LaunchPlan) -> Result<(), LaunchError> {

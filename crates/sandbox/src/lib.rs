@@ -22,3 +22,4 @@ pub mod seccomp;
 pub mod stage;
 pub mod sys;
 pub mod timing;
+pub mod warm;

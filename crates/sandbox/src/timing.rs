@@ -47,8 +47,13 @@ impl Marks {
         });
     }
 
+    /// Adds marks taken elsewhere (the stage's). Marks from before this timeline
+    /// started are left out: a stage spawned ahead of its run ([`crate::warm`]) did
+    /// that work before the run began, off its path.
     pub fn extend(&mut self, marks: Vec<Mark>) {
-        self.0.extend(marks);
+        let start = self.0.first().map_or(0, |m| m.at_us);
+        self.0
+            .extend(marks.into_iter().filter(|m| m.at_us >= start));
     }
 
     /// Every phase with its duration in microseconds, in time order; the first mark
@@ -101,6 +106,22 @@ mod tests {
         ]);
         assert_eq!(m.phases(), vec![("b".into(), 150), ("c".into(), 150)]);
         assert!(Marks::default().phases().is_empty());
+        // A mark from before the timeline started (a stage spawned ahead) is left out.
+        let mut m = Marks(vec![Mark {
+            phase: "start".into(),
+            at_us: 100,
+        }]);
+        m.extend(vec![
+            Mark {
+                phase: "early".into(),
+                at_us: 50,
+            },
+            Mark {
+                phase: "late".into(),
+                at_us: 130,
+            },
+        ]);
+        assert_eq!(m.phases(), vec![("late".into(), 30)]);
         let live = Marks::start();
         assert!(live.0[0].at_us > 0);
     }

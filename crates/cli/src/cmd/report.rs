@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use serde_json::json;
 use std::sync::Arc;
 
-use skillsandbox_runtime::{dry_run_plan, run, RunOutcome, RunRequest, RunSession, Sink};
+use skillsandbox_runtime::{
+    dry_run_plan, run, stage_exe, RunOutcome, RunRequest, RunSession, Sink, WarmStages,
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunFlags {
@@ -55,6 +57,17 @@ pub struct RunFlags {
     /// Set by `exec --explain`: the profile that blocked lines point at.
     #[arg(skip)]
     pub explain: Option<PathBuf>,
+}
+
+/// For a command that is about to run something: its stage, spawned now on another
+/// thread so the re-exec of our binary overlaps reading the manifest and preparing
+/// the launch ([`WarmStages::one`]). `None` for a dry run (nothing is launched), or
+/// when no thread can be started (the launch then spawns its own stage).
+pub fn early_stage(flags: &RunFlags) -> Option<Arc<WarmStages>> {
+    if flags.dry_run {
+        return None;
+    }
+    WarmStages::one(stage_exe()).ok().map(Arc::new)
 }
 
 pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {

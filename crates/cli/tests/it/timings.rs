@@ -8,16 +8,16 @@ use serde_json::Value;
 use crate::common::skillsandbox;
 
 /// The phases a container-tier run without egress goes through, supervisor and
-/// sandbox side.
+/// sandbox side. `exec` spawns its stage before the run starts (warm: the spawn and
+/// the stage's own start-up overlap preparing the run), so `spawn_stage` is not one
+/// of its phases, and `stage_exec` only when the stage starts up after the run did.
 const PHASES: &[&str] = &[
     "tier",
     "declared_paths",
     "lower",
     "seccomp_compile",
     "cgroup_create",
-    "spawn_stage",
     "cgroup_attach",
-    "stage_exec",
     "receive_plan",
     "unshare",
     "write_uid_map",
@@ -74,6 +74,14 @@ fn exec_timings_name_every_phase_and_add_up_to_the_run() {
         );
     }
     assert!(stderr.contains("record"), "{stderr}");
+    let events = trace["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("stage spawned ahead of the launch"))),
+        "the trace says the stage was spawned ahead: {events:?}"
+    );
+    assert!(!names.contains(&"spawn_stage"), "{names:?}");
     // The skill slept 200 ms: that is in its phase, not spread over the others.
     let us = |name: &str| {
         timings
