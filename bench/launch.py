@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+import gate  # bench/gate.py
+
 
 def timed(argv, env):
     t0 = time.perf_counter_ns()
@@ -72,20 +74,7 @@ def main():
         ratios["container_vs_bwrap"] = med["skillsandbox exec"] / med["bwrap"]
     print(json.dumps({"runs": a.runs, "median_ms": med, "ratios": ratios}))
     if a.gate:
-        with open(a.gate) as f:
-            recorded = json.load(f)["launch"]
-        bad = []
-        for k, limit in recorded.items():
-            if k not in ratios:
-                bad.append(f"{k}: not measured (bwrap missing?)")
-            elif ratios[k] > 2 * limit:
-                bad.append(f"{k}: {ratios[k]:.2f}x, recorded {limit:.2f}x (limit {2 * limit:.2f}x)")
-        for b in bad:
-            print(f"gross launch regression: {b}", file=sys.stderr)
-        if bad:
-            sys.exit(1)
-        print(f"launch gate: every ratio within 2x of {a.gate}", file=sys.stderr)
-
+        gate.check(a.gate, "launch", ratios)
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,8 @@ Reports medians of:
   the durable trace and audit record, and the protocol;
 - bwrap --unshare-all and fork+exec of /bin/true, launch to exit, as baselines.
 
-Usage: python3 bench/serve.py [--runs 40] [--bin target/release/skillsandbox]
+Usage: python3 bench/serve.py [--runs 40] [--bin target/release/skillsandbox] [--phases]
+       python3 bench/serve.py --runs 20 --gate bench/baseline.json   # CI
 The last line of stdout is a JSON summary.
 """
 from __future__ import annotations
@@ -30,6 +31,9 @@ from contextlib import AsyncExitStack
 import anyio
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gate  # noqa: E402 - bench/gate.py
 
 
 def wall_ms(argv: list[str]) -> float:
@@ -116,6 +120,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--bin", default="target/release/skillsandbox")
+    ap.add_argument("--gate", metavar="BASELINE_JSON",
+                    help="fail on a ratio above twice the recorded one (section `serve`)")
     ap.add_argument("--phases", action="store_true",
                     help="also print each launch phase's median, warm and cold")
     a = ap.parse_args()
@@ -139,6 +145,8 @@ def main() -> int:
               f"{summary['warm_launch_vs_bwrap']:.2f}x bwrap launch-to-exit; "
               f"{summary['warm_launch_vs_cold']:.2f}x the cold launch; goal <= 2 ms")
     print(json.dumps(summary))
+    if a.gate:
+        gate.check(a.gate, "serve", summary)
     return 0
 
 
