@@ -869,8 +869,9 @@ if mode == "leave":
         left.append("socket")
     except OSError:
         pass
-    # The stages held ready for other runs: signal (0: no effect), control fd, memory.
-    mine, p = set(), os.getpid()
+    # The stages held ready for other runs: signal (0: no effect), control socket,
+    # environment, memory.
+    mine, p = {1}, os.getpid()  # 1: on the container tier, our own init (a stage fork)
     while p > 1:
         mine.add(p)
         with open(f"/proc/{p}/status") as f:
@@ -882,6 +883,7 @@ if mode == "leave":
         seen += 1
         for what, attack in (("signal", lambda: os.kill(pid, 0)),
                              ("control fd", lambda: open(f"/proc/{pid}/fd/3", "wb")),
+                             ("environ", lambda: open(f"/proc/{pid}/environ", "rb").read()),
                              ("mem", lambda: open(f"/proc/{pid}/mem", "rb"))):
             try:
                 attack()
