@@ -22,7 +22,7 @@ mod runner;
 mod server;
 pub mod session;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rmcp::ServiceExt;
 use skillsandbox_runtime::session::{new_session_id, SessionEngine};
-use skillsandbox_runtime::{stage_exe, WarmStages};
+use skillsandbox_runtime::{adhoc_policy, warm_stages, Grants};
 
 pub use ceiling::{Ceiling, CeilingError, DomainGrant};
 pub use paths::{PathError, SkillRoots};
@@ -114,8 +114,10 @@ pub fn build_server(
         require_approval: config.require_approval,
         approvals: skillsandbox_skill::lock::Store::for_invoker(),
         stages: if config.warm {
+            // Each in a cgroup with the limits of an `exec_command` that asks for none.
+            let usual = adhoc_policy(None, &[], &Grants::default(), Path::new("/")).limits;
             Some(Arc::new(
-                WarmStages::keep_one(stage_exe()).context("starting the warm-stage thread")?,
+                warm_stages(true, &usual).context("starting the warm-stage thread")?,
             ))
         } else {
             None

@@ -24,7 +24,7 @@ pub use adhoc::{adhoc_policy, Grants};
 pub use egress::HOSTS_OVERRIDE_ENV as EGRESS_HOSTS_ENV;
 pub use lower::dry_run_plan;
 pub use output::{Captured, Sink};
-pub use run::{run, stage_exe, RunOutcome, RunRequest, StartGate, TerminalHandover};
+pub use run::{run, stage_exe, warm_stages, RunOutcome, RunRequest, StartGate, TerminalHandover};
 pub use session::{RunSession, SessionAccount};
 pub use skillsandbox_sandbox::plan::{ImageRoot, Volume};
 pub use skillsandbox_sandbox::warm::WarmStages;

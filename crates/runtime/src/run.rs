@@ -19,7 +19,7 @@ use skillsandbox_sandbox::launch::{self, LaunchError, Running, StartOptions, Wai
 use skillsandbox_sandbox::plan::ImageRoot;
 use skillsandbox_sandbox::seccomp::Access;
 use skillsandbox_sandbox::timing::Marks;
-use skillsandbox_sandbox::warm::WarmStages;
+use skillsandbox_sandbox::warm::{Ahead, StageCgroup, WarmStage, WarmStages};
 
 use crate::enforcement;
 use crate::lower::{self, Mode, Prepared};
@@ -242,7 +242,12 @@ pub fn run(mut req: RunRequest) -> Result<RunOutcome, Refusal> {
 fn confine_and_record(mut req: RunRequest, session_id: Option<&str>) -> RunOutcome {
     let started = Instant::now();
     let mut marks = Marks::start();
-    let trace_id = audit::new_trace_id();
+    // A stage made ahead comes with its run's id (its cgroup is named after it).
+    let warm = req.stages.as_ref().and_then(|w| w.take());
+    let trace_id = match warm.as_ref().and_then(|w| w.cgroup.as_ref()) {
+        Some(c) => c.run_id.clone(),
+        None => audit::new_trace_id(),
+    };
     let mut trace = new_trace(&req, session_id, &trace_id);
     let mut outcome = RunOutcome {
         exit_code: 125,
@@ -257,7 +262,14 @@ fn confine_and_record(mut req: RunRequest, session_id: Option<&str>) -> RunOutco
         session: None,
         observed: Vec::new(),
     };
-    if let Err(setup) = confined(&mut req, &mut trace, &mut outcome, started, &mut marks) {
+    if let Err(setup) = confined(
+        &mut req,
+        warm,
+        &mut trace,
+        &mut outcome,
+        started,
+        &mut marks,
+    ) {
         trace.termination = Termination::SetupFailed;
         trace.exit_code = setup.exit_code;
         trace.setup_error = Some(match &setup.hint {
@@ -333,6 +345,7 @@ fn record(req: &RunRequest, trace: &mut Trace, outcome: &mut RunOutcome) {
 
 fn confined(
     req: &mut RunRequest,
+    warm: Option<WarmStage>,
     trace: &mut Trace,
     outcome: &mut RunOutcome,
     started: Instant,
@@ -398,11 +411,17 @@ fn confined(
     for (kind, detail) in &prepared.events {
         trace.events.push(event(kind, detail.clone()));
     }
-    let (cgroup, cgroup_missing) = if prepared.disabled() == Some(LayerDisabledForTests::Cgroup) {
+    let cgroup_disabled = prepared.disabled() == Some(LayerDisabledForTests::Cgroup);
+    let (stage, premade) = warm_stage(warm, &policy, cgroup_disabled);
+    let (cgroup, cgroup_missing) = if cgroup_disabled {
         (None, Some(DISABLED_FOR_TESTS.to_string()))
+    } else if let Some(cg) = premade {
+        (Some(cg), None)
     } else {
         create_cgroup(&policy, &trace.trace_id, req.allow_degraded)?
     };
+    // The stage is in it already when the cgroup was made with the stage.
+    let attach = stage.as_ref().is_none_or(|(_, in_cgroup)| !in_cgroup);
     if let Some(why) = &cgroup_missing {
         trace.events.push(event(
             "degraded",
@@ -412,11 +431,16 @@ fn confined(
     marks.mark("cgroup_create");
 
     // 2–6. Spawn the stages; they come back once the skill is about to exec.
-    let stage = req.stages.as_ref().and_then(|w| w.take());
-    if stage.is_some() {
+    if let Some((_, in_cgroup)) = &stage {
         trace.events.push(event(
             "setup",
-            "stage spawned ahead of the launch (warm): a fresh process, used by this run only",
+            if *in_cgroup {
+                "stage spawned ahead of the launch (warm), in a cgroup made with it and \
+                 given this run's limits: a fresh process, used by this run only"
+            } else {
+                "stage spawned ahead of the launch (warm): a fresh process, used by this \
+                 run only"
+            },
         ));
     }
     let mut running = launch::start(
@@ -424,11 +448,11 @@ fn confined(
         StartOptions {
             exe: stage_exe(),
             stdin: req.stdin.take(),
-            stage,
+            stage: stage.map(|(s, _)| s),
         },
         |pid| match &cgroup {
-            Some(cg) => cg.add_pid(pid as i32).map_err(|e| e.to_string()),
-            None => Ok(()),
+            Some(cg) if attach => cg.add_pid(pid as i32).map_err(|e| e.to_string()),
+            _ => Ok(()),
         },
     )
     .map_err(|e| Setup::launch(&policy, &e))?;
@@ -797,17 +821,61 @@ fn observe_seccomp(
     (seen, done)
 }
 
+/// A stage from the warm pool, if any: `(stage, whether it is in the cgroup returned
+/// beside it)`. A stage in a cgroup made ahead comes with that cgroup, given this
+/// run's limits. Where the stage's cgroup cannot be this run's (the limits cannot be
+/// written, or the cgroup layer is disabled for a test), the stage is discarded with
+/// it: it must never run in a cgroup the run does not report.
+fn warm_stage(
+    warm: Option<WarmStage>,
+    policy: &Policy,
+    cgroup_disabled: bool,
+) -> (Option<(launch::Stage, bool)>, Option<SandboxCgroup>) {
+    let Some(WarmStage { stage, cgroup }) = warm else {
+        return (None, None);
+    };
+    match cgroup {
+        None => (Some((stage, false)), None),
+        Some(StageCgroup { mut cgroup, .. }) => {
+            let limits = CgroupLimits::from_policy(&policy.limits);
+            if !cgroup_disabled && cgroup.set_limits(&limits).is_ok() {
+                (Some((stage, true)), Some(cgroup))
+            } else {
+                // The stage first (killed and reaped), then its cgroup.
+                drop(stage);
+                drop(cgroup);
+                (None, None)
+            }
+        }
+    }
+}
+
+/// Stages spawned ahead of runs (see [`RunRequest::stages`]): one for the run that
+/// follows, or (`keep`) one kept ready at all times for a long-lived supervisor. Each
+/// waits in a cgroup made ahead with `usual` limits and named after its run's id; a
+/// run with other limits writes its own over them.
+pub fn warm_stages(
+    keep: bool,
+    usual: &skillsandbox_manifest::policy::Limits,
+) -> std::io::Result<WarmStages> {
+    let ahead = Some(Ahead {
+        limits: CgroupLimits::from_policy(usual),
+        new_run_id: audit::new_trace_id,
+    });
+    if keep {
+        WarmStages::keep_one(stage_exe(), ahead)
+    } else {
+        WarmStages::one(stage_exe(), ahead)
+    }
+}
+
 fn create_cgroup(
     policy: &Policy,
     trace_id: &str,
     allow_degraded: bool,
 ) -> Result<(Option<SandboxCgroup>, Option<String>), Setup> {
     let limits = CgroupLimits::from_policy(&policy.limits);
-    let short: String = trace_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(16)
-        .collect();
+    let short = skillsandbox_sandbox::cgroup::name_for_run(trace_id);
     let created = CgroupRoots::discover().and_then(|roots| {
         roots.reap_stale();
         roots.create(&short, &limits)

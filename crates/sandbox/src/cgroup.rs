@@ -22,6 +22,16 @@ pub use sandbox::SandboxCgroup;
 
 use serde::{Deserialize, Serialize};
 
+/// The name (after `skillsandbox-`) of the cgroup of the run `run_id`: its first 16
+/// letters and digits.
+pub fn name_for_run(run_id: &str) -> String {
+    run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect()
+}
+
 /// The limits of one sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CgroupLimits {

@@ -148,6 +148,44 @@ fn fork_loop_is_capped_by_pids_max() {
     assert!(cg.pids().is_empty());
 }
 
+/// A cgroup made ahead of its run (the warm path) gets the run's limits written over
+/// the ones it was made with: the new pids limit is what holds, and the enforcement
+/// report names it.
+#[test]
+fn set_limits_rewrites_what_create_wrote() {
+    let Some(mut cg) = sandbox(
+        "relimit",
+        &CgroupLimits {
+            pids_max: 64,
+            ..LIMITS
+        },
+    ) else {
+        return;
+    };
+    cg.set_limits(&CgroupLimits {
+        pids_max: 5,
+        ..LIMITS
+    })
+    .unwrap();
+    let report = format!("{:?}", cg.enforcement());
+    assert!(report.contains("pids.max=5"), "{report}");
+    let mut child = spawn_in(&cg, "while :; do sleep 100 & done");
+    let capped = wait_until(Duration::from_secs(20), || {
+        cg.usage().pids_events_max.unwrap_or(0) >= 1
+    });
+    let count = cg.pids().len();
+    cg.kill_all().unwrap();
+    child.wait().unwrap();
+    assert!(capped, "pids.max 5 never refused a fork");
+    assert!(count <= 5, "{count} processes with pids.max 5");
+    assert!(cg
+        .set_limits(&CgroupLimits {
+            pids_max: 0,
+            ..LIMITS
+        })
+        .is_err());
+}
+
 /// Double-forked `setsid` daemons plus loops that fork all the time: every kill method
 /// leaves nobody.
 fn assert_kill_leaves_no_survivor(label: &str, method: Option<KillMethod>) {

@@ -95,7 +95,6 @@ pub fn parse_tier(s: &str) -> Result<Tier, String> {
 }
 
 pub fn main(args: Args) -> anyhow::Result<u8> {
-    let stages = super::report::early_stage(&args.run);
     let cwd = std::env::current_dir()?;
     let source = args.profile.as_ref().or(args.manifest.as_ref());
     let base = match source {
@@ -130,6 +129,7 @@ pub fn main(args: Args) -> anyhow::Result<u8> {
                     allow_private_resolution: false,
                 }),
         );
+    let stages = super::report::early_stage(&args.run, &policy);
     let mut req = RunRequest::new(policy);
     req.stages = stages;
     req.tool_call_id = args.tool_call_id;

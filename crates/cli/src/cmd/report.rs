@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use serde_json::json;
 use std::sync::Arc;
 
+use skillsandbox_manifest::Policy;
+
 use skillsandbox_runtime::{
-    dry_run_plan, run, stage_exe, RunOutcome, RunRequest, RunSession, Sink, WarmStages,
+    dry_run_plan, run, warm_stages, RunOutcome, RunRequest, RunSession, Sink, WarmStages,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -59,15 +61,16 @@ pub struct RunFlags {
     pub explain: Option<PathBuf>,
 }
 
-/// For a command that is about to run something: its stage, spawned now on another
-/// thread so the re-exec of our binary overlaps reading the manifest and preparing
-/// the launch ([`WarmStages::one`]). `None` for a dry run (nothing is launched), or
-/// when no thread can be started (the launch then spawns its own stage).
-pub fn early_stage(flags: &RunFlags) -> Option<Arc<WarmStages>> {
+/// For a command that is about to run `policy`: its stage, spawned now on another
+/// thread, and placed in a cgroup with the policy's limits there, so the re-exec of our
+/// binary and the cgroup's creation overlap preparing the launch
+/// ([`WarmStages::one`]). `None` for a dry run (nothing is launched), or when no
+/// thread can be started (the launch then spawns its own stage).
+pub fn early_stage(flags: &RunFlags, policy: &Policy) -> Option<Arc<WarmStages>> {
     if flags.dry_run {
         return None;
     }
-    WarmStages::one(stage_exe()).ok().map(Arc::new)
+    warm_stages(false, &policy.limits).ok().map(Arc::new)
 }
 
 pub fn finish_run(mut req: RunRequest, flags: &RunFlags) -> anyhow::Result<u8> {

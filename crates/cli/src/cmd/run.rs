@@ -46,9 +46,9 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> anyhow::Result<u8> {
-    let stages = super::report::early_stage(&args.run);
     let skill = super::load_skill(&args.skill, args.script.as_deref())?;
     super::require_approved(&skill, args.require_approval)?;
+    let stages = super::report::early_stage(&args.run, &skill.policy);
     let mut req = RunRequest::new(skill.policy);
     req.stages = stages;
     req.extra_args = args.args;

@@ -32,6 +32,8 @@ pub struct SandboxCgroup {
     pub(crate) unified: Option<PathBuf>,
     pub(crate) freezer: Option<Freezer>,
     layers: Vec<(String, bool, String)>,
+    /// Where each limit was written ([`SandboxCgroup::set_limits`] rewrites them).
+    limited: Vec<(Controller, CgroupVersion, PathBuf)>,
 }
 
 /// Options that only tests change.
@@ -94,6 +96,7 @@ impl CgroupRoots {
             unified: None,
             freezer: None,
             layers: Vec::new(),
+            limited: Vec::new(),
         };
 
         let mut first_error = None;
@@ -176,6 +179,7 @@ impl CgroupRoots {
         let dir = p.parent.join(leaf);
         sc.ensure_dir(&dir, self.uid)?;
         let written = limits::apply(&dir, p.version, c, limits)?;
+        sc.limited.push((c, p.version, dir.clone()));
         let slot = (p.version, dir.clone());
         match c {
             Controller::Memory => sc.memory = Some(slot),
@@ -294,6 +298,22 @@ impl CgroupRoots {
 }
 
 impl SandboxCgroup {
+    /// Writes `limits` over the ones [`CgroupRoots::create`] wrote: every file it wrote,
+    /// in the same hierarchies, so the cgroup is as if created with them. For a cgroup
+    /// made ahead of its run ([`crate::warm`]), before the run's first process may
+    /// unshare. An error leaves the cgroup unfit for the run (drop it).
+    pub fn set_limits(&mut self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        limits.validate()?;
+        for (c, version, dir) in &self.limited {
+            let written = limits::apply(dir, *version, *c, limits)?;
+            let detail = format!("{} {}: {written}", version.label(), dir.display());
+            if let Some(layer) = self.layers.iter_mut().find(|l| l.0 == c.layer()) {
+                layer.2 = detail;
+            }
+        }
+        Ok(())
+    }
+
     /// Moves `pid` (a whole process) into the sandbox's cgroup in every hierarchy.
     /// Call it for the sandbox's first process before it unshares its cgroup namespace;
     /// its descendants inherit the membership.
