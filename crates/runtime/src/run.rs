@@ -33,7 +33,7 @@ pub struct RunRequest {
     pub policy: Policy,
     /// Appended to the entrypoint's arguments.
     pub extra_args: Vec<String>,
-    /// The skill's stdin; `None` gives it `/dev/null`.
+    /// The skill's stdin; `None` gives it an empty pipe (end of input at once).
     pub stdin: Option<OwnedFd>,
     pub stdout: Sink,
     pub stderr: Sink,

@@ -139,11 +139,22 @@ impl Stage {
         })
     }
 
-    /// Still waiting for its plan (not killed or crashed meanwhile).
-    pub fn is_alive(&mut self) -> bool {
-        self.parts
-            .as_mut()
-            .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)))
+    /// Still waiting for its plan: not killed, crashed or stopped meanwhile (a stopped
+    /// stage would hold its launch until the setup deadline).
+    pub fn is_waiting(&mut self) -> bool {
+        self.parts.as_mut().is_some_and(|p| {
+            let pid = p.child.id();
+            matches!(p.child.try_wait(), Ok(None))
+                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                    // The state follows the command's closing parenthesis.
+                    st.rsplit_once(')').is_some_and(|(_, rest)| {
+                        !matches!(
+                            rest.trim_start().chars().next(),
+                            Some('T' | 't' | 'Z' | 'X')
+                        )
+                    })
+                })
+        })
     }
 
     /// Host pid of the stage process.

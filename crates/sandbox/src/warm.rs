@@ -127,8 +127,9 @@ impl WarmStages {
             Ok(warm) => warm,
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
         };
-        // Killed while waiting (by hand, or the OOM killer): never hand on a dead one.
-        warm.stage.is_alive().then_some(warm)
+        // Killed or stopped while waiting (by hand, or the OOM killer): never hand on
+        // one that cannot serve; the launch spawns its own.
+        warm.stage.is_waiting().then_some(warm)
     }
 }
 

@@ -67,9 +67,9 @@ pub struct Args {
     /// Working directory inside the sandbox (default: the private $HOME).
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
-    /// Relay our stdin to the command through a pipe (default: /dev/null). The command
-    /// never gets our descriptor itself, so a file or directory on stdin gives it
-    /// the bytes, not the file.
+    /// Relay our stdin to the command through a pipe (default: an empty pipe, at end
+    /// of input at once). The command never gets our descriptor itself, so a file or
+    /// directory on stdin gives it the bytes, not the file.
     #[arg(long)]
     pub stdin: bool,
     #[command(flatten)]

@@ -64,8 +64,14 @@ fn sandbox_cgroups_of(pid: u32) -> BTreeSet<String> {
 
 /// A supervisor running `python3 -c CODE MARKER` confined, in the background.
 fn spawn_python(lab: &Lab, code: &str, marker: &str) -> std::process::Child {
+    spawn_python_on(lab, "auto", code, marker)
+}
+
+fn spawn_python_on(lab: &Lab, tier: &str, code: &str, marker: &str) -> std::process::Child {
     lab.cmd()
-        .args(["exec", "--json", "--", "python3", "-c", code, marker])
+        .args([
+            "exec", "--json", "--tier", tier, "--", "python3", "-c", code, marker,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -74,12 +80,25 @@ fn spawn_python(lab: &Lab, code: &str, marker: &str) -> std::process::Child {
 
 #[test]
 fn supervisor_sigkill_takes_the_sandbox_down() {
+    supervisor_sigkill_takes_everything_down("container");
+}
+
+/// No PID namespace ends the skill's descendants on the process tier: its stage
+/// notices the supervisor's death (a pidfd, not a parent-death SIGKILL that would end
+/// it first) and kills them, detached ones too.
+#[test]
+fn supervisor_sigkill_takes_a_process_tier_sandbox_down() {
+    supervisor_sigkill_takes_everything_down("process");
+}
+
+fn supervisor_sigkill_takes_everything_down(tier: &str) {
     let Some(lab) = Lab::new() else { return };
     let marker = unique("ORPHAN");
     let mounts_before = host_mounts();
-    let mut sup = spawn_python(
+    let mut sup = spawn_python_on(
         &lab,
-        "import os, time; os.fork(); time.sleep(1000)",
+        tier,
+        "import os, time\nif os.fork() == 0: os.setsid()\ntime.sleep(1000)",
         &marker,
     );
     let sup_pid = sup.id();

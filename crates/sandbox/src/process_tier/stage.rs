@@ -49,6 +49,16 @@ pub(crate) fn run_stage(plan: &LaunchPlan, p: &ProcessTierPlan) -> Result<i32, S
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| StageError::new("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
 
+    // The supervisor, watched through a pidfd (opened while it surely is our parent).
+    let watch = sys::pidfd_open(supervisor as u32)
+        .map_err(|e| StageError::new("watch the supervisor", e))?;
+    if sys::getppid() != supervisor {
+        return Err(StageError::new(
+            "watch the supervisor",
+            "supervisor is gone",
+        ));
+    }
+
     let stage_pid = sys::getpid();
     let skill = sys::fork().map_err(|e| StageError::new("fork skill", e))?;
     if skill == 0 {
@@ -57,11 +67,14 @@ pub(crate) fn run_stage(plan: &LaunchPlan, p: &ProcessTierPlan) -> Result<i32, S
         report_failure(&err);
         sys::exit_now(err.exit_code);
     }
-    let status = loop {
-        let (pid, status) = sys::waitpid(-1, 0).map_err(|e| StageError::new("reap", e))?;
-        if pid == skill {
-            break status;
-        }
+    // Outlive the supervisor: were it killed, a parent-death SIGKILL would take this
+    // stage down before it could kill the skill's detached descendants (only the
+    // skill itself has a death signal, ours), and no PID namespace ends them on this
+    // tier. Its death is noticed through the pidfd instead, and everything goes.
+    sys::set_parent_death_signal(0).map_err(|e| StageError::new("parent death signal", e))?;
+    let Some(status) = wait_skill(skill, &watch)? else {
+        kill_leftovers(stage_pid);
+        return Ok(128 + libc::SIGKILL);
     };
     kill_leftovers(stage_pid);
     let (code, signal) = if libc::WIFEXITED(status) {
@@ -71,6 +84,32 @@ pub(crate) fn run_stage(plan: &LaunchPlan, p: &ProcessTierPlan) -> Result<i32, S
     };
     let _ = proto::send(control(), &FromChild::Exited { code, signal }, &[]);
     Ok(code.unwrap_or(128 + signal.unwrap_or(0)))
+}
+
+/// Reaps children as they end until the skill does: its wait status, or `None` once
+/// the supervisor (`watch`, its pidfd) is gone. Orphans of the skill that end
+/// meanwhile are reaped within 100 ms (they would hold pids of the cgroup's limit).
+fn wait_skill(
+    skill: libc::pid_t,
+    watch: &std::os::fd::OwnedFd,
+) -> Result<Option<libc::c_int>, StageError> {
+    use std::os::fd::AsFd;
+    let skill_fd = sys::pidfd_open(skill as u32).map_err(|e| StageError::new("reap", e))?;
+    loop {
+        while let Ok((pid, status)) = sys::waitpid(-1, libc::WNOHANG) {
+            if pid <= 0 {
+                break;
+            }
+            if pid == skill {
+                return Ok(Some(status));
+            }
+        }
+        let [supervisor_gone, _] = sys::poll_any([watch.as_fd(), skill_fd.as_fd()], 100)
+            .map_err(|e| StageError::new("reap", e))?;
+        if supervisor_gone {
+            return Ok(None);
+        }
+    }
 }
 
 /// Kills and reaps every remaining child (orphans reparent to us, the subreaper),
