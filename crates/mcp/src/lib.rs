@@ -62,8 +62,9 @@ pub struct ServerConfig {
     pub require_approval: bool,
     /// `serve --metrics`: answer `GET /metrics` (Prometheus text) here.
     pub metrics: Option<std::net::SocketAddr>,
-    /// Keep a stage spawned ahead of the next run ([`WarmStages::keep_one`]), off
-    /// every run's launch path. Off: each run spawns its own.
+    /// Keep a stage and its cgroup made ahead of the next run
+    /// (`skillsandbox_runtime::warm_stages`), off every run's launch path. Off: each
+    /// run spawns its own.
     pub warm: bool,
 }
 

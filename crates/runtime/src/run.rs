@@ -413,6 +413,8 @@ fn confined(
     }
     let cgroup_disabled = prepared.disabled() == Some(LayerDisabledForTests::Cgroup);
     let (stage, premade) = warm_stage(warm, &policy, cgroup_disabled);
+    // A cgroup made with the stage holds it already.
+    let in_cgroup = premade.is_some();
     let (cgroup, cgroup_missing) = if cgroup_disabled {
         (None, Some(DISABLED_FOR_TESTS.to_string()))
     } else if let Some(cg) = premade {
@@ -420,8 +422,6 @@ fn confined(
     } else {
         create_cgroup(&policy, &trace.trace_id, req.allow_degraded)?
     };
-    // The stage is in it already when the cgroup was made with the stage.
-    let attach = stage.as_ref().is_none_or(|(_, in_cgroup)| !in_cgroup);
     if let Some(why) = &cgroup_missing {
         trace.events.push(event(
             "degraded",
@@ -431,10 +431,10 @@ fn confined(
     marks.mark("cgroup_create");
 
     // 2–6. Spawn the stages; they come back once the skill is about to exec.
-    if let Some((_, in_cgroup)) = &stage {
+    if stage.is_some() {
         trace.events.push(event(
             "setup",
-            if *in_cgroup {
+            if in_cgroup {
                 "stage spawned ahead of the launch (warm), in a cgroup made with it and \
                  given this run's limits: a fresh process, used by this run only"
             } else {
@@ -448,10 +448,10 @@ fn confined(
         StartOptions {
             exe: stage_exe(),
             stdin: req.stdin.take(),
-            stage: stage.map(|(s, _)| s),
+            stage,
         },
         |pid| match &cgroup {
-            Some(cg) if attach => cg.add_pid(pid as i32).map_err(|e| e.to_string()),
+            Some(cg) if !in_cgroup => cg.add_pid(pid as i32).map_err(|e| e.to_string()),
             _ => Ok(()),
         },
     )
@@ -821,25 +821,24 @@ fn observe_seccomp(
     (seen, done)
 }
 
-/// A stage from the warm pool, if any: `(stage, whether it is in the cgroup returned
-/// beside it)`. A stage in a cgroup made ahead comes with that cgroup, given this
-/// run's limits. Where the stage's cgroup cannot be this run's (the limits cannot be
+/// A stage from the warm pool, if any, and the cgroup made ahead that holds it,
+/// given this run's limits. Where the stage's cgroup cannot be this run's (the limits cannot be
 /// written, or the cgroup layer is disabled for a test), the stage is discarded with
 /// it: it must never run in a cgroup the run does not report.
 fn warm_stage(
     warm: Option<WarmStage>,
     policy: &Policy,
     cgroup_disabled: bool,
-) -> (Option<(launch::Stage, bool)>, Option<SandboxCgroup>) {
+) -> (Option<launch::Stage>, Option<SandboxCgroup>) {
     let Some(WarmStage { stage, cgroup }) = warm else {
         return (None, None);
     };
     match cgroup {
-        None => (Some((stage, false)), None),
+        None => (Some(stage), None),
         Some(StageCgroup { mut cgroup, .. }) => {
             let limits = CgroupLimits::from_policy(&policy.limits);
             if !cgroup_disabled && cgroup.set_limits(&limits).is_ok() {
-                (Some((stage, true)), Some(cgroup))
+                (Some(stage), Some(cgroup))
             } else {
                 // The stage first (killed and reaped), then its cgroup.
                 drop(stage);

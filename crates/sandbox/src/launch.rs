@@ -86,8 +86,9 @@ pub struct StartOptions {
 
 /// A stage process started before its plan is known: our binary re-executed with
 /// [`STAGE_ARG`], detached from the supervisor (fds, session) and blocked reading the
-/// control socket. Nothing in it depends on the run it will serve: the plan, the
-/// cgroup and stdin's contents all come later, in [`start`]. So it can be spawned
+/// control socket. Nothing in it depends on the run it will serve: the plan and stdin's
+/// contents come later, in [`start`], and a cgroup made ahead for it is given the
+/// run's limits before the plan is sent ([`crate::warm`]). So it can be spawned
 /// while the supervisor still prepares the run, or kept ready by a long-lived
 /// supervisor ([`crate::warm`]), taking the re-exec of our binary off the launch path.
 ///
@@ -143,17 +144,8 @@ impl Stage {
     /// stage would hold its launch until the setup deadline).
     pub fn is_waiting(&mut self) -> bool {
         self.parts.as_mut().is_some_and(|p| {
-            let pid = p.child.id();
             matches!(p.child.try_wait(), Ok(None))
-                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-                    // The state follows the command's closing parenthesis.
-                    st.rsplit_once(')').is_some_and(|(_, rest)| {
-                        !matches!(
-                            rest.trim_start().chars().next(),
-                            Some('T' | 't' | 'Z' | 'X')
-                        )
-                    })
-                })
+                && proc_state(p.child.id()).is_some_and(|s| !matches!(s, 'T' | 't' | 'Z' | 'X'))
         })
     }
 
@@ -551,6 +543,15 @@ impl Running {
     }
 }
 
+/// The state letter of process `pid` (`R`, `S`, `T`, `Z`, ...), from `/proc/<pid>/stat`;
+/// `None` once it is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command's closing parenthesis.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
+}
+
 /// Live (not zombie) children of `pid`, over all its threads.
 fn live_children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -564,13 +565,7 @@ fn live_children(pid: u32) -> Vec<u32> {
                 .filter_map(|w| w.parse().ok())
                 .collect::<Vec<u32>>()
         })
-        .filter(|k| {
-            // The state follows the command's closing parenthesis.
-            std::fs::read_to_string(format!("/proc/{k}/stat")).is_ok_and(|st| {
-                st.rsplit_once(')')
-                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            })
-        })
+        .filter(|k| proc_state(*k).is_some_and(|s| s != 'Z'))
         .collect();
     kids.sort_unstable();
     kids.dedup();

@@ -4,12 +4,13 @@
 //!
 //! - [`WarmStages::keep_one`]: a long-lived supervisor (`serve`) keeps one stage ready
 //!   at all times; each launch takes it and the pool spawns the next.
-//! - [`WarmStages::one`]: a one-run supervisor (`exec`, `run`) spawns its stage first
-//!   thing, on another thread, while it still reads the manifest and prepares.
+//! - [`WarmStages::one`]: a one-run supervisor (`exec`, `run`) spawns its stage on
+//!   another thread as soon as the policy is known, while it still prepares the launch.
 //!
 //! Nothing is shared between runs: each stage is a fresh process that has received
-//! nothing yet (no plan, no cgroup, no namespace, nothing read from stdin), is
-//! used for one launch, and is killed and reaped if never used. DESIGN.md §9.4: the
+//! nothing yet (no plan, no namespace, nothing read from stdin; its cgroup, if made
+//! ahead, is its run's alone), is used for one launch, and is killed and reaped if
+//! never used. DESIGN.md §9.4: the
 //! pool belongs to the supervisor, never to a run.
 //!
 //! The stages are spawned by the pool's own thread and die with it (their parent-death
@@ -46,8 +47,7 @@ pub struct StageCgroup {
     /// The run's id, made ahead with it: the cgroup is named after it
     /// ([`name_for_run`]) as any run's is.
     pub run_id: String,
-    /// The limits written to it; the run writes its own over them.
-    pub limits: CgroupLimits,
+    /// Made with [`Ahead::limits`]; the run writes its own over them.
     pub cgroup: SandboxCgroup,
 }
 
@@ -139,11 +139,7 @@ fn new_cgroup(ahead: Ahead) -> Option<StageCgroup> {
     roots.reap_stale();
     let run_id = (ahead.new_run_id)();
     let cgroup = roots.create(&name_for_run(&run_id), &ahead.limits).ok()?;
-    Some(StageCgroup {
-        run_id,
-        limits: ahead.limits,
-        cgroup,
-    })
+    Some(StageCgroup { run_id, cgroup })
 }
 
 /// Moves the just-spawned stage into its cgroup; without one (or if the move fails)

@@ -88,9 +88,9 @@ pub struct Args {
     /// loopback unless the scraper is trusted: it shows session ids and usage.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
-    /// Spawn each run's stage when the run starts, instead of keeping one spawned
-    /// ahead (the warm path, which takes about 1.5 ms off every launch). For
-    /// comparing the two (bench/serve.py).
+    /// Spawn each run's stage and cgroup when the run starts, instead of keeping them
+    /// made ahead (the warm path: about 30 % off each launch here, bench/serve.py).
+    /// For comparing the two.
     #[arg(long)]
     pub no_warm: bool,
 }

@@ -39,17 +39,14 @@ pub(crate) fn run_stage(plan: &LaunchPlan, p: &ProcessTierPlan) -> Result<i32, S
             .and_then(|()| sys::setresgid(plan.identity.host_gid))
             .and_then(|()| sys::setresuid(plan.identity.host_uid))
             .map_err(|e| StageError::new("drop host root", e))?;
-        sys::set_parent_death_signal(libc::SIGKILL)
-            .map_err(|e| StageError::new("parent death signal", e))?;
-        if sys::getppid() != supervisor {
-            return Err(StageError::new("parent death signal", "supervisor is gone"));
-        }
+        // That cleared the parent-death signal: the pidfd below watches instead.
     }
     // Orphans of the skill reparent here, so none outlives the run unnoticed.
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| StageError::new("prctl(PR_SET_CHILD_SUBREAPER)", e))?;
 
-    // The supervisor, watched through a pidfd (opened while it surely is our parent).
+    // The supervisor, watched through a pidfd; opened, then checked to be still our
+    // parent (were it gone, the pid could name another process by now).
     let watch = sys::pidfd_open(supervisor as u32)
         .map_err(|e| StageError::new("watch the supervisor", e))?;
     if sys::getppid() != supervisor {
