@@ -13,7 +13,7 @@ use skillsandbox_audit::{
     ViolationKind,
 };
 use skillsandbox_manifest::Policy;
-use skillsandbox_sandbox::cgroup::{CgroupLimits, CgroupRoots, SandboxCgroup};
+use skillsandbox_sandbox::cgroup::{CgroupLimits, SandboxCgroup};
 use skillsandbox_sandbox::disable::{LayerDisabledForTests, DISABLED_FOR_TESTS};
 use skillsandbox_sandbox::launch::{self, LaunchError, Running, StartOptions, WaitEnd};
 use skillsandbox_sandbox::plan::ImageRoot;
@@ -874,12 +874,7 @@ fn create_cgroup(
     allow_degraded: bool,
 ) -> Result<(Option<SandboxCgroup>, Option<String>), Setup> {
     let limits = CgroupLimits::from_policy(&policy.limits);
-    let short = skillsandbox_sandbox::cgroup::name_for_run(trace_id);
-    let created = CgroupRoots::discover().and_then(|roots| {
-        roots.reap_stale();
-        roots.create(&short, &limits)
-    });
-    match created {
+    match skillsandbox_sandbox::cgroup::create_for_run(trace_id, &limits) {
         Ok(cg) => Ok((Some(cg), None)),
         Err(e) if allow_degraded => Ok((None, Some(e.to_string()))),
         Err(e) => Err(Setup::new(

@@ -24,12 +24,21 @@ use serde::{Deserialize, Serialize};
 
 /// The name (after `skillsandbox-`) of the cgroup of the run `run_id`: its first 16
 /// letters and digits.
-pub fn name_for_run(run_id: &str) -> String {
+fn name_for_run(run_id: &str) -> String {
     run_id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .take(16)
         .collect()
+}
+
+/// The cgroup of the run `run_id`, with `limits`, named after the run
+/// ([`name_for_run`]), once stale sandbox cgroups are reaped. Whether made on the
+/// launch path or ahead of it ([`crate::warm`]), every run's cgroup is made here.
+pub fn create_for_run(run_id: &str, limits: &CgroupLimits) -> Result<SandboxCgroup, CgroupError> {
+    let roots = CgroupRoots::discover()?;
+    roots.reap_stale();
+    roots.create(&name_for_run(run_id), limits)
 }
 
 /// The limits of one sandbox.

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::cgroup::{name_for_run, CgroupLimits, CgroupRoots, SandboxCgroup};
+use crate::cgroup::{create_for_run, CgroupLimits, SandboxCgroup};
 use crate::launch::Stage;
 
 /// How long [`WarmStages::take`] waits for a stage being spawned before the launch
@@ -45,7 +45,7 @@ pub struct WarmStage {
 /// The cgroup a warm stage waits in, made for the run that will take it.
 pub struct StageCgroup {
     /// The run's id, made ahead with it: the cgroup is named after it
-    /// ([`name_for_run`]) as any run's is.
+    /// ([`create_for_run`]) as any run's is.
     pub run_id: String,
     /// Made with [`Ahead::limits`]; the run writes its own over them.
     pub cgroup: SandboxCgroup,
@@ -135,10 +135,8 @@ impl WarmStages {
 
 /// A cgroup with `ahead`'s limits, named after a fresh run id, or `None`.
 fn new_cgroup(ahead: Ahead) -> Option<StageCgroup> {
-    let roots = CgroupRoots::discover().ok()?;
-    roots.reap_stale();
     let run_id = (ahead.new_run_id)();
-    let cgroup = roots.create(&name_for_run(&run_id), &ahead.limits).ok()?;
+    let cgroup = create_for_run(&run_id, &ahead.limits).ok()?;
     Some(StageCgroup { run_id, cgroup })
 }
 
